@@ -1,0 +1,25 @@
+"""Test-wide settings: CPU only, no network, a private cache, few threads."""
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+os.environ.setdefault("WANDB_MODE", "offline")
+# One cache for the whole suite (synthetic body model, SynthCrowd), inside the checkout and git-ignored.
+os.environ.setdefault("OCHMR_CACHE", str(Path(__file__).resolve().parents[1] / ".cache"))
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = REPO_ROOT.parent / "shared" / "fixtures"
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    """The real annotated fixtures (COCO, CrowdPose, OCHuman) beside the repository."""
+    if not FIXTURES.is_dir():
+        pytest.skip(f"fixtures folder {FIXTURES} not found (expected ../shared/fixtures beside the repo)")
+    return FIXTURES
