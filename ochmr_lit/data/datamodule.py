@@ -1,0 +1,98 @@
+"""LightningDataModules: one shared top-down base, one subclass per dataset."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from pathlib import Path
+
+import lightning as L
+from torch.utils.data import DataLoader
+
+from ochmr_lit.data.dataset import SeededSampler, TopDownDataset, report_skipped
+from ochmr_lit.data.schema import PersonRecord
+from ochmr_lit.data.transforms import AugmentationConfig, TopDownTransform
+
+log = logging.getLogger(__name__)
+
+
+class TopDownDataModule(L.LightningDataModule):
+    """Crops of people, seeded augmentation, and DataLoaders with workers and pinned memory.
+
+    Subclasses implement :meth:`load_records` for their format, and :meth:`keypoint_ground_truth` when
+    the split can be scored with keypoint AP.
+
+    Args:
+        crop_size: crop side in px (224 regressor, 256 context estimator).
+        map_size: centermap side in px (crop_size / 4).
+        scale_factor: crop side = scale_factor x max box side.
+        sigma: centermap Gaussian sigma in map px.
+        batch_size: per-process batch size.
+        num_workers, pin_memory, persistent_workers, prefetch_factor: DataLoader settings.
+        seed: base seed of sampling and augmentation.
+        augment: AugmentationConfig fields for training; None disables augmentation.
+        min_keypoints: training people with fewer labelled keypoints are skipped (and counted).
+        eval_batch_size: batch size of validation/test loaders (defaults to batch_size).
+    """
+
+    name = "topdown"
+
+    def __init__(self, crop_size: int = 224, map_size: int = 56, scale_factor: float = 1.2, sigma: float = 2.0,
+                 batch_size: int = 32, num_workers: int = 2, pin_memory: bool = True,
+                 persistent_workers: bool = True, prefetch_factor: int = 2, seed: int = 0,
+                 augment: dict | None = None, min_keypoints: int = 0, eval_batch_size: int | None = None):
+        super().__init__()
+        self.crop_size, self.map_size = crop_size, map_size
+        self.scale_factor, self.sigma = scale_factor, sigma
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers, self.pin_memory = num_workers, pin_memory
+        self.persistent_workers, self.prefetch_factor = persistent_workers, prefetch_factor
+        self.seed = seed
+        self.augment = AugmentationConfig(**augment) if augment is not None else None
+        self.min_keypoints = min_keypoints
+        self.datasets: dict[str, TopDownDataset] = {}
+        self.skipped: dict[str, Counter] = {}
+
+    # -- format-specific -------------------------------------------------------------------------------
+    def load_records(self, split: str) -> tuple[list[PersonRecord], Counter]:
+        raise NotImplementedError(f"{type(self).__name__} must implement load_records(split)")
+
+    def keypoint_ground_truth(self, split: str) -> Path | None:
+        """COCO-format keypoint JSON the split is scored against with keypoint AP, if any."""
+        return None
+
+    # -- shared ----------------------------------------------------------------------------------------
+    def transform(self, split: str) -> TopDownTransform:
+        return TopDownTransform(self.crop_size, self.map_size, self.scale_factor, self.sigma,
+                                augment=self.augment if split == "train" else None)
+
+    def dataset(self, split: str) -> TopDownDataset:
+        if split not in self.datasets:
+            records, skipped = self.load_records(split)
+            if not records:
+                raise ValueError(f"{self.name} split '{split}' has no usable people ({report_skipped(split, skipped)})")
+            self.skipped[split] = skipped
+            log.info("%s %s: %d people. %s", self.name, split, len(records), report_skipped(split, skipped))
+            self.datasets[split] = TopDownDataset(records, self.transform(split), seed=self.seed)
+        return self.datasets[split]
+
+    def _loader(self, split: str, train: bool) -> DataLoader:
+        dataset = self.dataset(split)
+        sampler = SeededSampler(len(dataset), shuffle=train, seed=self.seed, pad=train)
+        workers = self.num_workers
+        return DataLoader(
+            dataset, batch_size=self.batch_size if train else self.eval_batch_size, sampler=sampler,
+            num_workers=workers, pin_memory=self.pin_memory, drop_last=train and len(sampler) > self.batch_size,
+            persistent_workers=self.persistent_workers and workers > 0,
+            prefetch_factor=self.prefetch_factor if workers > 0 else None,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", train=False)

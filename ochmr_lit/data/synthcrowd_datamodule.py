@@ -1,0 +1,66 @@
+"""The SynthCrowd DataModule: generates the benchmark into the cache on first use, then reads it."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from ochmr_lit.data.datamodule import TopDownDataModule
+from ochmr_lit.data.datasets.synthcrowd import load_synthcrowd_records
+from ochmr_lit.data.schema import PersonRecord
+from ochmr_lit.paths import cache_dir
+
+
+class SynthCrowdDataModule(TopDownDataModule):
+    """SynthCrowd train/val/test splits.
+
+    Args:
+        root: folder of the generated splits; None = ``<cache>/synthcrowd/s{seed}_{H}x{W}``.
+        splits: number of images per split.
+        generation_seed: seed of the scene generator (independent of the augmentation seed).
+        image_size: (H, W) of the generated images.
+        generation_workers: processes used to generate.
+        body_model_dir: body model the scenes are posed with (None = the synthetic model).
+        **kwargs: :class:`TopDownDataModule` settings.
+    """
+
+    name = "synthcrowd"
+
+    def __init__(self, root: str | None = None, splits: dict | None = None, generation_seed: int = 0,
+                 image_size: tuple[int, int] = (256, 256), generation_workers: int = 2,
+                 body_model_dir: str | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.splits = dict(splits or {"train": 400, "val": 60, "test": 60})
+        self.generation_seed = generation_seed
+        self.image_size = tuple(int(v) for v in image_size)
+        self.generation_workers = generation_workers
+        self.body_model_dir = body_model_dir
+        h, w = self.image_size
+        self.root = Path(root) if root else cache_dir() / "synthcrowd" / f"s{generation_seed}_{h}x{w}"
+        self._split_dirs: dict[str, Path] | None = None
+
+    def prepare_data(self) -> None:
+        """Generate any missing or incomplete split (runs on one process per node)."""
+        self._ensure()
+
+    def _ensure(self) -> dict[str, Path]:
+        if self._split_dirs is None:
+            from ochmr_lit.data.synthcrowd import ensure_synthcrowd
+
+            self._split_dirs = ensure_synthcrowd(self.root, self.splits, seed=self.generation_seed,
+                                                 image_size=self.image_size, body_model_dir=self.body_model_dir,
+                                                 num_workers=self.generation_workers)
+        return self._split_dirs
+
+    def split_dir(self, split: str) -> Path:
+        dirs = self._ensure()
+        if split not in dirs:
+            raise KeyError(f"SynthCrowd has no split '{split}'; data.splits defines {sorted(dirs)}")
+        return Path(dirs[split])
+
+    def load_records(self, split: str) -> tuple[list[PersonRecord], Counter]:
+        min_kp = self.min_keypoints if split == "train" else 0
+        return load_synthcrowd_records(self.split_dir(split), min_keypoints=min_kp)
+
+    def keypoint_ground_truth(self, split: str) -> Path | None:
+        return self.split_dir(split) / "annotations.json"
