@@ -23,3 +23,13 @@ def fixtures_dir() -> Path:
     if not FIXTURES.is_dir():
         pytest.skip(f"fixtures folder {FIXTURES} not found (expected ../shared/fixtures beside the repo)")
     return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def tiny_synthcrowd(tmp_path_factory) -> Path:
+    """A tiny SynthCrowd (train 4, val 2, test 2 images at 128x128), generated once per test session."""
+    from ochmr_lit.data.synthcrowd import ensure_synthcrowd
+
+    root = tmp_path_factory.mktemp("synthcrowd")
+    ensure_synthcrowd(root, {"train": 4, "val": 2, "test": 2}, seed=0, image_size=(128, 128))
+    return root

@@ -5,7 +5,6 @@ from collections import Counter
 
 import numpy as np
 import pytest
-import torch
 
 from ochmr_lit.data.datasets.coco_format import load_coco_keypoint_records
 from ochmr_lit.data.transforms import AugmentationConfig, BadSampleError, TopDownTransform

@@ -1,6 +1,7 @@
 """Data: one sample schema, datasets per format family, transforms, centermaps and DataModules."""
 
+from ochmr_lit.data.coco_datamodule import CocoKeypointDataModule
 from ochmr_lit.data.datamodule import TopDownDataModule
 from ochmr_lit.data.synthcrowd_datamodule import SynthCrowdDataModule
 
-__all__ = ["SynthCrowdDataModule", "TopDownDataModule"]
+__all__ = ["CocoKeypointDataModule", "SynthCrowdDataModule", "TopDownDataModule"]

@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader
 
 from ochmr_lit.data.dataset import SeededSampler, TopDownDataset, report_skipped
@@ -83,7 +84,8 @@ class TopDownDataModule(L.LightningDataModule):
         workers = self.num_workers
         return DataLoader(
             dataset, batch_size=self.batch_size if train else self.eval_batch_size, sampler=sampler,
-            num_workers=workers, pin_memory=self.pin_memory, drop_last=train and len(sampler) > self.batch_size,
+            num_workers=workers, pin_memory=self.pin_memory and torch.cuda.is_available(),
+            drop_last=train and len(sampler) > self.batch_size,
             persistent_workers=self.persistent_workers and workers > 0,
             prefetch_factor=self.prefetch_factor if workers > 0 else None,
         )

@@ -19,7 +19,13 @@ import torch
 from ochmr_lit.body.keypoints import get_convention
 from ochmr_lit.data.centermaps import render_centermaps
 from ochmr_lit.data.schema import NUM_KEYPOINTS, PersonRecord
-from ochmr_lit.geometry import apply_affine, axis_angle_to_rotmat, box_to_center_size, crop_affine, rotmat_to_axis_angle
+from ochmr_lit.geometry import (
+    apply_affine,
+    axis_angle_to_rotmat,
+    box_to_center_size,
+    crop_affine,
+    rotmat_to_axis_angle,
+)
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)

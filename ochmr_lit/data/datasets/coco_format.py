@@ -25,7 +25,8 @@ def load_coco(ann_file: str | Path) -> COCO:
     """pycocotools' COCO index of a keypoint JSON, quietly; a clear error for a missing/invalid file."""
     ann_file = Path(ann_file)
     if not ann_file.is_file():
-        raise FileNotFoundError(f"annotation file not found: {ann_file} (set the dataset's ann_file in the data config)")
+        raise FileNotFoundError(f"annotation file not found: {ann_file} "
+                                "(set the dataset's ann_files in the data config)")
     with contextlib.redirect_stdout(io.StringIO()):
         try:
             return COCO(str(ann_file))

@@ -1,0 +1,72 @@
+"""SPIN's training losses for the mesh regressor (weights from DESIGN.md section 5, all configurable)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+PELVIS_FROM_HIPS = (11, 12)  # COCO-17 left/right hip: the pelvis used to centre 3D keypoints
+
+
+@dataclass
+class LossWeights:
+    """SPIN defaults: 2D 5.0, 3D 5.0, pose 1.0, betas 0.001, vertices 0, camera regulariser 1, total x 60."""
+
+    keypoints_2d: float = 5.0
+    keypoints_3d: float = 5.0
+    smpl_pose: float = 1.0
+    smpl_betas: float = 0.001
+    vertices: float = 0.0
+    camera: float = 1.0
+    total_scale: float = 60.0
+
+
+def keypoint_2d_loss(pred: torch.Tensor, target: torch.Tensor, crop_size: int) -> torch.Tensor:
+    """Confidence-weighted MSE of 2D keypoints normalised to [-1, 1] in the crop (SPIN).
+
+    Args:
+        pred: (B, J, 2) crop px. target: (B, J, 3) crop px + confidence.
+    """
+    scale = 2.0 / crop_size
+    diff = (pred - target[..., :2]) * scale
+    return (target[..., 2:] * diff.pow(2)).mean()
+
+
+def keypoint_3d_loss(pred: torch.Tensor, target: torch.Tensor, has_3d: torch.Tensor) -> torch.Tensor:
+    """Confidence-weighted MSE of pelvis-centred 3D keypoints (metres), samples without 3D masked.
+
+    Args:
+        pred: (B, J, 3). target: (B, J, 4) with confidence. has_3d: (B,) bool.
+    """
+    if not bool(has_3d.any()):
+        return pred.sum() * 0.0
+    pred, target = pred[has_3d], target[has_3d]
+    conf = target[..., 3:]
+    pelvis_t = target[:, PELVIS_FROM_HIPS, :3].mean(dim=1, keepdim=True)
+    pelvis_p = pred[:, PELVIS_FROM_HIPS].mean(dim=1, keepdim=True)
+    diff = (pred - pelvis_p) - (target[..., :3] - pelvis_t)
+    return (conf * diff.pow(2)).mean()
+
+
+def smpl_losses(pred_rotmat: torch.Tensor, pred_betas: torch.Tensor, gt_rotmat: torch.Tensor,
+                gt_betas: torch.Tensor, has_smpl: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """MSE on rotation matrices (B, 24, 3, 3) and on betas (B, 10), over samples with SMPL labels."""
+    if not bool(has_smpl.any()):
+        zero = pred_rotmat.sum() * 0.0
+        return zero, zero
+    pose = (pred_rotmat[has_smpl] - gt_rotmat[has_smpl]).pow(2).mean()
+    betas = (pred_betas[has_smpl] - gt_betas[has_smpl]).pow(2).mean()
+    return pose, betas
+
+
+def vertex_loss(pred: torch.Tensor, target: torch.Tensor, has_smpl: torch.Tensor) -> torch.Tensor:
+    """L1 on pelvis-free vertices (B, V, 3) metres over samples with SMPL labels (SPIN's shape loss)."""
+    if not bool(has_smpl.any()):
+        return pred.sum() * 0.0
+    return (pred[has_smpl] - target[has_smpl]).abs().mean()
+
+
+def camera_regulariser(cam: torch.Tensor) -> torch.Tensor:
+    """SPIN's ``exp(-10 s)^2`` penalty on a weak-perspective scale s that collapses towards 0."""
+    return torch.exp(-10.0 * cam[:, 0]).pow(2).mean()

@@ -1,0 +1,241 @@
+"""LightningModule for the mesh regressor: OCHMR (CoNorm + context) and the SPIN baseline by config."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from ochmr_lit.body import BodyModel
+from ochmr_lit.geometry import axis_angle_to_rotmat, perspective_projection, weak_perspective_to_translation
+from ochmr_lit.lit import losses as L_
+from ochmr_lit.lit.optim import OptimConfig, build_optimizer, build_scheduler
+from ochmr_lit.lit.run_config import RunConfigMixin
+from ochmr_lit.models import ContextEstimator, MeshRegressor
+
+CONTEXT_SOURCES = ("gt", "predicted", "none")
+
+
+def load_frozen_context_estimator(checkpoint: str, width: int = 32) -> ContextEstimator:
+    """A ContextEstimator in eval mode with frozen weights, from a ContextEstimatorModule checkpoint.
+
+    The checkpoint is read with ``weights_only=True``; its ``state_dict`` must hold ``model.*`` keys.
+    """
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    if "state_dict" not in state:
+        raise ValueError(f"{checkpoint}: not a Lightning checkpoint of the context estimator (no 'state_dict'); "
+                         "set model.context.checkpoint to a file written by a context-estimator run")
+    weights = {k[len("model."):]: v for k, v in state["state_dict"].items() if k.startswith("model.")}
+    width = int(state.get("hyper_parameters", {}).get("width", width))
+    net = ContextEstimator(width=width)
+    missing, unexpected = net.load_state_dict(weights, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{checkpoint}: context estimator weights do not match HRNet-W{width} "
+                         f"(missing {missing[:5]}, unexpected {unexpected[:5]}); is it a context-estimator checkpoint?")
+    net.eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net
+
+
+class MeshRegressorModule(RunConfigMixin, L.LightningModule):
+    """Trains and evaluates :class:`~ochmr_lit.models.MeshRegressor`.
+
+    Args:
+        backbone: torchvision ResNet name.
+        conorm_depths: ResNet layers followed by a CoNorm block; ``[]`` is the SPIN baseline.
+        hidden_channels: CoNorm latent width K.
+        context_source: ``gt`` (centermaps from annotations), ``predicted`` (a frozen context estimator
+            from ``context_checkpoint``) or ``none`` (the SPIN baseline; requires ``conorm_depths=[]``).
+        context_checkpoint: ContextEstimatorModule checkpoint for ``predicted``.
+        context_input_size: side the crop is resized to for the context estimator (its training crop size).
+        body_model_dir: SMPL folder (None = the synthetic SMPL-format model).
+        loss_weights: :class:`~ochmr_lit.lit.losses.LossWeights` fields.
+        optim: :class:`~ochmr_lit.lit.optim.OptimConfig` fields.
+        crop_size: input side in px; focal_length: px at that side (SPIN: 5000 at 224).
+        protocol: evaluation protocol name recorded with the results.
+        channels_last: channels_last memory format for the backbone.
+        pretrained: optional ``{"spin": path}`` or ``{"torchvision": path}`` weight file to start from.
+    """
+
+    def __init__(self, backbone: str = "resnet50", conorm_depths: tuple[int, ...] = (2,), hidden_channels: int = 128,
+                 context_source: str = "gt", context_checkpoint: str | None = None, context_input_size: int = 256,
+                 body_model_dir: str | None = None, loss_weights: dict | None = None, optim: dict | None = None,
+                 crop_size: int = 224, focal_length: float = 5000.0, protocol: str = "synthcrowd",
+                 channels_last: bool = True, pretrained: dict | None = None, iterations: int = 3):
+        super().__init__()
+        self.save_hyperparameters()
+        conorm_depths = tuple(conorm_depths)
+        if context_source not in CONTEXT_SOURCES:
+            raise ValueError(f"model.context_source={context_source!r}; use one of {CONTEXT_SOURCES}")
+        if bool(conorm_depths) == (context_source == "none"):
+            raise ValueError(f"model.conorm_depths={list(conorm_depths)} with context_source={context_source!r}: "
+                             "CoNorm blocks need a context (gt or predicted); the SPIN baseline "
+                             "(conorm_depths=[]) takes context_source=none")
+        if context_source == "predicted" and not context_checkpoint:
+            raise ValueError("model.context_source=predicted needs model.context_checkpoint (a context-estimator "
+                             "checkpoint); train one with experiment=synthcrowd_context")
+        self.body = BodyModel(body_model_dir)
+        mean_params = self.body.model_dir / "smpl_mean_params.npz"
+        self.model = MeshRegressor(backbone, conorm_depths, hidden_channels, mean_params=mean_params,
+                                   iterations=iterations)
+        if pretrained:
+            self._load_pretrained(pretrained)
+        self.context_net = (load_frozen_context_estimator(context_checkpoint)
+                            if context_source == "predicted" else None)
+        self.weights = L_.LossWeights(**(loss_weights or {}))
+        self.optim_cfg = OptimConfig(**(optim or {}))
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.evaluations = torch.nn.ModuleDict()  # split -> MeshEvaluation, built on first use
+
+    # -- set-up ----------------------------------------------------------------------------------------
+    def _load_pretrained(self, pretrained: dict) -> None:
+        from ochmr_lit.models.weights import load_spin_checkpoint, load_torchvision_resnet
+
+        loaders = {"spin": load_spin_checkpoint, "torchvision": load_torchvision_resnet}
+        for kind, path in pretrained.items():
+            if kind not in loaders:
+                raise ValueError(f"model.pretrained.{kind}: unknown weight format; use one of {sorted(loaders)}")
+            if path:
+                report = loaders[kind](self.model, path, strict=False)
+                print(report)
+
+    def evaluation_protocol(self):
+        """The :class:`~ochmr_lit.eval.protocols.Protocol` this module's metrics follow."""
+        from ochmr_lit.eval.protocols import get_protocol
+
+        return get_protocol(self.hparams.protocol)
+
+    def _evaluation(self, split: str):
+        """The metrics of a split (built on first use: the split's keypoint ground truth differs)."""
+        from ochmr_lit.lit.evaluation import MeshEvaluation
+
+        if split not in self.evaluations:
+            datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+            ap_gt = datamodule.keypoint_ground_truth(split) if datamodule is not None else None
+            self.evaluations[split] = MeshEvaluation(self.hparams.protocol, keypoint_ground_truth=ap_gt).to(self.device)
+        return self.evaluations[split]
+
+    # The body model is rebuilt from its folder, never stored: checkpoints stay small and carry no SMPL data.
+    def state_dict(self, *args, **kwargs):
+        state = super().state_dict(*args, **kwargs)
+        prefix = kwargs.get("prefix", args[1] if len(args) > 1 else "")
+        for key in [k for k in state if k.startswith(f"{prefix}body.") or k.startswith(f"{prefix}evaluations.")]:
+            del state[key]
+        return state
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        state = dict(state_dict)
+        for key, value in super().state_dict().items():
+            if key.startswith(("body.", "evaluations.")):
+                state.setdefault(key, value)
+        return super().load_state_dict(state, strict=strict, assign=assign)
+
+    # -- forward ---------------------------------------------------------------------------------------
+    def context_for(self, batch: dict) -> torch.Tensor | None:
+        """The (B, 2, h, w) context of the run's context source for this batch (None for the baseline)."""
+        source = self.hparams.context_source
+        if source == "none":
+            return None
+        if source == "gt":
+            return batch["centermaps"]
+        size = self.hparams.context_input_size
+        images = batch["image"]
+        if images.shape[-1] != size:
+            images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
+        self.context_net.eval()
+        with torch.no_grad():
+            return self.context_net(images).float()
+
+    def forward(self, images: torch.Tensor, context: torch.Tensor | None = None):
+        if self.hparams.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return self.model(images, context)
+
+    def predict_batch(self, batch: dict) -> dict[str, torch.Tensor]:
+        """Regressor + body model on one batch.
+
+        Returns ``rotmat (B,24,3,3)``, ``betas (B,10)``, ``cam (B,3)``, ``vertices (B,6890,3)`` metres,
+        ``keypoints_3d (B,17,3)`` COCO-17 metres, ``keypoints_2d (B,17,2)`` crop px, ``cam_t (B,3)`` metres.
+        """
+        out = self(batch["image"], self.context_for(batch))
+        rotmat, betas, cam = out.rotmat.float(), out.betas.float(), out.cam.float()
+        body = self.body(rotmat, betas)
+        keypoints_3d, _ = body.keypoints("coco17")
+        size = float(self.hparams.crop_size)
+        cam_t = weak_perspective_to_translation(cam, self.hparams.focal_length, size)
+        centre = torch.full((cam.shape[0], 2), size / 2.0, device=cam.device)
+        keypoints_2d = perspective_projection(keypoints_3d, cam_t, self.hparams.focal_length, centre)
+        return {"rotmat": rotmat, "betas": betas, "cam": cam, "vertices": body.vertices,
+                "joints_h36m": body.joints_h36m, "keypoints_3d": keypoints_3d, "keypoints_2d": keypoints_2d,
+                "cam_t": cam_t}
+
+    # -- training --------------------------------------------------------------------------------------
+    def compute_losses(self, batch: dict, pred: dict) -> dict[str, torch.Tensor]:
+        w = self.weights
+        has_smpl = batch["has_smpl"]
+        gt_rotmat = axis_angle_to_rotmat(batch["smpl_pose"].view(-1, 24, 3))
+        terms = {
+            "keypoints_2d": L_.keypoint_2d_loss(pred["keypoints_2d"], batch["keypoints_2d"], self.hparams.crop_size),
+            "keypoints_3d": L_.keypoint_3d_loss(pred["keypoints_3d"], batch["keypoints_3d"],
+                                                batch["has_keypoints_3d"]),
+            "camera": L_.camera_regulariser(pred["cam"]),
+        }
+        terms["smpl_pose"], terms["smpl_betas"] = L_.smpl_losses(pred["rotmat"], pred["betas"], gt_rotmat,
+                                                                  batch["smpl_betas"], has_smpl)
+        if w.vertices > 0:
+            gt_vertices = self.body(gt_rotmat, batch["smpl_betas"], gender=batch["gender"]).vertices
+            terms["vertices"] = L_.vertex_loss(pred["vertices"], gt_vertices, has_smpl)
+        total = sum(getattr(w, name) * value for name, value in terms.items())
+        terms["total"] = total * w.total_scale
+        return terms
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        pred = self.predict_batch(batch)
+        terms = self.compute_losses(batch, pred)
+        batch_size = batch["image"].shape[0]
+        for name, value in terms.items():
+            self.log(f"train/loss_{name}" if name != "total" else "train/loss", value,
+                     prog_bar=name == "total", batch_size=batch_size)
+        return terms["total"]
+
+    # -- evaluation ------------------------------------------------------------------------------------
+    def _eval_step(self, batch: dict, split: str) -> None:
+        with torch.no_grad():
+            pred = self.predict_batch(batch)
+        self._evaluation(split).update(batch, pred, self.body)
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def _log_evaluation(self, split: str) -> dict[str, float]:
+        evaluation = self._evaluation(split)
+        values = evaluation.compute()
+        for name, value in values.items():
+            self.log(f"{split}/{name}", float(value), prog_bar=name in ("mpjpe", "pa_mpjpe"))
+        return values
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_evaluation("val")
+        self._evaluation("val").reset()
+
+    def on_test_epoch_start(self) -> None:
+        self._evaluation("test").reset()
+
+    def on_test_epoch_end(self) -> None:
+        self.test_results = self._log_evaluation("test")
+        self.test_per_sample = self._evaluation("test").per_sample()
+
+    def configure_optimizers(self):
+        optimizer = build_optimizer(self.model.parameters(), self.optim_cfg)
+        scheduler = build_scheduler(optimizer, self.optim_cfg, int(self.trainer.estimated_stepping_batches))
+        return optimizer if scheduler is None else {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+    def optim_summary(self) -> dict:
+        return asdict(self.optim_cfg)

@@ -1,0 +1,58 @@
+"""Optimiser and learning-rate schedule from config (one place for both LightningModules)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class OptimConfig:
+    """``name``: sgd | adam | adamw. ``schedule``: constant | cosine | step (milestones in epochs)."""
+
+    name: str = "adam"
+    lr: float = 5e-5
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    warmup_steps: int = 0
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.1
+
+
+def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: OptimConfig) -> torch.optim.Optimizer:
+    params = [p for p in params if p.requires_grad]
+    name = cfg.name.lower()
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    raise ValueError(f"optim.name={cfg.name!r} is not known; use one of sgd, adam, adamw")
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig, total_steps: int) -> dict | None:
+    """A Lightning ``lr_scheduler`` dict stepping every optimisation step, or None for a constant rate."""
+    warmup = max(0, int(cfg.warmup_steps))
+    schedule = cfg.schedule.lower()
+    if schedule == "constant" and warmup == 0:
+        return None
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if schedule == "cosine":
+            progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+            return 0.5 * (1.0 + torch.cos(torch.tensor(progress * torch.pi)).item())
+        return 1.0
+
+    if schedule not in ("constant", "cosine", "step"):
+        raise ValueError(f"optim.schedule={cfg.schedule!r} is not known; use constant, cosine or step")
+    if schedule == "step":
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(cfg.milestones), cfg.gamma)
+        return {"scheduler": scheduler, "interval": "epoch"}
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return {"scheduler": scheduler, "interval": "step"}

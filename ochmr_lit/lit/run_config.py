@@ -1,0 +1,19 @@
+"""Stores the resolved run configuration and protocol inside every checkpoint."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class RunConfigMixin:
+    """Mixin for LightningModules: ``run_config`` (the resolved Hydra config as a plain dict) is written
+    to ``checkpoint["run_config"]`` on save and restored on load, so a checkpoint says how it was made."""
+
+    run_config: dict[str, Any] | None = None
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.run_config is not None:
+            checkpoint["run_config"] = self.run_config
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.run_config = checkpoint.get("run_config", self.run_config)

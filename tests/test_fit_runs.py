@@ -1,0 +1,116 @@
+"""Training runs end to end: outputs of a run, resume from last.ckpt, DDP on CPU (2 processes, 2 "nodes")."""
+
+import csv
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import REPO_ROOT
+from hydra import compose, initialize_config_module
+
+from ochmr_lit.runner import run_fit
+
+TINY = ["trainer=cpu", "data.num_workers=0", "data.batch_size=2", "data.eval_batch_size=4", "data.crop_size=64",
+        "data.map_size=16", "++data.splits={train:4,val:2,test:2}", "++data.image_size=[128,128]",
+        "model.backbone=resnet18", "trainer.log_every_n_steps=1"]
+
+
+def _compose(overrides):
+    with initialize_config_module(config_module="ochmr_lit.configs", version_base="1.3"):
+        return compose(config_name="fit", overrides=overrides)
+
+
+@pytest.mark.slow
+def test_pipeline_run_leaves_checkpoints_logs_and_results(tmp_path, tiny_synthcrowd):
+    cfg = _compose(["experiment=synthcrowd", f"run_dir={tmp_path}", f"++data.root={tiny_synthcrowd}",
+                    "trainer.max_epochs=1", "++context_stage.trainer.max_epochs=1",
+                    "++context_stage.data={crop_size:64,map_size:16}", *TINY])
+    outcome = run_fit(cfg)
+    ckpt = torch.load(outcome["checkpoint"], map_location="cpu", weights_only=True)
+    assert ckpt["run_config"]["model"]["context_source"] == "predicted"
+    assert ckpt["run_config"]["model"]["context_checkpoint"] == outcome["context_checkpoint"]
+    assert not any(k.startswith("body.") for k in ckpt["state_dict"])  # body model never stored
+    assert (tmp_path / "context" / "checkpoints" / "last.ckpt").is_file()
+    metrics = json.loads((tmp_path / "results" / "metrics.json").read_text())
+    assert metrics["protocol"]["name"] == "synthcrowd"
+    assert metrics["metrics"]["mpjpe"] > 0
+    rows = list(csv.DictReader((tmp_path / "results" / "per_sample.csv").open()))
+    assert len(rows) == metrics["metrics"]["count_none"] + metrics["metrics"]["count_partial"] + \
+        metrics["metrics"]["count_heavy"]
+    assert (tmp_path / "csv" / "metrics.csv").is_file()
+    assert list((tmp_path / "wandb").glob("offline-run-*"))
+
+
+@pytest.mark.slow
+def test_resume_from_last_continues_step_and_optimizer_state(tmp_path, tiny_synthcrowd):
+    base = ["experiment=synthcrowd_spin", f"++data.root={tiny_synthcrowd}", "logger=csv", "test_after_fit=false",
+            f"paths.output_dir={tmp_path}", *TINY]
+    first = run_fit(_compose([*base, f"run_dir={tmp_path}/synthcrowd_spin/a", "trainer.max_epochs=1"]))
+    state1 = torch.load(first["checkpoint"], map_location="cpu", weights_only=True)
+    second = run_fit(_compose([*base, f"run_dir={tmp_path}/synthcrowd_spin/b", "trainer.max_epochs=2",
+                               "ckpt_path=last"]))
+    state2 = torch.load(second["checkpoint"], map_location="cpu", weights_only=True)
+    assert state1["global_step"] == 2 and state1["epoch"] == 0
+    assert state2["global_step"] == 4 and state2["epoch"] == 1
+    adam1 = state1["optimizer_states"][0]["state"]
+    adam2 = state2["optimizer_states"][0]["state"]
+    assert float(adam2[0]["step"]) == float(adam1[0]["step"]) + 2  # Adam's moments carried over, not reset
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _fit_command(run_dir: Path, synthcrowd: Path, extra: list[str]) -> list[str]:
+    return [sys.executable, "-m", "ochmr_lit.fit", "experiment=synthcrowd_spin", f"hydra.run.dir={run_dir}",
+            f"++data.root={synthcrowd}", "logger=csv", "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
+            *[o for o in TINY if o != "trainer=cpu"], *extra]
+
+
+def _env(**extra) -> dict:
+    env = dict(os.environ, NO_ALBUMENTATIONS_UPDATE="1", WANDB_MODE="offline", OMP_NUM_THREADS="1", **extra)
+    env["PYTHONPATH"] = str(REPO_ROOT)
+    return env
+
+
+def _final_metrics(run_dir: Path) -> dict:
+    return json.loads((run_dir / "results" / "metrics.json").read_text())["metrics"]
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes_one_run_folder_and_synced_metrics(tmp_path, tiny_synthcrowd):
+    run_dir = tmp_path / "ddp"
+    done = subprocess.run(_fit_command(run_dir, tiny_synthcrowd, ["trainer=ddp_cpu"]), env=_env(),
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp"]  # one run folder, not one per rank
+    metrics = _final_metrics(run_dir)
+    # the 2 test images' people, split over 2 ranks, are all counted once after the sync
+    people = sum(metrics[f"count_{b}"] for b in ("none", "partial", "heavy"))
+    annotations = json.loads((tiny_synthcrowd / "test" / "annotations.json").read_text())["annotations"]
+    assert people == len(annotations)
+
+
+@pytest.mark.slow
+def test_two_nodes_on_localhost(tmp_path, tiny_synthcrowd):
+    port = _free_port()
+    run_dir = tmp_path / "nodes"
+    procs = []
+    for node in (0, 1):
+        env = _env(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), NODE_RANK=str(node), LOCAL_RANK="0",
+                   WORLD_SIZE="2")
+        cmd = _fit_command(run_dir, tiny_synthcrowd, ["trainer.strategy=ddp", "++trainer.num_nodes=2",
+                                                      "trainer.devices=1"])
+        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+    metrics = _final_metrics(run_dir)
+    annotations = json.loads((tiny_synthcrowd / "test" / "annotations.json").read_text())["annotations"]
+    assert sum(metrics[f"count_{b}"] for b in ("none", "partial", "heavy")) == len(annotations)
