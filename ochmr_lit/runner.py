@@ -139,21 +139,31 @@ def run_fit(cfg: DictConfig) -> dict[str, Any]:
 
 
 def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
-    """Evaluate a regressor checkpoint on a split and write the results files."""
+    """Evaluate a regressor checkpoint on a split and write the results files.
+
+    The model is rebuilt from the checkpoint's own hyper-parameters (architecture, context source and
+    context-estimator checkpoint); data, trainer and loggers come from the composed config; ``protocol``
+    overrides the protocol recorded in the checkpoint.
+    """
     os.environ.setdefault("WANDB_MODE", "offline")
     ckpt = _resolve_ckpt_path(cfg)
     if ckpt is None:
         raise ValueError("evaluate needs ckpt_path=<checkpoint file> (or ckpt_path=last)")
-    with open_dict(cfg):
-        if cfg.get("protocol"):
-            cfg.model.protocol = cfg.protocol
-        cfg.model.pretrained = None
-    L.seed_everything(cfg.seed, workers=True)
-    module, datamodule, trainer = build(cfg)
-    from ochmr_lit.models.weights import read_checkpoint
+    from ochmr_lit.lit import MeshRegressorModule
 
-    state = read_checkpoint(ckpt)
-    module.load_state_dict(state["state_dict"], strict=True)
+    L.seed_everything(cfg.seed, workers=True)
+    overrides = {"protocol": cfg.protocol} if cfg.get("protocol") else {}
+    try:
+        module = MeshRegressorModule.load_from_checkpoint(ckpt, map_location="cpu", weights_only=True, **overrides)
+    except (KeyError, TypeError, RuntimeError) as error:
+        raise ValueError(f"{ckpt} is not a mesh-regressor checkpoint of this framework ({error}); "
+                         "evaluate takes checkpoints written by task=regressor or task=pipeline runs") from error
+    stored = OmegaConf.create(module.run_config or {})
+    module.run_config = OmegaConf.to_container(OmegaConf.merge(stored, {"evaluated_with": cfg}), resolve=True)
+    datamodule = instantiate(cfg.data, _convert_="all")
+    trainer = instantiate(cfg.trainer, logger=_instantiate_group(cfg.get("logger")) or False,
+                          callbacks=_instantiate_group(cfg.get("callbacks")), default_root_dir=cfg.run_dir,
+                          _convert_="all")
     results = _test(module, datamodule, trainer, cfg)
     _finish_loggers(trainer)
     return {"checkpoint": ckpt, "results": results}

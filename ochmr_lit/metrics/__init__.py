@@ -1,0 +1,29 @@
+"""Evaluation metrics as torchmetrics: mesh errors (mm), keypoint AP (OKS), matched multi-person MPJPE."""
+
+from ochmr_lit.metrics.keypoint_ap import COCO_STAT_NAMES, KeypointAP, evaluate_coco_keypoints
+from ochmr_lit.metrics.matched_mpjpe import PANOPTIC_SEQUENCES, MatchedMPJPE, match_people
+from ochmr_lit.metrics.mesh_errors import MPJPE, PAMPJPE, PVE
+from ochmr_lit.metrics.results import (
+    DATASET_CODES,
+    bucket_summary,
+    dataset_code,
+    dataset_name,
+    merge_per_sample,
+)
+
+__all__ = [
+    "COCO_STAT_NAMES",
+    "DATASET_CODES",
+    "KeypointAP",
+    "MPJPE",
+    "MatchedMPJPE",
+    "PAMPJPE",
+    "PANOPTIC_SEQUENCES",
+    "PVE",
+    "bucket_summary",
+    "dataset_code",
+    "dataset_name",
+    "evaluate_coco_keypoints",
+    "match_people",
+    "merge_per_sample",
+]

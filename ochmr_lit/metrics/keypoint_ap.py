@@ -1,0 +1,184 @@
+"""Keypoint AP (OKS) as a torchmetric: COCO / OCHuman via pycocotools, CrowdPose with its own semantics.
+
+Predictions (2D keypoints in image pixels with a person score) are accumulated as ``cat`` states, so
+under DDP ``compute()`` evaluates the predictions of every process. The evaluation itself is
+pycocotools' ``COCOeval(..., "keypoints")`` with the dataset's OKS sigmas; for CrowdPose, see
+``crowdpose_eval``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+from torch import Tensor
+from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
+
+from ochmr_lit.metrics.coco_tools import (
+    GroundTruthSource,
+    coco_from_dataset,
+    keypoint_results,
+    load_keypoint_ground_truth,
+    load_results,
+    silent,
+)
+from ochmr_lit.metrics.crowdpose_eval import CROWDPOSE_STAT_NAMES, evaluate_crowdpose, with_box_areas
+
+Flavour = Literal["coco", "crowdpose"]
+
+#: Names of pycocotools' ten keypoint summary numbers, in ``COCOeval.stats`` order.
+COCO_STAT_NAMES: tuple[str, ...] = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
+
+
+def evaluate_coco_keypoints(coco_gt: COCO, coco_dt: COCO, sigmas: np.ndarray) -> dict[str, float]:
+    """pycocotools' keypoint evaluation with the given OKS sigmas.
+
+    Returns:
+        ``COCOeval.stats`` by name (``COCO_STAT_NAMES``), fractions in [0, 1] (-1: no valid ground truth).
+    """
+    evaluator = COCOeval(coco_gt, coco_dt, iouType="keypoints")
+    evaluator.params.kpt_oks_sigmas = np.asarray(sigmas, dtype=np.float64)
+    with silent():
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return {name: float(v) for name, v in zip(COCO_STAT_NAMES, evaluator.stats, strict=True)}
+
+
+def canonical_order(image_ids: np.ndarray, keypoints: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """A permutation that sorts predictions by (image id, score descending, keypoint values).
+
+    pycocotools breaks score ties by input order; sorting first makes the result independent of the
+    order in which processes' predictions were gathered.
+    """
+    if len(image_ids) == 0:
+        return np.zeros(0, dtype=np.int64)
+    flat = keypoints.reshape(len(image_ids), -1)
+    keys = [flat[:, j] for j in range(flat.shape[1] - 1, -1, -1)] + [-scores, image_ids]
+    return np.lexsort(keys)
+
+
+class KeypointAP(Metric):
+    """Object keypoint similarity AP/AR over a COCO-format ground-truth file.
+
+    Args:
+        ground_truth: path of a COCO-format keypoint JSON (or the loaded dict).
+        sigmas: (K,) OKS sigmas of the dataset's convention, e.g. ``get_convention("coco17").sigmas``.
+        flavour: ``"coco"`` (pycocotools, for COCO and OCHuman) or ``"crowdpose"`` (official CrowdPose
+            semantics: box-derived areas, maxDets 20, AP easy/medium/hard by ``crowdIndex``).
+        category_id: the person category id of the file.
+
+    ``update(image_ids (N,), keypoints (N, K, 3) [x, y, confidence] pixels, scores (N,))``;
+    ``compute()`` returns a dict of 0-dim float64 tensors: AP, AP50, AP75, APm, APl, AR, AR50, AR75, ARm,
+    ARl for "coco"; AP, AP50, AP75, AR, AR50, AR75, AP_easy, AP_medium, AP_hard for "crowdpose".
+    Values are fractions in [0, 1]; -1 means no valid ground truth for that number.
+    """
+
+    full_state_update = False
+    is_differentiable = False
+    higher_is_better = True
+
+    def __init__(
+        self,
+        ground_truth: GroundTruthSource,
+        sigmas: Sequence[float] | np.ndarray,
+        flavour: Flavour = "coco",
+        category_id: int = 1,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if flavour not in ("coco", "crowdpose"):
+            raise ValueError(f"flavour must be 'coco' or 'crowdpose', got {flavour!r}")
+        self.sigmas = np.asarray(sigmas, dtype=np.float64).reshape(-1)
+        self.num_keypoints = int(self.sigmas.shape[0])
+        self.flavour = flavour
+        self.category_id = category_id
+        dataset, self.ground_truth_label = load_keypoint_ground_truth(
+            ground_truth,
+            self.num_keypoints,
+            require_area=flavour == "coco",
+            require_crowd_index=flavour == "crowdpose",
+        )
+        if flavour == "crowdpose":
+            with_box_areas(dataset)
+        self._coco_gt = coco_from_dataset(dataset)
+        self._image_ids = np.array(sorted({im["id"] for im in dataset["images"]}), dtype=np.int64)
+        # Every cat state is a 1-D float64 tensor: torchmetrics substitutes a 1-D tensor of the metric's
+        # dtype for the states of a process that saw no data, and gathering needs matching rank/dtype.
+        # float64 holds integer image ids exactly up to 2**53.
+        self.add_state("image_ids", default=[], dist_reduce_fx="cat")
+        self.add_state("keypoints", default=[], dist_reduce_fx="cat")
+        self.add_state("scores", default=[], dist_reduce_fx="cat")
+        self.set_dtype(torch.float64)
+
+    @property
+    def stat_names(self) -> tuple[str, ...]:
+        """Keys of ``compute()``'s dict, in order."""
+        return COCO_STAT_NAMES if self.flavour == "coco" else CROWDPOSE_STAT_NAMES
+
+    def _check(self, image_ids: Tensor, keypoints: Tensor, scores: Tensor) -> None:
+        n = image_ids.shape[0]
+        if image_ids.ndim != 1 or scores.shape != (n,) or keypoints.shape != (n, self.num_keypoints, 3):
+            raise ValueError(
+                f"KeypointAP.update expects image_ids (N,), keypoints (N, {self.num_keypoints}, 3) and "
+                f"scores (N,); got {tuple(image_ids.shape)}, {tuple(keypoints.shape)}, {tuple(scores.shape)}"
+            )
+        ids = image_ids.detach().cpu().numpy().astype(np.int64)
+        unknown = np.setdiff1d(ids, self._image_ids)
+        if unknown.size:
+            raise ValueError(
+                f"image ids {unknown[:5].tolist()} are not in the ground truth "
+                f"{self.ground_truth_label}; predictions must use the file's image ids"
+            )
+
+    def update(self, image_ids: Tensor, keypoints: Tensor, scores: Tensor) -> None:
+        """Add N predicted people.
+
+        Args:
+            image_ids: (N,) integer image ids of the ground-truth file.
+            keypoints: (N, K, 3) ``[x, y, confidence]`` in image pixels.
+            scores: (N,) person scores (higher first; e.g. box score x mean keypoint confidence).
+        """
+        image_ids, keypoints, scores = (torch.as_tensor(t) for t in (image_ids, keypoints, scores))
+        self._check(image_ids, keypoints, scores)
+        self.image_ids.append(image_ids.detach().to(self.device, torch.float64).reshape(-1))
+        self.keypoints.append(keypoints.detach().to(self.device, torch.float64).reshape(-1))
+        self.scores.append(scores.detach().to(self.device, torch.float64).reshape(-1))
+
+    def predictions(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The accumulated predictions (local, or gathered while ``compute`` runs).
+
+        Returns:
+            image_ids (N,) int64, keypoints (N, K, 3) float64 pixels, scores (N,) float64.
+        """
+        if len(self.image_ids) == 0:
+            return (np.zeros(0, np.int64), np.zeros((0, self.num_keypoints, 3)), np.zeros(0))
+        ids = dim_zero_cat(self.image_ids).cpu().numpy().astype(np.int64)
+        kps = dim_zero_cat(self.keypoints).cpu().numpy().reshape(-1, self.num_keypoints, 3)
+        sc = dim_zero_cat(self.scores).cpu().numpy()
+        return ids, kps, sc
+
+    def evaluate(self, image_ids: np.ndarray, keypoints: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+        """Evaluate the given predictions against this metric's ground truth (no state involved).
+
+        The predictions are put in ``canonical_order`` first, so the result does not depend on their order.
+
+        Returns:
+            the summary numbers by name (``stat_names``), fractions in [0, 1].
+        """
+        order = canonical_order(image_ids, keypoints, scores)
+        results = keypoint_results(image_ids[order], keypoints[order], scores[order], self.category_id)
+        coco_dt = load_results(self._coco_gt, results)
+        if self.flavour == "crowdpose":
+            return evaluate_crowdpose(self._coco_gt, coco_dt, self.sigmas)
+        return evaluate_coco_keypoints(self._coco_gt, coco_dt, self.sigmas)
+
+    def compute(self) -> dict[str, Tensor]:
+        """AP/AR over all gathered predictions: a dict of 0-dim float64 tensors (see the class doc)."""
+        stats = self.evaluate(*self.predictions())
+        return {k: torch.tensor(v, dtype=torch.float64) for k, v in stats.items()}

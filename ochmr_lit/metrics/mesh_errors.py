@@ -1,0 +1,238 @@
+"""MPJPE, PA-MPJPE and PVE as torchmetrics, in millimetres.
+
+Inputs are metres (the project's unit); the metrics report millimetres. Each sample's error is the mean
+Euclidean distance over its valid points (joints or vertices); the reported value is the mean of the
+per-sample errors over samples (as SPIN and the papers that follow it report), so a masked-out joint
+never counts as zero error. Samples without a single valid point are left out of the mean and counted
+in ``num_empty``.
+
+States are running sums (``dist_reduce_fx="sum"``) plus, with ``keep_per_sample=True``, per-sample
+``cat`` states (sample id, error, occlusion ratio, dataset code) for the results files; both are gathered
+across processes by torchmetrics. The pipeline that produces root-relative joints for each protocol is
+``ochmr_lit.eval.joints``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
+
+from ochmr_lit.geometry import similarity_procrustes
+from ochmr_lit.metrics.results import UNKNOWN_DATASET
+
+MM_PER_M = 1000.0
+
+
+def point_errors_mm(pred: Tensor, target: Tensor) -> Tensor:
+    """Euclidean distance of corresponding points, (B, N, 3) metres -> (B, N) millimetres."""
+    return torch.linalg.vector_norm(pred - target, dim=-1) * MM_PER_M
+
+
+class _PointError(Metric):
+    """Mean per-point position error in mm; subclasses choose the alignment."""
+
+    full_state_update = False
+    is_differentiable = False
+    higher_is_better = False
+
+    def __init__(self, num_points: int, keep_per_sample: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if num_points < 1:
+            raise ValueError(f"num_points must be positive, got {num_points}")
+        self.num_points = int(num_points)
+        self.keep_per_sample = bool(keep_per_sample)
+        # float64 sums: 100k samples of ~50 mm summed in float32 would lose ~1e-2 mm.
+        self.add_state("error_sum", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("num_samples", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("num_empty", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state(
+            "point_sum", default=torch.zeros(self.num_points, dtype=torch.float64), dist_reduce_fx="sum"
+        )
+        self.add_state(
+            "point_count", default=torch.zeros(self.num_points, dtype=torch.float64), dist_reduce_fx="sum"
+        )
+        if self.keep_per_sample:
+            # 1-D float64 cat states (see KeypointAP for why): ids and dataset codes are exact integers.
+            for name in ("sample_ids", "sample_errors", "occlusion", "dataset"):
+                self.add_state(name, default=[], dist_reduce_fx="cat")
+        self.set_dtype(torch.float64)
+
+    def _align(self, pred: Tensor, target: Tensor, mask: Tensor | None) -> Tensor:
+        return pred
+
+    def _check(self, pred: Tensor, target: Tensor, mask: Tensor | None) -> None:
+        name = type(self).__name__
+        if pred.shape != target.shape or pred.ndim != 3 or pred.shape[-1] != 3:
+            raise ValueError(
+                f"{name}.update expects pred and target of shape (B, N, 3) metres, got "
+                f"{tuple(pred.shape)} and {tuple(target.shape)}"
+            )
+        if pred.shape[1] != self.num_points:
+            raise ValueError(
+                f"{name} was built for {self.num_points} points per sample, got {pred.shape[1]}; "
+                "pass num_points matching the protocol's joint set (or vertex count)"
+            )
+        if mask is not None and tuple(mask.shape) != tuple(pred.shape[:2]):
+            raise ValueError(
+                f"{name}.update expects mask (B, N) = {tuple(pred.shape[:2])}, got {tuple(mask.shape)}"
+            )
+
+    def update(
+        self,
+        pred: Tensor,
+        target: Tensor,
+        mask: Tensor | None = None,
+        sample_ids: Tensor | None = None,
+        occlusion: Tensor | None = None,
+        dataset: Tensor | int | None = None,
+    ) -> None:
+        """Add a batch.
+
+        Args:
+            pred: (B, N, 3) predicted points in metres (already root-relative where the protocol says so).
+            target: (B, N, 3) ground-truth points in metres.
+            mask: (B, N) bool, True where the ground truth is valid; None: all valid.
+            sample_ids: (B,) integer dataset-level sample index (needed with ``keep_per_sample``).
+            occlusion: (B,) occlusion ratio in [0, 1] (NaN if unknown).
+            dataset: (B,) or scalar integer dataset code (``ochmr_lit.metrics.results.DATASET_CODES``).
+        """
+        self._check(pred, target, mask)
+        b = pred.shape[0]
+        pred = pred.detach().to(torch.float64)
+        target = target.detach().to(torch.float64)
+        valid = (
+            torch.ones(pred.shape[:2], dtype=torch.bool, device=pred.device) if mask is None else mask.bool()
+        )
+        if mask is not None:
+            # invalid joints may hold anything (NaN included): zero them so they cannot reach the fit
+            pred = torch.where(valid[..., None], pred, torch.zeros_like(pred))
+            target = torch.where(valid[..., None], target, torch.zeros_like(target))
+        err = point_errors_mm(self._align(pred, target, None if mask is None else valid), target)  # (B, N)
+        if mask is not None:
+            err = torch.where(valid, err, torch.zeros_like(err))
+        count = valid.sum(dim=1).to(torch.float64)  # (B,)
+        has_points = count > 0
+        per_sample = torch.where(has_points, err.sum(dim=1) / count.clamp(min=1), torch.nan)
+        self.error_sum += per_sample[has_points].sum().to(self.error_sum.device)
+        self.num_samples += has_points.sum().to(self.num_samples)
+        self.num_empty += (~has_points).sum().to(self.num_empty)
+        self.point_sum += err.sum(dim=0).to(self.point_sum)
+        self.point_count += valid.sum(dim=0).to(self.point_count)
+        if self.keep_per_sample:
+            if sample_ids is None:
+                raise ValueError(f"{type(self).__name__}(keep_per_sample=True).update needs sample_ids (B,)")
+            ids = torch.as_tensor(sample_ids).reshape(-1)
+            if ids.shape[0] != b:
+                raise ValueError(f"sample_ids has {ids.shape[0]} entries for a batch of {b}")
+            occ = torch.full((b,), math.nan) if occlusion is None else torch.as_tensor(occlusion).reshape(-1)
+            ds = torch.as_tensor(UNKNOWN_DATASET if dataset is None else dataset).reshape(-1).expand(b)
+            for name, value in (
+                ("sample_ids", ids),
+                ("sample_errors", per_sample),
+                ("occlusion", occ),
+                ("dataset", ds),
+            ):
+                getattr(self, name).append(value.detach().to(self.device, torch.float64).reshape(b))
+
+    def compute(self) -> Tensor:
+        """Mean over samples of the per-sample mean point error, mm (0-dim float64; NaN if no sample)."""
+        if self.num_samples == 0:
+            return torch.tensor(math.nan, dtype=torch.float64, device=self.error_sum.device)
+        return self.error_sum / self.num_samples
+
+    def per_point(self) -> Tensor:
+        """(N,) mean error of each point over the samples where it is valid, mm (NaN where never valid)."""
+        with self.sync_context():
+            return torch.where(
+                self.point_count > 0, self.point_sum / self.point_count.clamp(min=1), torch.nan
+            )
+
+    def per_sample(self, deduplicate: bool = True) -> dict[str, np.ndarray]:
+        """Per-sample results gathered over all processes.
+
+        Args:
+            deduplicate: keep one row per (dataset, sample_id) (a distributed sampler pads the last batch
+                with repeated samples).
+
+        Returns:
+            ``sample_id`` (S,) int64, ``dataset`` (S,) int64 codes, ``occlusion`` (S,) float64,
+            ``error_mm`` (S,) float64 (NaN for samples without a valid point), sorted by (dataset, id).
+        """
+        if not self.keep_per_sample:
+            raise RuntimeError(f"{type(self).__name__} was built without keep_per_sample=True")
+        with self.sync_context():
+            cols = {
+                name: (
+                    dim_zero_cat(getattr(self, name)).cpu().numpy()
+                    if len(getattr(self, name))
+                    else np.zeros(0)
+                )
+                for name in ("sample_ids", "sample_errors", "occlusion", "dataset")
+            }
+        ids = cols["sample_ids"].astype(np.int64)
+        ds = cols["dataset"].astype(np.int64)
+        order = np.lexsort((ids, ds))
+        if deduplicate and order.size:
+            pairs = np.stack([ds[order], ids[order]], axis=1)
+            keep = np.ones(order.size, dtype=bool)
+            keep[1:] = np.any(pairs[1:] != pairs[:-1], axis=1)
+            order = order[keep]
+        return {
+            "sample_id": ids[order],
+            "dataset": ds[order],
+            "occlusion": cols["occlusion"][order],
+            "error_mm": cols["sample_errors"][order],
+        }
+
+
+class MPJPE(_PointError):
+    """Mean per-joint position error in mm, no alignment (inputs already root-relative).
+
+    Args:
+        num_joints: J, the size of the protocol's joint set (14 for the SPIN protocols).
+        keep_per_sample: also keep per-sample results (``per_sample()``).
+
+    ``per_joint()`` gives the (J,) breakdown.
+    """
+
+    def __init__(self, num_joints: int, keep_per_sample: bool = False, **kwargs: Any) -> None:
+        super().__init__(num_joints, keep_per_sample, **kwargs)
+
+    def per_joint(self) -> Tensor:
+        """(J,) mean error per joint in mm over the samples where the joint is valid."""
+        return self.per_point()
+
+
+class PAMPJPE(MPJPE):
+    """MPJPE after a per-sample similarity Procrustes alignment of pred to target (mm).
+
+    The alignment (rotation with determinant fix, scale tr(RK)/var, translation) is fitted on the valid
+    joints of each sample only.
+    """
+
+    def _align(self, pred: Tensor, target: Tensor, mask: Tensor | None) -> Tensor:
+        return similarity_procrustes(pred, target, mask)
+
+
+class PVE(_PointError):
+    """Per-vertex error in mm on all vertices, no alignment.
+
+    Args:
+        num_vertices: V (6890 for SMPL).
+        keep_per_sample: also keep per-sample results.
+
+    ``per_vertex()`` gives the (V,) breakdown.
+    """
+
+    def __init__(self, num_vertices: int = 6890, keep_per_sample: bool = False, **kwargs: Any) -> None:
+        super().__init__(num_vertices, keep_per_sample, **kwargs)
+
+    def per_vertex(self) -> Tensor:
+        """(V,) mean error per vertex in mm."""
+        return self.per_point()
