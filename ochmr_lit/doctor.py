@@ -25,9 +25,10 @@ class Check:
     fix: str = ""
 
     def line(self) -> str:
+        detail = " ".join(self.detail.split())  # one line, whatever the message looked like
         tag = {"ok": "[ ok ]", "info": "[info]", "fail": "[FAIL]"}[self.status]
         fix = f"  -> fix: {self.fix}" if self.status == "fail" and self.fix else ""
-        return f"{tag} {self.name}: {self.detail}{fix}"
+        return f"{tag} {self.name}: {detail}{fix}"
 
 
 def check_python() -> Check:
