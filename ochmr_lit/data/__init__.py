@@ -2,6 +2,7 @@
 
 from ochmr_lit.data.coco_datamodule import CocoKeypointDataModule
 from ochmr_lit.data.datamodule import TopDownDataModule
+from ochmr_lit.data.mixed_datamodule import MixedDataModule
 from ochmr_lit.data.synthcrowd_datamodule import SynthCrowdDataModule
 
-__all__ = ["CocoKeypointDataModule", "SynthCrowdDataModule", "TopDownDataModule"]
+__all__ = ["CocoKeypointDataModule", "MixedDataModule", "SynthCrowdDataModule", "TopDownDataModule"]

@@ -81,6 +81,9 @@ class TopDownDataModule(L.LightningDataModule):
     def _loader(self, split: str, train: bool) -> DataLoader:
         dataset = self.dataset(split)
         sampler = SeededSampler(len(dataset), shuffle=train, seed=self.seed, pad=train)
+        return self._make_loader(dataset, sampler, train)
+
+    def _make_loader(self, dataset: TopDownDataset, sampler, train: bool) -> DataLoader:
         workers = self.num_workers
         return DataLoader(
             dataset, batch_size=self.batch_size if train else self.eval_batch_size, sampler=sampler,

@@ -1,0 +1,51 @@
+"""SPIN-format npz files read into the same records as the COCO-format files of the same people."""
+
+import numpy as np
+import pytest
+
+from ochmr_lit.data.datasets.spin_npz import load_spin_npz_records
+from ochmr_lit.data.datasets.synthcrowd import load_synthcrowd_records
+from ochmr_lit.data.mixed_datamodule import RatioSampler, source_probabilities
+
+
+def test_spin_npz_and_coco_json_of_synthcrowd_agree(tiny_synthcrowd):
+    split = tiny_synthcrowd / "train"
+    from_npz, _ = load_spin_npz_records(split / "smpl_gt.npz", split, "synthcrowd")
+    from_json, _ = load_synthcrowd_records(split)
+    by_ann = {r.ann_id: r for r in from_json}
+    ann_ids = np.load(split / "smpl_gt.npz")["ann_id"]
+    assert len(from_npz) == len(ann_ids)
+    for record, ann_id in zip(from_npz, ann_ids, strict=True):
+        twin = by_ann[int(ann_id)]
+        assert record.image_path == twin.image_path
+        np.testing.assert_allclose(record.smpl_pose, twin.smpl_pose, atol=1e-5)
+        np.testing.assert_allclose(record.smpl_betas, twin.smpl_betas, atol=1e-5)
+        assert record.gender == twin.gender
+        # body joints labelled in both files sit at the same pixels
+        both = (record.keypoints[:, 2] > 0) & (twin.keypoints[:, 2] > 0)
+        np.testing.assert_allclose(record.keypoints[both, :2], twin.keypoints[both, :2], atol=0.05)
+
+
+def test_wrong_array_shape_names_file_and_key(tmp_path):
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, imgname=np.array(["a.jpg"]), center=np.zeros((1, 3)), scale=np.ones(1))
+    with pytest.raises(ValueError, match=r"bad.npz: key 'center'"):
+        load_spin_npz_records(bad, tmp_path, "x")
+
+
+def test_spin_ratios_split_groups_by_size_and_sampler_follows_them():
+    sizes = {"h36m": 300, "lsp": 100, "mpii": 300, "coco": 600, "mpi_inf_3dhp": 50}
+    groups = [{"datasets": ["h36m"], "ratio": 0.3}, {"datasets": ["lsp", "mpii", "coco"], "ratio": 0.6},
+              {"datasets": ["mpi_inf_3dhp"], "ratio": 0.1}]
+    p = source_probabilities(sizes, groups)
+    assert p == pytest.approx({"h36m": 0.3, "lsp": 0.06, "mpii": 0.18, "coco": 0.36, "mpi_inf_3dhp": 0.1})
+    names = list(sizes)
+    offsets = np.cumsum([0] + [sizes[n] for n in names[:-1]])
+    sampler = RatioSampler(offsets, [sizes[n] for n in names], [p[n] for n in names], epoch_size=20000, seed=1,
+                           rank=0, world_size=1)
+    drawn = np.array([i for _, i in sampler])
+    source = np.searchsorted(offsets, drawn, side="right") - 1
+    shares = np.bincount(source, minlength=len(names)) / len(drawn)
+    np.testing.assert_allclose(shares, [p[n] for n in names], atol=0.015)
+    with pytest.raises(ValueError, match="sum to"):
+        source_probabilities(sizes, [{"datasets": ["h36m"], "ratio": 0.5}])
