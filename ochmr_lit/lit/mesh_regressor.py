@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 
 import lightning as L
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -58,13 +59,14 @@ class MeshRegressorModule(RunConfigMixin, L.LightningModule):
         protocol: evaluation protocol name recorded with the results.
         channels_last: channels_last memory format for the backbone.
         pretrained: optional ``{"spin": path}`` or ``{"torchvision": path}`` weight file to start from.
+        num_vis: validation samples drawn (crop, context, mesh) into the loggers each epoch; 0 disables.
     """
 
     def __init__(self, backbone: str = "resnet50", conorm_depths: tuple[int, ...] = (2,), hidden_channels: int = 128,
                  context_source: str = "gt", context_checkpoint: str | None = None, context_input_size: int = 256,
                  body_model_dir: str | None = None, loss_weights: dict | None = None, optim: dict | None = None,
                  crop_size: int = 224, focal_length: float = 5000.0, protocol: str = "synthcrowd",
-                 channels_last: bool = True, pretrained: dict | None = None, iterations: int = 3):
+                 channels_last: bool = True, pretrained: dict | None = None, iterations: int = 3, num_vis: int = 4):
         super().__init__()
         self.save_hyperparameters()
         conorm_depths = tuple(conorm_depths)
@@ -78,6 +80,8 @@ class MeshRegressorModule(RunConfigMixin, L.LightningModule):
             raise ValueError("model.context_source=predicted needs model.context_checkpoint (a context-estimator "
                              "checkpoint); train one with experiment=synthcrowd_context")
         self.body = BodyModel(body_model_dir)
+        # DDP must not broadcast the body model's ~60 MB of constant buffers on every forward.
+        self._ddp_params_and_buffers_to_ignore = [f"body.{name}" for name, _ in self.body.named_buffers()]
         mean_params = self.body.model_dir / "smpl_mean_params.npz"
         self.model = MeshRegressor(backbone, conorm_depths, hidden_channels, mean_params=mean_params,
                                    iterations=iterations)
@@ -118,21 +122,6 @@ class MeshRegressorModule(RunConfigMixin, L.LightningModule):
             ap_gt = datamodule.keypoint_ground_truth(split) if datamodule is not None else None
             self.evaluations[split] = MeshEvaluation(self.hparams.protocol, keypoint_ground_truth=ap_gt).to(self.device)
         return self.evaluations[split]
-
-    # The body model is rebuilt from its folder, never stored: checkpoints stay small and carry no SMPL data.
-    def state_dict(self, *args, **kwargs):
-        state = super().state_dict(*args, **kwargs)
-        prefix = kwargs.get("prefix", args[1] if len(args) > 1 else "")
-        for key in [k for k in state if k.startswith(f"{prefix}body.") or k.startswith(f"{prefix}evaluations.")]:
-            del state[key]
-        return state
-
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        state = dict(state_dict)
-        for key, value in super().state_dict().items():
-            if key.startswith(("body.", "evaluations.")):
-                state.setdefault(key, value)
-        return super().load_state_dict(state, strict=strict, assign=assign)
 
     # -- forward ---------------------------------------------------------------------------------------
     def context_for(self, batch: dict) -> torch.Tensor | None:
@@ -203,13 +192,39 @@ class MeshRegressorModule(RunConfigMixin, L.LightningModule):
         return terms["total"]
 
     # -- evaluation ------------------------------------------------------------------------------------
-    def _eval_step(self, batch: dict, split: str) -> None:
+    def _eval_step(self, batch: dict, split: str) -> dict[str, torch.Tensor]:
         with torch.no_grad():
             pred = self.predict_batch(batch)
         self._evaluation(split).update(batch, pred, self.body)
+        return pred
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._eval_step(batch, "val")
+        pred = self._eval_step(batch, "val")
+        if batch_idx == 0 and self.hparams.num_vis > 0 and self.loggers:
+            self._log_overlays(batch, pred)
+
+    def _log_overlays(self, batch: dict, pred: dict) -> None:
+        """Crop | context | predicted mesh for the first validation samples (same samples every epoch)."""
+        from ochmr_lit.vis.centermaps import denormalise, log_image, overlay_maps
+        from ochmr_lit.vis.overlays import mesh_overlays
+        from ochmr_lit.vis.render import RendererUnavailableError
+
+        n = min(self.hparams.num_vis, batch["image"].shape[0])
+        images = batch["image"][:n]
+        crops = denormalise(images)
+        context = self.context_for({k: v[:n] if torch.is_tensor(v) else v for k, v in batch.items()})
+        columns = [crops]
+        if context is not None:
+            columns.append(overlay_maps(images, context))
+        try:
+            columns.append(mesh_overlays(crops, pred["vertices"][:n], pred["cam_t"][:n], self.body.faces,
+                                         self.hparams.focal_length))
+        except RendererUnavailableError as error:  # no EGL: log what can be drawn, say why once
+            if not getattr(self, "_warned_renderer", False):
+                self.print(f"validation overlays without meshes: {error}")
+                self._warned_renderer = True
+        grid = np.concatenate([np.concatenate([c[i] for c in columns], axis=1) for i in range(n)], axis=0)
+        log_image(self.loggers, "val/overlays", grid, self.global_step, caption="crop | context | predicted mesh")
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self._eval_step(batch, "test")
