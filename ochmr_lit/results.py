@@ -73,10 +73,16 @@ def print_table(metrics: Mapping[str, Any], title: str = "") -> None:
 
 
 def write_results(folder: Path, metrics: Mapping[str, Any], per_sample: Mapping[str, Any] | None,
-                  protocol: Mapping[str, Any], run_config: Mapping[str, Any] | None = None) -> Path:
-    """Write ``metrics.json``, ``per_sample.csv`` and ``table.md`` into ``folder``; returns the folder."""
+                  protocol: Mapping[str, Any], run_config: Mapping[str, Any] | None = None,
+                  per_joint: Mapping[str, Any] | None = None) -> Path:
+    """Write ``metrics.json``, ``per_sample.csv`` and ``table.md`` into ``folder``; returns the folder.
+
+    ``metrics.json`` holds ``metrics`` (scalars: mm for errors, fractions for AP), ``protocol``,
+    ``run_config`` and ``per_joint`` (joint names and per-joint errors in mm).
+    """
     folder = Path(folder)
-    payload = {"metrics": _plain(metrics), "protocol": _plain(protocol), "run_config": _plain(run_config or {})}
+    payload = {"metrics": _plain(metrics), "protocol": _plain(protocol), "run_config": _plain(run_config or {}),
+               "per_joint": _plain(per_joint or {})}
     atomic_write_text(folder / "metrics.json", json.dumps(payload, indent=2, sort_keys=True, allow_nan=True))
     atomic_write_text(folder / "table.md", format_table(metrics, title=f"protocol: {protocol.get('name', '?')}"))
     if per_sample:

@@ -116,7 +116,7 @@ def _test(module, datamodule, trainer: L.Trainer, cfg: DictConfig) -> dict[str, 
     results = {"metrics": module.test_results, "protocol": module.evaluation_protocol().to_dict()}
     if trainer.is_global_zero:
         write_results(Path(cfg.run_dir) / "results", module.test_results, module.test_per_sample,
-                      results["protocol"], run_config=module.run_config)
+                      results["protocol"], run_config=module.run_config, per_joint=module.test_per_joint)
         print_table(module.test_results, title=f"{cfg.experiment_name}: {results['protocol']['name']} (test split)")
     return results
 

@@ -33,3 +33,25 @@ def tiny_synthcrowd(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("synthcrowd")
     ensure_synthcrowd(root, {"train": 4, "val": 2, "test": 2}, seed=0, image_size=(128, 128))
     return root
+
+
+#: Overrides that shrink any SynthCrowd experiment to seconds on a CPU.
+TINY_OVERRIDES = ["trainer=cpu", "data.num_workers=0", "data.batch_size=2", "data.eval_batch_size=4",
+                  "data.crop_size=64", "data.map_size=16", "++data.splits={train:4,val:2,test:2}",
+                  "++data.image_size=[128,128]", "model.backbone=resnet18", "trainer.log_every_n_steps=1"]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, tiny_synthcrowd):
+    """One tiny run of the default pipeline (context estimator, then OCHMR on its predictions)."""
+    from hydra import compose, initialize_config_module
+
+    from ochmr_lit.runner import run_fit
+
+    run_dir = tmp_path_factory.mktemp("tiny_run")
+    with initialize_config_module(config_module="ochmr_lit.configs", version_base="1.3"):
+        cfg = compose(config_name="fit", overrides=[
+            "experiment=synthcrowd", f"run_dir={run_dir}", f"++data.root={tiny_synthcrowd}", "trainer.max_epochs=1",
+            "++context_stage.trainer.max_epochs=1", "++context_stage.data={crop_size:64,map_size:16}",
+            "model.context_input_size=64", *TINY_OVERRIDES])
+    return run_dir, run_fit(cfg)

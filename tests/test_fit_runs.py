@@ -11,13 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import REPO_ROOT
+from conftest import TINY_OVERRIDES as TINY
 from hydra import compose, initialize_config_module
 
 from ochmr_lit.runner import run_fit
-
-TINY = ["trainer=cpu", "data.num_workers=0", "data.batch_size=2", "data.eval_batch_size=4", "data.crop_size=64",
-        "data.map_size=16", "++data.splits={train:4,val:2,test:2}", "++data.image_size=[128,128]",
-        "model.backbone=resnet18", "trainer.log_every_n_steps=1"]
 
 
 def _compose(overrides):
@@ -26,24 +23,38 @@ def _compose(overrides):
 
 
 @pytest.mark.slow
-def test_pipeline_run_leaves_checkpoints_logs_and_results(tmp_path, tiny_synthcrowd):
-    cfg = _compose(["experiment=synthcrowd", f"run_dir={tmp_path}", f"++data.root={tiny_synthcrowd}",
-                    "trainer.max_epochs=1", "++context_stage.trainer.max_epochs=1",
-                    "++context_stage.data={crop_size:64,map_size:16}", *TINY])
-    outcome = run_fit(cfg)
+def test_pipeline_run_leaves_checkpoints_logs_and_results(tiny_run):
+    run_dir, outcome = tiny_run
     ckpt = torch.load(outcome["checkpoint"], map_location="cpu", weights_only=True)
     assert ckpt["run_config"]["model"]["context_source"] == "predicted"
     assert ckpt["run_config"]["model"]["context_checkpoint"] == outcome["context_checkpoint"]
     assert not any(k.startswith("body.") for k in ckpt["state_dict"])  # body model never stored
-    assert (tmp_path / "context" / "checkpoints" / "last.ckpt").is_file()
-    metrics = json.loads((tmp_path / "results" / "metrics.json").read_text())
+    assert (run_dir / "context" / "checkpoints" / "last.ckpt").is_file()
+    metrics = json.loads((run_dir / "results" / "metrics.json").read_text())
     assert metrics["protocol"]["name"] == "synthcrowd"
     assert metrics["metrics"]["mpjpe"] > 0
-    rows = list(csv.DictReader((tmp_path / "results" / "per_sample.csv").open()))
-    assert len(rows) == metrics["metrics"]["count_none"] + metrics["metrics"]["count_partial"] + \
-        metrics["metrics"]["count_heavy"]
-    assert (tmp_path / "csv" / "metrics.csv").is_file()
-    assert list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(metrics["per_joint"]["mpjpe_mm"]) == 14
+    rows = list(csv.DictReader((run_dir / "results" / "per_sample.csv").open()))
+    counted = sum(metrics["metrics"][f"count_{b}"] for b in ("none", "partial", "heavy"))
+    assert len(rows) == counted > 0
+    assert (run_dir / "csv" / "metrics.csv").is_file()
+    assert list((run_dir / "wandb").glob("offline-run-*"))
+
+
+@pytest.mark.slow
+def test_evaluate_reproduces_the_test_metrics_of_the_run(tiny_run, tiny_synthcrowd, tmp_path):
+    from ochmr_lit.runner import run_evaluate
+
+    run_dir, outcome = tiny_run
+    with initialize_config_module(config_module="ochmr_lit.configs", version_base="1.3"):
+        cfg = compose(config_name="evaluate", overrides=[
+            "experiment=synthcrowd", f"ckpt_path={outcome['checkpoint']}", f"run_dir={tmp_path}",
+            f"++data.root={tiny_synthcrowd}", *[o for o in TINY if not o.startswith(("model.", "trainer.log"))]])
+    evaluated = run_evaluate(cfg)
+    fitted = json.loads((run_dir / "results" / "metrics.json").read_text())["metrics"]
+    for name in ("mpjpe", "pa_mpjpe", "pve", "kp_AP"):
+        assert evaluated["results"]["metrics"][name] == pytest.approx(fitted[name], rel=1e-4, abs=1e-6)
+    assert (tmp_path / "results" / "per_sample.csv").is_file()
 
 
 @pytest.mark.slow

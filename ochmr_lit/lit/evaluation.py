@@ -85,6 +85,11 @@ class MeshEvaluation(nn.Module):
                 "occlusion_bucket": np.array([occlusion_bucket(r) for r in rows["occlusion"]]),
                 "mpjpe_mm": rows["error_mm"], "pa_mpjpe_mm": pa["error_mm"], "pve_mm": pve["error_mm"]}
 
+    def per_joint(self) -> dict[str, list]:
+        """MPJPE and PA-MPJPE (mm) of each of the 14 evaluation joints, with the joint names."""
+        return {"joint_names": list(get_convention("lsp14").joint_names),
+                "mpjpe_mm": self.mpjpe.per_joint().tolist(), "pa_mpjpe_mm": self.pa_mpjpe.per_joint().tolist()}
+
     def compute(self) -> dict[str, float]:
         """Scalar metrics: ``mpjpe``, ``pa_mpjpe``, ``pve`` (mm), the same per occlusion bucket, and AP."""
         values = {"mpjpe": float(self.mpjpe.compute()), "pa_mpjpe": float(self.pa_mpjpe.compute()),

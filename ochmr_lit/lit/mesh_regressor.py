@@ -246,6 +246,7 @@ class MeshRegressorModule(RunConfigMixin, L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self.test_results = self._log_evaluation("test")
         self.test_per_sample = self._evaluation("test").per_sample()
+        self.test_per_joint = self._evaluation("test").per_joint()
 
     def configure_optimizers(self):
         optimizer = build_optimizer(self.model.parameters(), self.optim_cfg)
