@@ -12,6 +12,7 @@ from typing import Any
 
 import lightning as L
 from hydra.utils import instantiate
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ochmr_lit.results import print_table, write_results
@@ -19,6 +20,9 @@ from ochmr_lit.results import print_table, write_results
 log = logging.getLogger(__name__)
 
 TASK_MODULES = {"regressor": "MeshRegressorModule", "context": "ContextEstimatorModule"}
+
+#: Exit status of a run stopped by SIGTERM after saving last.ckpt (128 + SIGTERM, as a shell reports it).
+PREEMPTED_EXIT_CODE = 143
 
 
 def find_last_checkpoint(output_dir: str | Path, experiment_name: str) -> Path:
@@ -85,7 +89,13 @@ def _stage_config(cfg: DictConfig) -> DictConfig:
 def _fit_one(cfg: DictConfig) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True)
     module, datamodule, trainer = build(cfg)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=_resolve_ckpt_path(cfg))
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=_resolve_ckpt_path(cfg))
+    except SIGTERMException:
+        saved = [c.saved_path for c in trainer.callbacks if getattr(c, "saved_path", None)]
+        where = f"saved {saved[0]}" if saved else "no PreemptionCheckpoint callback: only earlier checkpoints exist"
+        log.warning("stopped by SIGTERM at step %d (%s); continue with ckpt_path=last", trainer.global_step, where)
+        raise SystemExit(PREEMPTED_EXIT_CODE) from None
     checkpoint = _final_checkpoint(trainer)
     if checkpoint is None:  # no checkpoint callback (or fast_dev_run): still keep the trained weights
         checkpoint = str(Path(cfg.run_dir) / "checkpoints" / "final.ckpt")

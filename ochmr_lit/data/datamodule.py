@@ -53,6 +53,8 @@ class TopDownDataModule(L.LightningDataModule):
         self.augment = AugmentationConfig(**augment) if augment is not None else None
         self.min_keypoints = min_keypoints
         self.datasets: dict[str, TopDownDataset] = {}
+        #: Training batches of the first epoch to leave out (set by ExactResume when resuming mid-epoch).
+        self.resume_skip_batches = 0
         self.skipped: dict[str, Counter] = {}
 
     # -- format-specific -------------------------------------------------------------------------------
@@ -84,6 +86,9 @@ class TopDownDataModule(L.LightningDataModule):
         return self._make_loader(dataset, sampler, train)
 
     def _make_loader(self, dataset: TopDownDataset, sampler, train: bool) -> DataLoader:
+        if train and self.resume_skip_batches:
+            sampler.skip_samples = self.resume_skip_batches * self.batch_size
+            self.resume_skip_batches = 0
         workers = self.num_workers
         return DataLoader(
             dataset, batch_size=self.batch_size if train else self.eval_batch_size, sampler=sampler,

@@ -68,6 +68,8 @@ class SeededSampler(Sampler):
         self.num_samples, self.shuffle, self.seed = num_samples, shuffle, seed
         self.rank, self.world_size, self.pad = rank, world_size, pad
         self.epoch = 0
+        #: Keys of this rank's next epoch to leave out once (set when resuming mid-epoch).
+        self.skip_samples = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -85,7 +87,8 @@ class SeededSampler(Sampler):
         if self.pad:
             total = len(self) * self.world_size
             order = np.resize(order, total)  # wrap around, as DistributedSampler pads
-        for index in order[self.rank::self.world_size]:
+        skip, self.skip_samples = self.skip_samples, 0
+        for index in order[self.rank::self.world_size][skip:]:
             yield (self.epoch, int(index))
 
 

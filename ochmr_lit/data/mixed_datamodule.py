@@ -56,6 +56,7 @@ class RatioSampler(Sampler):
         self.epoch_size, self.seed = int(epoch_size), seed
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
+        self.skip_samples = 0  # keys of the next epoch to leave out once (resuming mid-epoch)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -69,7 +70,8 @@ class RatioSampler(Sampler):
         sources = rng.choice(len(self.sizes), size=total, p=self.probabilities / self.probabilities.sum())
         local = (rng.random(total) * self.sizes[sources]).astype(np.int64)
         keys = self.offsets[sources] + local
-        for index in keys[self.rank::self.world_size]:
+        skip, self.skip_samples = self.skip_samples, 0
+        for index in keys[self.rank::self.world_size][skip:]:
             yield (self.epoch, int(index))
 
 

@@ -133,6 +133,8 @@ class TopDownTransform:
         crop = cv2.warpAffine(image, affine, (self.crop_size, self.crop_size), flags=cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
         if self._photometric is not None:
+            # albumentations draws from its own generator: seed it from this sample's rng (reproducible)
+            self._photometric.set_random_seed(int(rng.integers(2**31 - 1)))
             crop = self._photometric(image=crop)["image"]
         pixels = (crop.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
 

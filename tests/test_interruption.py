@@ -1,0 +1,119 @@
+"""Interrupted runs lose nothing: SIGTERM saves last.ckpt, SIGKILL leaves the periodic one, and resuming
+from either ends with the weights of an uninterrupted run with the same seed."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from conftest import REPO_ROOT, TINY_OVERRIDES
+from hydra import compose, initialize_config_module
+from lightning.pytorch.callbacks import Callback
+
+from ochmr_lit.runner import PREEMPTED_EXIT_CODE, build, run_fit
+
+BASE = ["experiment=synthcrowd_spin", "logger=csv", "test_after_fit=false", "trainer.max_epochs=2",
+        "callbacks.last_checkpoint.every_n_train_steps=1", "trainer.enable_progress_bar=false",
+        "trainer.num_sanity_val_steps=0", *TINY_OVERRIDES]
+
+
+def _compose(overrides):
+    with initialize_config_module(config_module="ochmr_lit.configs", version_base="1.3"):
+        return compose(config_name="fit", overrides=overrides)
+
+
+def _weights(checkpoint: Path) -> dict[str, torch.Tensor]:
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    return {k: v for k, v in state["state_dict"].items() if v.is_floating_point()}
+
+
+def _assert_same_weights(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    worst = max((a[k] - b[k]).abs().max().item() for k in a)
+    assert worst < 1e-5, f"weights differ by up to {worst}"
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, tiny_synthcrowd):
+    root = tmp_path_factory.mktemp("uninterrupted")
+    outcome = run_fit(_compose([*BASE, f"++data.root={tiny_synthcrowd}", f"run_dir={root}",
+                                f"paths.output_dir={root}"]))
+    state = torch.load(outcome["checkpoint"], map_location="cpu", weights_only=True)
+    return _weights(Path(outcome["checkpoint"])), state["global_step"]
+
+
+class _SigtermAtStep(Callback):
+    """Delivers what a SIGTERM handler does, at a chosen step (deterministic in-process preemption)."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, *args):
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+@pytest.mark.slow
+def test_sigterm_mid_epoch_saves_and_resume_matches_uninterrupted(tmp_path, tiny_synthcrowd, uninterrupted):
+    weights, total_steps = uninterrupted
+    cfg = _compose([*BASE, f"++data.root={tiny_synthcrowd}", f"run_dir={tmp_path}/a", f"paths.output_dir={tmp_path}"])
+    L.seed_everything(cfg.seed, workers=True)  # as run_fit does
+    module, datamodule, trainer = build(cfg)
+    stop_at = total_steps // 2 - 1  # inside the first epoch
+    trainer.callbacks.append(_SigtermAtStep(stop_at))
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    with pytest.raises(SIGTERMException):
+        trainer.fit(module, datamodule=datamodule)
+    last = tmp_path / "a" / "checkpoints" / "last.ckpt"
+    state = torch.load(last, map_location="cpu", weights_only=True)
+    assert state["global_step"] == stop_at and state["epoch"] == 0
+    resumed = run_fit(_compose([*BASE, f"++data.root={tiny_synthcrowd}", f"run_dir={tmp_path}/b",
+                                f"ckpt_path={last}"]))
+    final = torch.load(resumed["checkpoint"], map_location="cpu", weights_only=True)
+    assert final["global_step"] == total_steps
+    _assert_same_weights(_weights(Path(resumed["checkpoint"])), weights)
+
+
+def _start(run_dir: Path, synthcrowd: Path) -> subprocess.Popen:
+    env = dict(os.environ, NO_ALBUMENTATIONS_UPDATE="1", PYTHONPATH=str(REPO_ROOT))
+    cmd = [sys.executable, "-m", "ochmr_lit.fit", *BASE, f"++data.root={synthcrowd}", f"hydra.run.dir={run_dir}",
+           "+trainer.max_time=null"]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _wait_for_step(path: Path, proc: subprocess.Popen, step: int, timeout: float = 300) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if path.is_file():
+            try:
+                if torch.load(path, map_location="cpu", weights_only=True)["global_step"] >= step:
+                    return
+            except (EOFError, RuntimeError):  # being replaced right now: read the next one
+                pass
+        time.sleep(0.2)
+    raise AssertionError(f"run ended or stalled before step {step}: {proc.communicate()[0][-2000:]}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_killed_process_resumes_to_the_uninterrupted_weights(sig, tmp_path, tiny_synthcrowd, uninterrupted):
+    weights, total_steps = uninterrupted
+    run_dir = tmp_path / "killed"
+    proc = _start(run_dir, tiny_synthcrowd)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    _wait_for_step(last, proc, 2)
+    proc.send_signal(sig)
+    out = proc.communicate(timeout=120)[0]
+    expected = -signal.SIGKILL if sig == signal.SIGKILL else PREEMPTED_EXIT_CODE
+    assert proc.returncode == expected, out[-3000:]
+    stopped = torch.load(last, map_location="cpu", weights_only=True)["global_step"]
+    assert 2 <= stopped < total_steps
+    resumed = run_fit(_compose([*BASE, f"++data.root={tiny_synthcrowd}", f"run_dir={tmp_path}/resumed",
+                                f"ckpt_path={last}"]))
+    _assert_same_weights(_weights(Path(resumed["checkpoint"])), weights)
