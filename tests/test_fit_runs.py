@@ -117,7 +117,7 @@ def test_two_nodes_on_localhost(tmp_path, tiny_synthcrowd):
     for node in (0, 1):
         env = _env(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), NODE_RANK=str(node), LOCAL_RANK="0",
                    WORLD_SIZE="2")
-        cmd = _fit_command(run_dir, tiny_synthcrowd, ["trainer.strategy=ddp", "++trainer.num_nodes=2",
+        cmd = _fit_command(run_dir, tiny_synthcrowd, ["trainer.strategy=ddp", "trainer.num_nodes=2",
                                                       "trainer.devices=1"])
         procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     outputs = [p.communicate(timeout=600)[0] for p in procs]
