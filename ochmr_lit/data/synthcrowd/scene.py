@@ -172,14 +172,42 @@ def global_orientation(yaw: float, pitch: float) -> np.ndarray:
     return rot_x(pitch) @ rot_y(yaw) @ rot_x(np.pi)
 
 
+def _relaxed_pose() -> np.ndarray:
+    """(23, 3) axis-angle of a relaxed stance: arms lowered along the body, elbows slightly bent."""
+    pose = np.zeros((24, 3))
+    pose[SMPL_JOINT_NAMES.index("left_shoulder")] = (0.0, 0.0, -1.2)
+    pose[SMPL_JOINT_NAMES.index("right_shoulder")] = (0.0, 0.0, 1.2)
+    pose[SMPL_JOINT_NAMES.index("left_elbow")] = (0.0, -0.3, 0.0)
+    pose[SMPL_JOINT_NAMES.index("right_elbow")] = (0.0, 0.3, 0.0)
+    return np.clip(pose, JOINT_LIMITS[..., 0], JOINT_LIMITS[..., 1])[1:]
+
+
+#: Spread of the pose distribution: standard deviation as a fraction of each joint's half-range.
+POSE_SPREAD = 0.45
+#: Share of people whose yaw is uniform over the full turn; the rest face the camera within N(0, YAW_STD).
+YAW_UNIFORM_PROBABILITY, YAW_STD = 0.3, 0.7
+
+
 def sample_body_pose(rng: np.random.Generator, n: int) -> np.ndarray:
-    """Body poses drawn uniformly within :data:`JOINT_LIMITS`.
+    """Body poses around a relaxed stance, within :data:`JOINT_LIMITS`.
+
+    Each angle is normal around :func:`_relaxed_pose` with a standard deviation of ``POSE_SPREAD`` x the
+    half-range of its limits, clipped to the limits: people mostly stand, walk, reach and bend, as in
+    photographs of crowds, while the tails still cover the whole range of each joint.
 
     Returns:
         (n, 23, 3) axis-angle radians of joints 1..23.
     """
     low, high = JOINT_LIMITS[1:, :, 0], JOINT_LIMITS[1:, :, 1]
-    return rng.uniform(low, high, size=(n, 23, 3))
+    spread = POSE_SPREAD * (high - low) / 2.0
+    return np.clip(_relaxed_pose() + rng.normal(size=(n, 23, 3)) * spread, low, high)
+
+
+def sample_yaw(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Rotation about the vertical (radians, 0 = facing the camera): mostly towards the camera, some any way."""
+    uniform = rng.random(n) < YAW_UNIFORM_PROBABILITY
+    facing = np.clip(rng.normal(0.0, YAW_STD, size=n), -np.pi, np.pi)
+    return np.where(uniform, rng.uniform(-np.pi, np.pi, size=n), facing)
 
 
 def load_user_poses(path: str) -> np.ndarray:
@@ -292,7 +320,7 @@ def sample_scene(
         body_poses[user] = user_poses[picks[user], 3:].reshape(-1, 23, 3)
     betas = np.clip(rng.normal(0.0, BETA_STD, size=(n, 10)), -BETA_CLIP, BETA_CLIP)
     genders = rng.integers(1, 3, size=n)
-    yaws = rng.uniform(-np.pi, np.pi, size=n)
+    yaws = sample_yaw(rng, n)
     persons = [
         PersonParams(
             body_pose=body_poses[i],
