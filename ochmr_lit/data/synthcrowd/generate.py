@@ -31,7 +31,7 @@ from ochmr_lit.data.synthcrowd.builder import GeneratorConfig, SynthCrowdGenerat
 from ochmr_lit.data.synthcrowd.scene import load_user_poses
 
 #: Bumped whenever the generated content changes, so cached splits are regenerated.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 DEFAULT_SPLITS: dict[str, int] = {"train": 400, "val": 60, "test": 60}
 
