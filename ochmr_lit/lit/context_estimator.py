@@ -10,12 +10,13 @@ import torch.nn.functional as F
 from torchmetrics import MeanMetric
 
 from ochmr_lit.data.centermaps import centermap_peaks
+from ochmr_lit.lit.guard import NumericalGuardMixin
 from ochmr_lit.lit.optim import OptimConfig, build_optimizer, build_scheduler
 from ochmr_lit.lit.run_config import RunConfigMixin
 from ochmr_lit.models import ContextEstimator
 
 
-class ContextEstimatorModule(RunConfigMixin, L.LightningModule):
+class ContextEstimatorModule(NumericalGuardMixin, RunConfigMixin, L.LightningModule):
     """Trains :class:`~ochmr_lit.models.ContextEstimator` with HRNet's heatmap MSE on both maps.
 
     Validation reports the local-centre localisation error: the distance between the arg-max of the
@@ -57,7 +58,7 @@ class ContextEstimatorModule(RunConfigMixin, L.LightningModule):
         pred = self(batch["image"])
         loss = self._loss(pred, batch["centermaps"])
         self.log("train/loss", loss, prog_bar=True, batch_size=pred.shape[0])
-        return loss
+        return self.guard_loss(loss)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         pred = self(batch["image"]).float()

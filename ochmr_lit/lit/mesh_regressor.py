@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from ochmr_lit.body import BodyModel
 from ochmr_lit.geometry import axis_angle_to_rotmat, perspective_projection, weak_perspective_to_translation
 from ochmr_lit.lit import losses as L_
+from ochmr_lit.lit.guard import NumericalGuardMixin
 from ochmr_lit.lit.optim import OptimConfig, build_optimizer, build_scheduler
 from ochmr_lit.lit.run_config import RunConfigMixin
 from ochmr_lit.models import ContextEstimator, MeshRegressor
@@ -41,7 +42,7 @@ def load_frozen_context_estimator(checkpoint: str, width: int = 32) -> ContextEs
     return net
 
 
-class MeshRegressorModule(RunConfigMixin, L.LightningModule):
+class MeshRegressorModule(NumericalGuardMixin, RunConfigMixin, L.LightningModule):
     """Trains and evaluates :class:`~ochmr_lit.models.MeshRegressor`.
 
     Args:
@@ -189,7 +190,7 @@ class MeshRegressorModule(RunConfigMixin, L.LightningModule):
         for name, value in terms.items():
             self.log(f"train/loss_{name}" if name != "total" else "train/loss", value,
                      prog_bar=name == "total", batch_size=batch_size)
-        return terms["total"]
+        return self.guard_loss(terms["total"])
 
     # -- evaluation ------------------------------------------------------------------------------------
     def _eval_step(self, batch: dict, split: str) -> dict[str, torch.Tensor]:

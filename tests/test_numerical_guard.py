@@ -1,0 +1,51 @@
+"""Non-finite losses and gradients skip the step (counted) and stop the run after too many in a row."""
+
+import lightning as L
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from ochmr_lit.lit.guard import NonFiniteError, NumericalGuardMixin
+
+
+class _Tiny(NumericalGuardMixin, L.LightningModule):
+    def __init__(self, bad_steps: set[int], kind: str = "loss", max_consecutive: int = 20):
+        super().__init__()
+        self.layer = torch.nn.Linear(2, 1)
+        self.bad_steps, self.kind = bad_steps, kind
+        self.max_consecutive_nonfinite = max_consecutive
+        self.snapshots = []
+
+    def training_step(self, batch, batch_idx):
+        self.snapshots.append(self.layer.weight.detach().clone())
+        loss = self.layer(batch[0]).pow(2).mean()
+        if batch_idx in self.bad_steps:
+            loss = loss * float("nan") if self.kind == "loss" else loss + 1e30 * self.layer.weight.sum() * 1e30
+        return self.guard_loss(loss)
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=0.1)
+
+
+def _fit(module, steps=6):
+    data = DataLoader(TensorDataset(torch.ones(steps, 2)), batch_size=1)
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(module, data)
+    return trainer
+
+
+@pytest.mark.parametrize("kind", ["loss", "gradient"])
+def test_bad_steps_leave_weights_untouched_and_are_counted(kind):
+    module = _Tiny(bad_steps={2, 3}, kind=kind)
+    _fit(module)
+    snaps = module.snapshots
+    assert torch.equal(snaps[3], snaps[2]) and torch.equal(snaps[4], snaps[3])  # steps 2 and 3 changed nothing
+    assert not torch.equal(snaps[2], snaps[1]) and not torch.equal(snaps[5], snaps[4])  # the others did
+    assert module._skipped_steps == 2
+    assert torch.isfinite(module.layer.weight).all()
+
+
+def test_too_many_consecutive_bad_steps_stop_the_run_with_advice():
+    with pytest.raises(NonFiniteError, match="3 consecutive steps with a non-finite loss.*model.optim.lr"):
+        _fit(_Tiny(bad_steps={1, 2, 3}, max_consecutive=3))
