@@ -47,6 +47,8 @@ class NumericalGuardMixin:
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        if not grads:  # the loss was skipped: no backward ran, nothing to check
+            return
         bad = any(not bool(torch.isfinite(g).all()) for g in grads)
         if self._any_rank(bad):
             for group in optimizer.param_groups:
