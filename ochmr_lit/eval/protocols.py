@@ -56,8 +56,29 @@ PW3D_OCC_PREFIXES: frozenset[str] = frozenset(
     }
 )
 
-#: Occlusion-ratio bucket edges for SynthCrowd results.
-OCCLUSION_BUCKETS: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+#: SynthCrowd's occlusion buckets by occlusion ratio (share of a person hidden by others):
+#: none < 10 %, partial 10-40 %, heavy > 40 %.
+OCCLUSION_BUCKETS: dict[str, tuple[float, float]] = {
+    "none": (0.0, 0.10),
+    "partial": (0.10, 0.40),
+    "heavy": (0.40, 1.0),
+}
+
+
+def occlusion_bucket(ratio: float) -> str:
+    """The bucket of an occlusion ratio: ``none`` below 0.10, ``heavy`` above 0.40, else ``partial``."""
+    ratio = float(ratio)
+    if not np.isfinite(ratio) or ratio < 0.0 or ratio > 1.0:
+        raise ValueError(f"occlusion ratio must be in [0, 1], got {ratio}")
+    if ratio < OCCLUSION_BUCKETS["none"][1]:
+        return "none"
+    if ratio > OCCLUSION_BUCKETS["heavy"][0]:
+        return "heavy"
+    return "partial"
+
+
+#: The bucket edges, for per-bucket summaries (``ochmr_lit.metrics.results.bucket_summary``).
+OCCLUSION_BUCKET_EDGES: tuple[float, ...] = (0.0, 0.10, 0.40, 1.0)
 
 
 def _sequence_name(sequence: str) -> str:
@@ -317,7 +338,7 @@ _PROTOCOL_LIST: tuple[Protocol, ...] = (
         "generated SynthCrowd test split; results per occlusion bucket",
         "SynthCrowd (synthetic crowds), SPIN joint protocol, per occlusion bucket, mm",
         pipeline="mesh_vs_mesh",
-        occlusion_buckets=OCCLUSION_BUCKETS,
+        occlusion_buckets=OCCLUSION_BUCKET_EDGES,
     ),
     Protocol(
         "detector_sweep",

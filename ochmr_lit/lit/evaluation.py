@@ -20,14 +20,10 @@ from torch import nn
 from ochmr_lit.body import BodyModel
 from ochmr_lit.body.keypoints import get_convention
 from ochmr_lit.eval.joints import mesh_vs_mesh
-from ochmr_lit.eval.protocols import get_protocol
+from ochmr_lit.eval.protocols import OCCLUSION_BUCKETS, get_protocol, occlusion_bucket
 from ochmr_lit.geometry import apply_affine, axis_angle_to_rotmat, invert_affine
 from ochmr_lit.metrics import MPJPE, PAMPJPE, PVE, KeypointAP
 from ochmr_lit.metrics.results import dataset_code
-
-#: SynthCrowd's occlusion buckets (share of the person hidden by others): none < 10 %, partial 10-40 %,
-#: heavy > 40 %.
-OCCLUSION_BUCKETS = {"none": (0.0, 0.10), "partial": (0.10, 0.40), "heavy": (0.40, 1.0 + 1e-9)}
 
 
 class MeshEvaluation(nn.Module):
@@ -82,7 +78,8 @@ class MeshEvaluation(nn.Module):
         if not (np.array_equal(ids, pa["sample_id"]) and np.array_equal(ids, pve["sample_id"])):
             raise RuntimeError("MPJPE, PA-MPJPE and PVE saw different samples; they must be updated together")
         return {"sample_index": rows["sample_id"], "dataset": rows["dataset"], "occlusion_ratio": rows["occlusion"],
-                "occlusion_bucket": np.array([occlusion_bucket(r) for r in rows["occlusion"]]),
+                "occlusion_bucket": np.array([occlusion_bucket(r) if math.isfinite(r) else "unknown"
+                                              for r in rows["occlusion"]]),
                 "mpjpe_mm": rows["error_mm"], "pa_mpjpe_mm": pa["error_mm"], "pve_mm": pve["error_mm"]}
 
     def per_joint(self) -> dict[str, list]:
@@ -112,12 +109,3 @@ class MeshEvaluation(nn.Module):
             if metric is not None:
                 metric.reset()
 
-
-def occlusion_bucket(ratio: float) -> str:
-    """``none`` / ``partial`` / ``heavy`` for an occlusion ratio in [0, 1]; ``unknown`` for NaN."""
-    if not math.isfinite(ratio):
-        return "unknown"
-    for name, (low, high) in OCCLUSION_BUCKETS.items():
-        if low <= ratio < high:
-            return name
-    return "heavy"

@@ -34,30 +34,14 @@ from collections.abc import Sequence
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from ochmr_lit.eval.protocols import OCCLUSION_BUCKETS, occlusion_bucket  # noqa: F401 (re-exported)
+
 #: OCHuman's per-keypoint visibility codes.
 VISIBILITY_CODES = {0: "outside", 1: "visible", 2: "self_occluded", 3: "occluded_by_other"}
 JOINT_DEPTH_TOLERANCE_M = 0.15
 SURFACE_DEPTH_TOLERANCE_M = 0.05
 SURFACE_LANDMARKS = ("nose", "left_eye", "right_eye", "left_ear", "right_ear")
 
-#: Occlusion buckets by occlusion ratio: none < 10 %, partial 10-40 %, heavy > 40 %.
-OCCLUSION_BUCKETS: dict[str, tuple[float, float]] = {
-    "none": (0.0, 0.10),
-    "partial": (0.10, 0.40),
-    "heavy": (0.40, 1.0),
-}
-
-
-def occlusion_bucket(ratio: float) -> str:
-    """The bucket of an occlusion ratio: ``none`` below 0.10, ``heavy`` above 0.40, else ``partial``."""
-    ratio = float(ratio)
-    if not np.isfinite(ratio) or ratio < 0.0 or ratio > 1.0:
-        raise ValueError(f"occlusion ratio must be in [0, 1], got {ratio}")
-    if ratio < OCCLUSION_BUCKETS["none"][1]:
-        return "none"
-    if ratio > OCCLUSION_BUCKETS["heavy"][0]:
-        return "heavy"
-    return "partial"
 
 
 def depth_tolerances(joint_names: Sequence[str]) -> np.ndarray:
