@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 from conftest import REPO_ROOT
+
 from ochmr_lit.doctor import main
 
 

@@ -4,7 +4,6 @@ import tomllib
 from importlib import metadata
 
 import yaml
-
 from conftest import REPO_ROOT
 
 
