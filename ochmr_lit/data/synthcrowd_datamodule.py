@@ -30,7 +30,7 @@ class SynthCrowdDataModule(TopDownDataModule):
                  image_size: tuple[int, int] = (256, 256), generation_workers: int = 2,
                  body_model_dir: str | None = None, **kwargs):
         super().__init__(**kwargs)
-        self.splits = dict(splits or {"train": 500, "val": 60, "test": 80})
+        self.splits = dict(splits or {"train": 800, "val": 60, "test": 80})
         self.generation_seed = generation_seed
         self.image_size = tuple(int(v) for v in image_size)
         self.generation_workers = generation_workers

@@ -33,7 +33,7 @@ from ochmr_lit.data.synthcrowd.scene import load_user_poses
 #: Bumped whenever the generated content changes, so cached splits are regenerated.
 GENERATOR_VERSION = 2
 
-DEFAULT_SPLITS: dict[str, int] = {"train": 500, "val": 60, "test": 80}
+DEFAULT_SPLITS: dict[str, int] = {"train": 800, "val": 60, "test": 80}
 
 
 def split_seed(seed: int, split: str) -> int:
