@@ -68,4 +68,7 @@ class PersonRecord:
 
     @property
     def sample_id(self) -> str:
+        """``dataset/image/annotation``; detector boxes (``ann_id`` -1) are told apart by ``det<index>``."""
+        if self.ann_id == -1 and "detection_index" in self.extra:
+            return f"{self.dataset}/{self.image_id}/det{self.extra['detection_index']}"
         return f"{self.dataset}/{self.image_id}/{self.ann_id}"
