@@ -145,13 +145,13 @@ class MeshRegressorModule(NumericalGuardMixin, RunConfigMixin, L.LightningModule
             images = images.contiguous(memory_format=torch.channels_last)
         return self.model(images, context)
 
-    def predict_batch(self, batch: dict) -> dict[str, torch.Tensor]:
-        """Regressor + body model on one batch.
+    def predict_batch(self, batch: dict, context: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Regressor + body model on one batch (``context``: precomputed :meth:`context_for`, else computed).
 
         Returns ``rotmat (B,24,3,3)``, ``betas (B,10)``, ``cam (B,3)``, ``vertices (B,6890,3)`` metres,
         ``keypoints_3d (B,17,3)`` COCO-17 metres, ``keypoints_2d (B,17,2)`` crop px, ``cam_t (B,3)`` metres.
         """
-        out = self(batch["image"], self.context_for(batch))
+        out = self(batch["image"], context if context is not None else self.context_for(batch))
         rotmat, betas, cam = out.rotmat.float(), out.betas.float(), out.cam.float()
         body = self.body(rotmat, betas)
         keypoints_3d, _ = body.keypoints("coco17")

@@ -1,0 +1,203 @@
+"""The batched top-down pipeline on real images: boxes -> crops -> context -> regressor -> image-space output.
+
+A :class:`Predictor` holds a :class:`~ochmr_lit.lit.MeshRegressorModule` rebuilt from its checkpoint and
+the evaluation :class:`~ochmr_lit.data.transforms.TopDownTransform` at the checkpoint's crop size. People of
+consecutive images share batches; each image's :class:`ImagePrediction` is emitted as soon as all its
+people are done.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import default_collate
+
+from ochmr_lit.data.transforms import TopDownTransform, read_image_rgb
+from ochmr_lit.geometry import perspective_projection, rotmat_to_axis_angle
+from ochmr_lit.inference.boxes import ImageBoxes
+from ochmr_lit.inference.camera import crop_to_image_camera
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ImagePrediction:
+    """Everything predicted for one image (N people; arrays are numpy, metres and pixels).
+
+    Attributes:
+        boxes: the input :class:`ImageBoxes`.
+        image: (H, W, 3) uint8 RGB.
+        pose: (N, 72) axis-angle SMPL pose (global orientation first), radians.
+        betas: (N, 10).
+        cam_crop: (N, 3) weak-perspective ``[s, tx, ty]`` of the crop.
+        cam_t_crop: (N, 3) metres, translation of the crop camera (focal ``crop_focal_length`` at ``crop_size``).
+        focal_length: F px of the full-image camera; principal_point: (2,) px.
+        translation: (N, 3) metres, each person's translation in the full-image camera.
+        vertices: (N, 6890, 3) metres, body frame (add ``translation`` for the camera frame).
+        keypoints_3d: (N, 17, 3) COCO-17 metres, body frame.
+        keypoints_2d: (N, 17, 3) COCO-17 image px ``[x, y, score]``: the projection of ``keypoints_3d +
+            translation`` by the full-image camera; the score is the box score (no per-joint confidence).
+        crop_affine: (N, 2, 3) image px -> crop px.
+        context: (N, 2, h, w) [local, global] centermaps the regressor used (None for the SPIN baseline).
+        crop_size, crop_focal_length: the crop camera.
+    """
+
+    boxes: ImageBoxes
+    image: np.ndarray
+    pose: np.ndarray
+    betas: np.ndarray
+    cam_crop: np.ndarray
+    cam_t_crop: np.ndarray
+    focal_length: float
+    principal_point: np.ndarray
+    translation: np.ndarray
+    vertices: np.ndarray
+    keypoints_3d: np.ndarray
+    keypoints_2d: np.ndarray
+    crop_affine: np.ndarray
+    context: np.ndarray | None
+    crop_size: int
+    crop_focal_length: float
+
+    @property
+    def num_people(self) -> int:
+        return len(self.boxes)
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """``(W, H)`` px."""
+        return self.image.shape[1], self.image.shape[0]
+
+
+def load_regressor(ckpt_path: str | Path, device: str | torch.device = "cpu"):
+    """A :class:`~ochmr_lit.lit.MeshRegressorModule` in eval mode from its checkpoint (``weights_only=True``)."""
+    from ochmr_lit.lit import MeshRegressorModule
+
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ckpt_path={path}: no such file (a checkpoint of a task=regressor or "
+                                "task=pipeline run)")
+    try:
+        module = MeshRegressorModule.load_from_checkpoint(path, map_location=device, weights_only=True)
+    except (KeyError, TypeError, RuntimeError) as error:
+        raise ValueError(f"{path} is not a mesh-regressor checkpoint of this framework ({error}); predict takes "
+                         "checkpoints written by task=regressor or task=pipeline runs") from error
+    return module.eval().to(device)
+
+
+def _crop_settings(module) -> dict:
+    """Crop size, centermap size, box scale factor and sigma the checkpoint was trained with."""
+    data = (module.run_config or {}).get("data") or {}
+    crop = int(module.hparams.crop_size)
+    return {"crop_size": crop, "map_size": int(data.get("map_size", crop // 4)),
+            "scale_factor": float(data.get("scale_factor", 1.2)), "sigma": float(data.get("sigma", 2.0))}
+
+
+@dataclass
+class _Pending:
+    boxes: ImageBoxes
+    image: np.ndarray
+    outputs: list
+
+    @property
+    def done(self) -> bool:
+        return len(self.outputs) == len(self.boxes)
+
+
+class Predictor:
+    """Runs a mesh-regressor checkpoint on images with person boxes.
+
+    Args:
+        module: a MeshRegressorModule (see :func:`load_regressor`).
+        batch_size: people per forward pass.
+        keep_context: keep each person's context maps (for figures; the context estimator of a
+            ``predicted``-context model then runs once more per batch).
+    """
+
+    def __init__(self, module, batch_size: int = 16, keep_context: bool = True):
+        self.module = module
+        self.batch_size = int(batch_size)
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size={batch_size}: must be at least 1")
+        self.keep_context = keep_context
+        self.settings = _crop_settings(module)
+        self.transform = TopDownTransform(augment=None, **self.settings)
+        self.device = next(module.parameters()).device
+
+    @property
+    def faces(self) -> np.ndarray:
+        """(F, 3) int64 triangle indices of the body model."""
+        return self.module.body.faces.cpu().numpy()
+
+    @torch.inference_mode()
+    def _run(self, chunk: list[tuple[_Pending, dict]]) -> None:
+        batch = default_collate([sample for _, sample in chunk])
+        batch = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        context = self.module.context_for(batch)  # once: the regressor and the figures share it
+        pred = self.module.predict_batch(batch, context=context)
+        context = context if self.keep_context else None
+        pose = rotmat_to_axis_angle(pred["rotmat"]).reshape(len(chunk), 72)
+        fields = {"pose": pose, "betas": pred["betas"], "cam_crop": pred["cam"], "cam_t_crop": pred["cam_t"],
+                  "vertices": pred["vertices"], "keypoints_3d": pred["keypoints_3d"],
+                  "crop_affine": batch["crop_affine"], "box_score": batch["box_score"]}
+        if context is not None:
+            fields["context"] = context.float()
+        rows = {k: v.detach().float().cpu() for k, v in fields.items()}
+        for i, (owner, _) in enumerate(chunk):
+            owner.outputs.append({k: v[i] for k, v in rows.items()})
+
+    def _finish(self, pending: _Pending) -> ImagePrediction:
+        n = len(pending.boxes)
+        height, width = pending.image.shape[:2]
+        hp = self.module.hparams
+        if n:
+            out = {k: torch.stack([o[k] for o in pending.outputs]) for k in pending.outputs[0]}
+        else:
+            num_vertices = int(self.module.body.faces.max()) + 1
+            out = {"pose": torch.zeros(0, 72), "betas": torch.zeros(0, 10), "cam_crop": torch.zeros(0, 3),
+                   "cam_t_crop": torch.zeros(0, 3), "vertices": torch.zeros(0, num_vertices, 3),
+                   "keypoints_3d": torch.zeros(0, 17, 3), "crop_affine": torch.zeros(0, 2, 3),
+                   "box_score": torch.zeros(0)}
+        cam = out["cam_crop"].double()
+        F, principal, transl = crop_to_image_camera(cam, out["crop_affine"].double(), (width, height),
+                                                    hp.focal_length, self.settings["crop_size"])
+        kp3 = out["keypoints_3d"].double()
+        kp2 = (perspective_projection(kp3, transl, F, principal.expand(n, 2)) if n
+               else torch.zeros(0, 17, 2, dtype=torch.float64))
+        scores = out["box_score"].double()[:, None, None].expand(n, 17, 1)
+        context = out.get("context")
+        return ImagePrediction(
+            boxes=pending.boxes, image=pending.image, pose=out["pose"].numpy(), betas=out["betas"].numpy(),
+            cam_crop=out["cam_crop"].numpy(), cam_t_crop=out["cam_t_crop"].numpy(), focal_length=F,
+            principal_point=principal.numpy(), translation=transl.numpy(), vertices=out["vertices"].numpy(),
+            keypoints_3d=kp3.numpy(), keypoints_2d=torch.cat([kp2, scores], dim=-1).numpy(),
+            crop_affine=out["crop_affine"].numpy(), context=None if context is None else context.numpy(),
+            crop_size=self.settings["crop_size"], crop_focal_length=float(hp.focal_length))
+
+    def predict(self, items: Iterable[ImageBoxes | tuple[ImageBoxes, np.ndarray]]) -> Iterator[ImagePrediction]:
+        """Predictions of each image, in input order.
+
+        Args:
+            items: :class:`ImageBoxes`, or ``(ImageBoxes, RGB image)`` pairs when the image is already decoded.
+        """
+        pending: list[_Pending] = []
+        queue: list[tuple[_Pending, dict]] = []
+        for item in items:
+            boxes, image = item if isinstance(item, tuple) else (item, read_image_rgb(item.image_path))
+            owner = _Pending(boxes, image, [])
+            pending.append(owner)
+            queue.extend((owner, self.transform(record, image=image)) for record in boxes.records())
+            while len(queue) >= self.batch_size:
+                self._run(queue[:self.batch_size])
+                queue = queue[self.batch_size:]
+            while pending and pending[0].done:
+                yield self._finish(pending.pop(0))
+        if queue:
+            self._run(queue)
+        for owner in pending:
+            yield self._finish(owner)

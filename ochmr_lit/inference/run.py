@@ -1,0 +1,98 @@
+"""What ``python -m ochmr_lit.predict`` does with its composed config: boxes, pipeline, result files, figures."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from ochmr_lit.inference.boxes import (
+    BoxReport,
+    ImageBoxes,
+    PersonDetector,
+    detector_boxes,
+    list_images,
+    load_json_boxes,
+)
+from ochmr_lit.inference.pipeline import ImagePrediction, Predictor, load_regressor
+from ochmr_lit.inference.writers import write_json, write_meshes, write_npz
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(name: str | None) -> torch.device:
+    """``auto`` (or None): CUDA when available, else CPU; otherwise the named device."""
+    if name in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def box_items(cfg: DictConfig, images: list[Path], device: torch.device,
+              ) -> tuple[Iterator[ImageBoxes | tuple[ImageBoxes, np.ndarray]], BoxReport]:
+    """The box source named by ``cfg.boxes``: ``detector`` or a COCO-format JSON file."""
+    threshold = float(cfg.score_threshold)
+    if str(cfg.boxes) == "detector":
+        detector = PersonDetector(cfg.get("detector_weights"), score_threshold=threshold, device=device,
+                                  min_size=int(cfg.detector.min_size), max_size=int(cfg.detector.max_size))
+        report = BoxReport("detector")
+        return detector_boxes(images, detector, report), report
+    items, report = load_json_boxes(cfg.boxes, images, score_threshold=threshold, image_info=cfg.get("image_info"))
+    return iter(items), report
+
+
+def write_outputs(pred: ImagePrediction, out_dir: Path, faces: np.ndarray, save_meshes: bool,
+                  save_figures: bool) -> list[Path]:
+    """``<stem>.json``, ``<stem>.npz``, optionally ``<stem>.png`` (paper figure) and ``<stem>_person<k>.obj``."""
+    stem = pred.boxes.image_path.stem
+    written = [write_json(pred, out_dir / f"{stem}.json"), write_npz(pred, out_dir / f"{stem}.npz")]
+    if save_figures:
+        from ochmr_lit.vis.draw import save_image
+        from ochmr_lit.vis.figures import paper_figure
+
+        maps = pred.context[:, 1] if pred.context is not None else None
+        figure, _ = paper_figure(pred.image, pred.boxes.boxes, pred.vertices + pred.translation[:, None], faces,
+                                 pred.focal_length, pred.principal_point, global_maps=maps,
+                                 crop_affine=pred.crop_affine, crop_size=pred.crop_size)
+        written.append(save_image(out_dir / f"{stem}.png", figure))
+    if save_meshes:
+        written += write_meshes(pred, faces, out_dir, stem)
+    return written
+
+
+def run_predict(cfg: DictConfig) -> dict[str, Any]:
+    """Predict meshes for every input image and write the result files into ``cfg.out``.
+
+    Returns a summary dict (also written to ``<out>/summary.json``): images, people, the box report,
+    the checkpoint and the files written.
+    """
+    for key in ("ckpt_path", "input", "boxes", "out"):
+        if cfg.get(key) in (None, "", "???"):
+            raise ValueError(f"predict needs {key}=...: python -m ochmr_lit.predict ckpt_path=<ckpt> "
+                             "input=<image|folder> boxes=<coco.json|detections.json|detector> out=<dir>")
+    images = list_images(cfg.input)
+    device = resolve_device(cfg.get("device"))
+    out_dir = Path(cfg.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    items, report = box_items(cfg, images, device)  # before the model: a bad box source fails fast
+    module = load_regressor(cfg.ckpt_path, device)
+    predictor = Predictor(module, batch_size=int(cfg.batch_size), keep_context=bool(cfg.save_figures))
+    faces = predictor.faces
+    files: list[str] = []
+    people = 0
+    for pred in predictor.predict(items):
+        files += [p.name for p in write_outputs(pred, out_dir, faces, bool(cfg.save_meshes), bool(cfg.save_figures))]
+        people += pred.num_people
+        log.info("%s: %d people", pred.boxes.image_path.name, pred.num_people)
+    summary = {"checkpoint": str(cfg.ckpt_path), "input": str(cfg.input), "images": len(images), "people": people,
+               "boxes": report.to_dict(), "crop": predictor.settings,
+               "context_source": module.hparams.context_source, "files": files}
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    print(report.summary())
+    print(f"predict: {people} people in {len(images)} images -> {out_dir}")
+    return summary

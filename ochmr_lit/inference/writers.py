@@ -1,0 +1,97 @@
+"""Result files of one image: ``<stem>.json`` and ``<stem>.npz`` (same content), meshes as ``.obj``.
+
+JSON layout (metres, radians, image pixels)::
+
+    {"image": "003799.jpg", "width": 900, "height": 864, "box_source": "gt",
+     "camera": {"focal_length": F, "principal_point": [cx, cy]},
+     "people": [{"box": [x, y, w, h], "box_score": 1.0, "ann_id": 1, "center": [x, y],
+                 "smpl": {"global_orient": [3], "body_pose": [69], "betas": [10]},
+                 "camera": {"translation": [3], "crop_weak_perspective": [s, tx, ty],
+                            "crop_translation": [3], "crop_focal_length": 5000.0, "crop_size": 224},
+                 "keypoints_3d": [[x, y, z] x 17], "keypoints_2d": [[x, y, score] x 17]}, ...],
+     "keypoint_convention": "coco17"}
+
+A person's body point ``X`` (body frame) is at ``X + translation`` in the camera frame and projects to
+``focal_length * (X + t)_xy / (X + t)_z + principal_point``; ``keypoints_2d`` is exactly that projection of
+``keypoints_3d``. The npz holds the same numbers as arrays (``pose (N, 72)``, ``betas``, ``translation``,
+``keypoints_3d``, ``keypoints_2d``, ``vertices (N, 6890, 3)``, ``boxes``, ...).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ochmr_lit.data.schema import KEYPOINT_CONVENTION
+from ochmr_lit.inference.pipeline import ImagePrediction
+
+
+def _round(values: np.ndarray, digits: int = 6) -> list:
+    return np.round(np.asarray(values, np.float64), digits).tolist()
+
+
+def prediction_to_dict(pred: ImagePrediction) -> dict:
+    """The JSON-ready dict of one image's prediction (layout in the module docstring)."""
+    width, height = pred.image_size
+    boxes = pred.boxes
+    people = []
+    for i in range(pred.num_people):
+        people.append({
+            "box": _round(boxes.boxes[i], 3), "box_score": float(boxes.scores[i]), "ann_id": int(boxes.ann_ids[i]),
+            "center": _round(boxes.centers[i], 3),
+            "smpl": {"global_orient": _round(pred.pose[i, :3]), "body_pose": _round(pred.pose[i, 3:]),
+                     "betas": _round(pred.betas[i])},
+            "camera": {"translation": _round(pred.translation[i]), "crop_weak_perspective": _round(pred.cam_crop[i]),
+                       "crop_translation": _round(pred.cam_t_crop[i]), "crop_focal_length": pred.crop_focal_length,
+                       "crop_size": pred.crop_size},
+            "keypoints_3d": _round(pred.keypoints_3d[i]),
+            "keypoints_2d": _round(pred.keypoints_2d[i], 4),
+        })
+    return {"image": boxes.image_path.name, "image_id": int(boxes.image_id), "width": width, "height": height,
+            "box_source": boxes.source, "keypoint_convention": KEYPOINT_CONVENTION,
+            "camera": {"focal_length": pred.focal_length, "principal_point": _round(pred.principal_point)},
+            "people": people}
+
+
+def write_json(pred: ImagePrediction, path: str | Path) -> Path:
+    """Writes :func:`prediction_to_dict` as JSON; returns the path."""
+    path = Path(path)
+    path.write_text(json.dumps(prediction_to_dict(pred), indent=1))
+    return path
+
+
+def write_npz(pred: ImagePrediction, path: str | Path) -> Path:
+    """Writes the prediction's arrays (float32 meshes, float64 cameras and keypoints) to an npz."""
+    path = Path(path)
+    boxes = pred.boxes
+    np.savez_compressed(
+        path, image=np.array(boxes.image_path.name), boxes=boxes.boxes, box_scores=boxes.scores,
+        centers=boxes.centers, ann_ids=boxes.ann_ids, pose=pred.pose.astype(np.float32),
+        betas=pred.betas.astype(np.float32), cam_crop=pred.cam_crop, cam_t_crop=pred.cam_t_crop,
+        crop_affine=pred.crop_affine, focal_length=np.float64(pred.focal_length),
+        principal_point=pred.principal_point, translation=pred.translation, keypoints_3d=pred.keypoints_3d,
+        keypoints_2d=pred.keypoints_2d, vertices=pred.vertices.astype(np.float32))
+    return path
+
+
+def write_obj(path: str | Path, vertices: np.ndarray, faces: np.ndarray) -> Path:
+    """A Wavefront OBJ of one mesh: (V, 3) vertices (metres), (F, 3) 0-based faces (written 1-based)."""
+    path = Path(path)
+    vertices = np.asarray(vertices, np.float64)
+    faces = np.asarray(faces, np.int64)
+    if vertices.ndim != 2 or vertices.shape[1] != 3 or faces.ndim != 2 or faces.shape[1] != 3:
+        raise ValueError(f"write_obj needs (V, 3) vertices and (F, 3) faces, got {vertices.shape} and {faces.shape}")
+    lines = ["# ochmr_lit prediction, camera frame, metres"]
+    lines += [f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in vertices]
+    lines += [f"f {a} {b} {c}" for a, b, c in faces + 1]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def write_meshes(pred: ImagePrediction, faces: np.ndarray, out_dir: str | Path, stem: str) -> list[Path]:
+    """One OBJ per person, ``<stem>_person<k>.obj``, vertices in the full-image camera frame."""
+    out_dir = Path(out_dir)
+    return [write_obj(out_dir / f"{stem}_person{i}.obj", pred.vertices[i] + pred.translation[i], faces)
+            for i in range(pred.num_people)]

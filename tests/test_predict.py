@@ -1,0 +1,419 @@
+"""Prediction on real images: box sources, the full-image camera, figures and result files."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from ochmr_lit.data.centermaps import render_centermaps
+from ochmr_lit.data.datasets.coco_format import load_coco_keypoint_records
+from ochmr_lit.geometry import (
+    apply_affine,
+    axis_angle_to_rotmat,
+    box_to_center_size,
+    crop_affine,
+    invert_affine,
+    perspective_projection,
+    weak_perspective_to_translation,
+)
+from ochmr_lit.inference.boxes import PersonDetector, list_images, load_json_boxes
+from ochmr_lit.inference.camera import crop_geometry, crop_to_image_camera
+from ochmr_lit.inference.writers import write_obj
+from ochmr_lit.vis.figures import FIGURE_PAD, centermaps_to_image, render_people, side_view
+from ochmr_lit.vis.render import Mesh, MeshRenderer, RendererUnavailableError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _renderer_or_skip():
+    try:
+        from ochmr_lit.vis.render import get_context
+
+        get_context()
+    except RendererUnavailableError as error:
+        pytest.skip(str(error))
+
+
+def _enlarged_box_mask(uv: np.ndarray, box: np.ndarray, factor: float = 1.2) -> np.ndarray:
+    """Which points (N, 2) px lie in the xywh box enlarged by ``factor`` about its centre."""
+    x, y, w, h = box
+    cx, cy = x + w / 2.0, y + h / 2.0
+    return (np.abs(uv[:, 0] - cx) <= factor * w / 2.0) & (np.abs(uv[:, 1] - cy) <= factor * h / 2.0)
+
+
+# -- full-image camera ---------------------------------------------------------------------------------------------
+def test_image_camera_reproduces_the_crop_projection():
+    """The body origin lands exactly where the crop camera puts it; other points within 1 % of the crop side."""
+    gen = torch.Generator().manual_seed(0)
+    crop, f, width, height = 224, 5000.0, 900, 640
+    boxes = torch.tensor([[100.0, 50.0, 200.0, 500.0], [600.0, 300.0, 150.0, 200.0], [10.0, 10.0, 80.0, 60.0]],
+                         dtype=torch.float64)
+    center, side = box_to_center_size(boxes, 1.2)
+    affine = crop_affine(center, side, crop)
+    cam = torch.stack([torch.tensor([0.6, 0.9, 1.2]), torch.randn(3, generator=gen) * 0.2,
+                       torch.randn(3, generator=gen) * 0.2], dim=1).double()
+    points = torch.cat([torch.zeros(3, 1, 3), (torch.rand(3, 200, 3, generator=gen) - 0.5).double() * 1.8], dim=1)
+    points[..., 2] *= 0.3  # a body's depth extent
+
+    F, principal, transl = crop_to_image_camera(cam, affine, (width, height), f, crop)
+    assert F == pytest.approx(f * max(width, height) / crop)
+    assert principal.tolist() == [width / 2.0, height / 2.0]
+    in_image = perspective_projection(points, transl, F, principal.expand(3, 2))
+    cam_t = weak_perspective_to_translation(cam, f, crop)
+    in_crop = perspective_projection(points, cam_t, f, torch.full((3, 2), crop / 2.0, dtype=torch.float64))
+    via_crop = apply_affine(invert_affine(affine), in_crop)
+    assert torch.allclose(in_image[:, 0], via_crop[:, 0], atol=1e-8)  # the origin: exact
+    # in the plane z = 0 of the body exactly (both cameras are affine there) ...
+    flat = points.clone()
+    flat[..., 2] = 0.0
+    in_image_flat = perspective_projection(flat, transl, F, principal.expand(3, 2))
+    in_crop_flat = perspective_projection(flat, cam_t, f, torch.full((3, 2), crop / 2.0, dtype=torch.float64))
+    assert torch.allclose(in_image_flat, apply_affine(invert_affine(affine), in_crop_flat), atol=1e-7)
+    # ... and elsewhere up to the two cameras' different perspective: under 1 % of the crop side
+    error = (in_image - via_crop).norm(dim=-1).amax(dim=1)
+    assert bool((error > 0).all()) and bool((error < 0.01 * side).all()), (error / side).tolist()
+    # scale: one metre at the origin spans s * side / 2 image px in both cameras
+    assert torch.allclose(F / transl[:, 2], cam[:, 0] * side / 2.0, rtol=1e-9)
+
+
+def test_crop_geometry_inverts_the_crop_affine_and_refuses_rotations():
+    center, size = np.array([[320.5, 211.0]]), np.array([333.0])
+    c, s = crop_geometry(torch.as_tensor(crop_affine(center, size, 96)), 96)
+    assert np.allclose(c.numpy(), center) and np.allclose(s.numpy(), size)
+    with pytest.raises(ValueError, match="scale and shift only"):
+        crop_geometry(torch.as_tensor(crop_affine(center, size, 96, rotation_deg=10.0)), 96)
+
+
+# -- box sources ---------------------------------------------------------------------------------------------------
+def test_gt_boxes_of_ochuman_match_the_annotations_and_the_training_loader(fixtures_dir):
+    folder = fixtures_dir / "ochuman"
+    images = list_images(folder)
+    assert [p.name for p in images] == ["000817.jpg", "003799.jpg", "003896.jpg"]
+    items, report = load_json_boxes(folder / "test_ochuman.json", images)
+    assert (report.images, report.people, report.skipped_counts()) == (3, 5, {})
+    records, _ = load_coco_keypoint_records(folder / "test_ochuman.json", folder, "ochuman")
+    by_ann = {r.ann_id: r for r in records}
+    assert sum(len(it) for it in items) == len(records) == 5
+    for item in items:
+        assert item.source == "gt" and np.all(item.scores == 1.0)
+        for k, ann_id in enumerate(item.ann_ids):
+            ref = by_ann[int(ann_id)]
+            assert ref.image_path.name == item.image_path.name
+            np.testing.assert_allclose(item.boxes[k], ref.box)
+            np.testing.assert_allclose(item.centers[k], ref.center)  # torso keypoints, as in training
+        record = item.records()[0] if len(item) else None
+        if record is not None:
+            np.testing.assert_allclose(record.image_centers, item.centers)
+
+
+def test_gt_boxes_of_crowdpose_take_body_centres_from_its_14_keypoints(fixtures_dir):
+    folder = fixtures_dir / "crowdpose"
+    data = json.loads((folder / "test_crowdpose.json").read_text())
+    items, report = load_json_boxes(folder / "test_crowdpose.json", list_images(folder))
+    anns = {a["id"]: a for a in data["annotations"]}
+    checked = 0
+    for item in items:
+        for k, ann_id in enumerate(item.ann_ids):
+            kp = np.asarray(anns[int(ann_id)]["keypoints"], np.float64).reshape(14, 3)
+            torso = kp[[0, 1, 6, 7]]  # CrowdPose: l/r shoulder, l/r hip
+            labelled = torso[:, 2] > 0
+            x, y, w, h = anns[int(ann_id)]["bbox"]
+            expected = torso[labelled, :2].mean(0) if labelled.any() else np.array([x + w / 2, y + h / 2])
+            np.testing.assert_allclose(item.centers[k], expected)
+            checked += 1
+    crowd = sum(int(a.get("iscrowd", 0)) for a in data["annotations"])
+    assert checked == report.people == len(data["annotations"]) - crowd - report.skipped["invalid_box"]
+
+
+def test_detection_results_are_thresholded_and_matched_by_image_id(fixtures_dir, tmp_path):
+    folder = fixtures_dir / "coco"
+    dets = json.loads((folder / "test_coco_det_AP_H_56.json").read_text())
+    images = list_images(folder)
+    ids = {int(p.stem) for p in images}
+    for threshold in (0.0, 0.5, 0.9):
+        items, report = load_json_boxes(folder / "test_coco_det_AP_H_56.json", images, score_threshold=threshold)
+        kept = [d for d in dets if d["image_id"] in ids and d["score"] >= threshold and d["category_id"] == 1]
+        assert report.people == sum(len(it) for it in items) == len(kept)
+        below = sum(d["image_id"] in ids and d["score"] < threshold for d in dets)
+        assert report.skipped["below_score_threshold"] == below
+        assert report.skipped["image_not_in_input"] == sum(d["image_id"] not in ids for d in dets)
+        for item in items:
+            mine = sorted((d for d in kept if d["image_id"] == item.image_id), key=lambda d: -d["score"])
+            order = np.argsort(-item.scores, kind="stable")
+            np.testing.assert_allclose(item.boxes[order], [d["bbox"] for d in mine])
+            np.testing.assert_allclose(item.centers, item.boxes[:, :2] + item.boxes[:, 2:] / 2)
+            assert np.all(item.ann_ids == -1) and item.source == "detections"
+
+    # Files not named by id: the ids come from image_info (any COCO JSON of the images)
+    renamed = tmp_path / "renamed"
+    renamed.mkdir()
+    info = json.loads((folder / "test_coco.json").read_text())
+    for im in info["images"]:
+        shutil.copy(folder / im["file_name"], renamed / f"img_{im['id']}.jpg")
+        im["file_name"] = f"img_{im['id']}.jpg"
+    (tmp_path / "info.json").write_text(json.dumps({"images": info["images"]}))
+    with pytest.raises(ValueError, match="image_info"):
+        load_json_boxes(folder / "test_coco_det_AP_H_56.json", list_images(renamed), 0.5)
+    items_b, _ = load_json_boxes(folder / "test_coco_det_AP_H_56.json", list_images(renamed), 0.5,
+                                 image_info=tmp_path / "info.json")
+    items_a, _ = load_json_boxes(folder / "test_coco_det_AP_H_56.json", images, 0.5)
+    by_id = {it.image_id: it for it in items_a}
+    for item in items_b:
+        np.testing.assert_array_equal(item.boxes, by_id[item.image_id].boxes)
+
+
+def test_box_sources_fail_with_clear_messages(fixtures_dir, tmp_path):
+    images = list_images(fixtures_dir / "ochuman")
+    with pytest.raises(FileNotFoundError, match="boxes=.*no such file"):
+        load_json_boxes(tmp_path / "missing.json", images)
+    (tmp_path / "odd.json").write_text(json.dumps({"foo": 1}))
+    with pytest.raises(ValueError, match="neither COCO annotations"):
+        load_json_boxes(tmp_path / "odd.json", images)
+    with pytest.raises(ValueError, match="none of its 4 images"):
+        load_json_boxes(fixtures_dir / "coco" / "test_coco.json", images)
+    with pytest.raises(ValueError, match="detector_weights=<file>"):
+        PersonDetector(None)
+    with pytest.raises(FileNotFoundError, match="detector_weights=.*no such file"):
+        PersonDetector(tmp_path / "frcnn.pth")
+
+
+@pytest.mark.slow
+def test_person_detector_equals_torchvision_on_a_local_weight_file(fixtures_dir, tmp_path):
+    """A generated weight file in torchvision's format: our boxes equal torchvision's person boxes (xyxy -> xywh)."""
+    from torchvision.models.detection import fasterrcnn_resnet50_fpn
+
+    torch.manual_seed(0)
+    reference = fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=91, min_size=320,
+                                        max_size=480, box_score_thresh=0.3)
+    with torch.no_grad():  # untrained weights that favour "person" over the other classes
+        reference.roi_heads.box_predictor.cls_score.bias[1] += 6.0
+    path = tmp_path / "fasterrcnn_resnet50_fpn_coco.pth"
+    torch.save(reference.state_dict(), path)
+    detector = PersonDetector(path, score_threshold=0.3, min_size=320, max_size=480)
+    image = cv2.cvtColor(cv2.imread(str(fixtures_dir / "ochuman" / "003799.jpg")), cv2.COLOR_BGR2RGB)
+    boxes, scores = detector(image)
+    with torch.no_grad():
+        out = reference.eval()([torch.from_numpy(image).permute(2, 0, 1).float() / 255])[0]
+    person = out["labels"] == 1
+    assert len(boxes) == int(person.sum()) > 0
+    xyxy = out["boxes"][person].double().numpy()
+    np.testing.assert_allclose(boxes, np.c_[xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], atol=1e-3)
+    np.testing.assert_allclose(scores, out["scores"][person].double().numpy(), atol=1e-6)
+    assert np.all(scores >= 0.3)
+    torch.save({"backbone.body.conv1.weight": torch.zeros(1)}, tmp_path / "wrong.pth")
+    with pytest.raises(ValueError, match="not a fasterrcnn_resnet50_fpn"):
+        PersonDetector(tmp_path / "wrong.pth")
+
+
+# -- figures and files ---------------------------------------------------------------------------------------------
+def test_centermaps_warped_back_peak_at_the_body_centres(fixtures_dir):
+    """GT global centermaps of each crop, mapped back into the image, peak at the annotated body centres."""
+    folder = fixtures_dir / "ochuman"
+    items, _ = load_json_boxes(folder / "test_ochuman.json", list_images(folder))
+    item = max(items, key=len)
+    width, height = 602, 900
+    crop, size = 64, 16
+    maps, affines = [], []
+    for k in range(len(item)):
+        center, side = box_to_center_size(item.boxes[k], 1.2)
+        affine = crop_affine(center, side, crop)
+        maps.append(render_centermaps(item.centers[k], item.centers[k:k + 1], affine, crop, size)[1].numpy())
+        affines.append(affine)
+    heat = centermaps_to_image(np.stack(maps), np.stack(affines), crop, (width, height))
+    assert heat.shape == (height, width) and heat.max() <= 1.0 + 1e-6
+    for k in range(len(item)):
+        _, side = box_to_center_size(item.boxes[k], 1.2)
+        one = centermaps_to_image(np.stack(maps[k:k + 1]), np.stack(affines[k:k + 1]), crop, (width, height))
+        peak = np.array(np.unravel_index(np.argmax(one), one.shape)[::-1], np.float64)
+        assert np.linalg.norm(peak - item.centers[k]) <= side / size  # within one map pixel
+        assert one.max() > 0.9
+        x0, y0 = np.floor(apply_affine(invert_affine(affines[k]), np.array([[0.0, 0.0]]))[0]).astype(int)
+        if x0 > 1:
+            assert np.all(one[:, : x0 - 1] == 0)  # nothing left of the crop
+
+
+def test_scene_scaling_renders_like_the_plain_render():
+    """Rendering after scaling the scene to a near depth gives the same coverage as rendering it where it is."""
+    _renderer_or_skip()
+    from ochmr_lit.body import BodyModel
+
+    body = BodyModel(None)
+    with torch.no_grad():
+        verts = body(torch.eye(3).expand(2, 24, 3, 3), torch.zeros(2, 10)).vertices.numpy()
+    faces = body.faces.numpy()
+    placed = verts + np.array([[[-0.4, 0.0, 12.0]], [[0.5, 0.2, 14.0]]])
+    image = np.zeros((96, 128, 3), np.uint8)
+    mine = render_people(image, placed, faces, 400.0, (64.0, 48.0))
+    K = np.array([[400.0, 0, 64.0], [0, 400.0, 48.0], [0, 0, 1]])
+    plain = MeshRenderer(128, 96).render([Mesh(v, faces) for v in placed], K)
+    assert (mine.instance == plain.instance).mean() > 0.995
+    both = (mine.instance >= 0) & (plain.instance >= 0)
+    np.testing.assert_allclose(mine.depth[both], plain.depth[both], rtol=1e-3)
+    assert set(np.unique(mine.instance)) == {-1, 0, 1}
+
+    # side view: nearer people to the right; bodies 40 m apart in depth stay visible (enlarged in place)
+    apart = verts + np.array([[[0.0, 0.0, 10.0]], [[0.0, 0.0, 50.0]]])
+    side = side_view(apart, faces, (128, 96))
+    columns = [np.nonzero(side.instance == k)[1] for k in (0, 1)]
+    assert min(len(c) for c in columns) > 30
+    assert columns[0].mean() > columns[1].mean() + 40
+
+
+def test_obj_round_trip(tmp_path):
+    gen = np.random.default_rng(0)
+    vertices, faces = gen.normal(size=(30, 3)), gen.integers(0, 30, size=(20, 3))
+    path = write_obj(tmp_path / "m.obj", vertices, faces)
+    lines = path.read_text().splitlines()
+    v = np.array([[float(x) for x in ln.split()[1:]] for ln in lines if ln.startswith("v ")])
+    f = np.array([[int(x) for x in ln.split()[1:]] for ln in lines if ln.startswith("f ")])
+    np.testing.assert_allclose(v, vertices, atol=1e-6)
+    np.testing.assert_array_equal(f - 1, faces)
+
+
+def test_cli_refuses_a_detector_without_weights(fixtures_dir, tmp_path):
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "ochmr_lit.predict", "ckpt_path=none.ckpt", f"input={fixtures_dir / 'ochuman'}",
+         "boxes=detector", f"out={tmp_path / 'out'}"], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+        timeout=120)
+    assert result.returncode != 0
+    assert "detector_weights=<file>" in result.stderr
+
+
+# -- the pipeline on real images -----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def ochuman_prediction(tiny_run, fixtures_dir, tmp_path_factory):
+    """``predict`` with the tiny run's checkpoint on the OCHuman fixture images and their GT boxes."""
+    from hydra import compose, initialize_config_module
+
+    from ochmr_lit.inference.run import run_predict
+
+    _, outcome = tiny_run
+    out = tmp_path_factory.mktemp("predict")
+    folder = fixtures_dir / "ochuman"
+    with initialize_config_module(config_module="ochmr_lit.configs", version_base="1.3"):
+        cfg = compose(config_name="predict", overrides=[
+            f"ckpt_path={outcome['checkpoint']}", f"input={folder}", f"boxes={folder / 'test_ochuman.json'}",
+            f"out={out}", "save_meshes=true", "batch_size=2", "device=cpu"])
+    return out, run_predict(cfg), outcome["checkpoint"]
+
+
+@pytest.mark.slow
+def test_predict_writes_files_and_consistent_geometry(ochuman_prediction, fixtures_dir):
+    _renderer_or_skip()
+    from ochmr_lit.body import BodyModel
+
+    out, summary, _ = ochuman_prediction
+    faces = BodyModel(None).faces.numpy()
+    folder = fixtures_dir / "ochuman"
+    gt = json.loads((folder / "test_ochuman.json").read_text())
+    people = {im["file_name"]: sum(a["image_id"] == im["id"] for a in gt["annotations"]) for im in gt["images"]}
+    assert summary["images"] == 3 and summary["people"] == 5 == sum(people.values())
+    for name, count in people.items():
+        stem = Path(name).stem
+        assert sorted(p.name for p in out.glob(f"{stem}*")) == sorted(
+            [f"{stem}.json", f"{stem}.npz", f"{stem}.png"] + [f"{stem}_person{k}.obj" for k in range(count)])
+        result = json.loads((out / f"{stem}.json").read_text())
+        assert len(result["people"]) == count and (result["width"], result["height"]) == cv2.imread(
+            str(folder / name)).shape[1::-1]
+        F, c = result["camera"]["focal_length"], np.array(result["camera"]["principal_point"])
+        for person in result["people"]:
+            # the written 2D keypoints are the projection of the written 3D keypoints
+            kp3 = np.array(person["keypoints_3d"]) + np.array(person["camera"]["translation"])
+            kp2 = np.array(person["keypoints_2d"])
+            np.testing.assert_allclose(kp2[:, :2], F * kp3[:, :2] / kp3[:, 2:] + c, atol=1e-2)
+            np.testing.assert_allclose(kp2[:, 2], person["box_score"])
+
+        npz = np.load(out / f"{stem}.npz")
+        placed = npz["vertices"].astype(np.float64) + npz["translation"][:, None]
+        image = cv2.cvtColor(cv2.imread(str(folder / name)), cv2.COLOR_BGR2RGB)
+        height, width = image.shape[:2]
+        for k in range(count):
+            box = npz["boxes"][k]
+            uv = F * placed[k, :, :2] / placed[k, :, 2:] + c
+            # the mesh is where the person is: most vertices inside the box enlarged by 20 %, all but a few in
+            # the crop the regressor saw (untrained weights keep the mean pose, whose spread arms leave the
+            # narrow boxes of occluded people), and the body spans about the box height
+            assert _enlarged_box_mask(uv, box).mean() >= 0.7
+            center, side = box_to_center_size(box, 1.2)
+            assert _enlarged_box_mask(uv, np.r_[center - side / 2, side, side], 1.0).mean() >= 0.99
+            assert 0.5 <= np.ptp(uv[:, 1]) / box[3] <= 1.5
+            # 2D keypoints agree with the crop camera's keypoints mapped back into the image (1 % of the crop)
+            cam_t = torch.as_tensor(npz["cam_t_crop"][k:k + 1]).double()
+            in_crop = perspective_projection(torch.as_tensor(npz["keypoints_3d"][k:k + 1]), cam_t, 5000.0,
+                                             torch.full((1, 2), summary["crop"]["crop_size"] / 2.0).double())
+            back = apply_affine(invert_affine(npz["crop_affine"][k]), in_crop[0].numpy())
+            assert np.abs(back - npz["keypoints_2d"][k, :, :2]).max() < 0.01 * side
+            # the mesh file is the person in the camera frame
+            obj = [ln.split()[1:] for ln in (out / f"{stem}_person{k}.obj").read_text().splitlines()
+                   if ln.startswith("v ")]
+            np.testing.assert_allclose(np.array(obj, np.float64), placed[k], atol=1e-5)
+
+        # the mesh panel of the figure: mesh pixels mostly inside the people's enlarged boxes
+        figure = cv2.cvtColor(cv2.imread(str(out / f"{stem}.png")), cv2.COLOR_BGR2RGB)
+        x0 = FIGURE_PAD + 2 * (width + FIGURE_PAD)
+        panel = figure[FIGURE_PAD:FIGURE_PAD + height, x0:x0 + width]
+        changed = np.any(panel != image, axis=-1)
+        yy, xx = np.mgrid[:height, :width]
+        grid = np.c_[xx.ravel(), yy.ravel()].astype(np.float64)
+        inside = np.zeros(height * width, bool)
+        for box in npz["boxes"]:
+            inside |= _enlarged_box_mask(grid, box)
+        assert changed.sum() > 0.02 * height * width
+        assert (changed.ravel() & inside).sum() / changed.sum() >= 0.8
+        rendered = render_people(image, placed, faces, F, c)
+        assert np.array_equal(changed, rendered.instance >= 0)  # the panel is the depth-composited render
+        assert set(np.unique(rendered.instance)) == set(range(-1, count))
+
+
+@pytest.mark.slow
+def test_written_smpl_parameters_rebuild_the_written_keypoints(ochuman_prediction):
+    """Axis-angle pose and betas from the files, through the body model, give the written 3D keypoints."""
+    from ochmr_lit.body import BodyModel
+
+    out, _, _ = ochuman_prediction
+    body = BodyModel(None)
+    for path in sorted(out.glob("*.json")):
+        if path.name == "summary.json":
+            continue
+        result = json.loads(path.read_text())
+        pose = torch.tensor([p["smpl"]["global_orient"] + p["smpl"]["body_pose"] for p in result["people"]],
+                            dtype=torch.float64)
+        betas = torch.tensor([p["smpl"]["betas"] for p in result["people"]], dtype=torch.float64)
+        with torch.no_grad():
+            rebuilt = body.double()(axis_angle_to_rotmat(pose.view(-1, 24, 3)), betas)
+        kp3 = torch.tensor([p["keypoints_3d"] for p in result["people"]], dtype=torch.float64)
+        assert torch.allclose(rebuilt.keypoints("coco17")[0], kp3, atol=1e-4)
+        npz = np.load(path.with_suffix(".npz"))
+        np.testing.assert_allclose(rebuilt.vertices.numpy(), npz["vertices"], atol=1e-4)
+
+
+@pytest.mark.slow
+def test_batching_across_images_does_not_change_predictions(tiny_run, fixtures_dir, tmp_path):
+    """Batch sizes 1 and 4 give the same per-person outputs, in input order, with an image without people between."""
+    from ochmr_lit.inference.pipeline import Predictor, load_regressor
+    from ochmr_lit.inference.writers import prediction_to_dict
+
+    folder = fixtures_dir / "ochuman"
+    items, _ = load_json_boxes(folder / "test_ochuman.json", list_images(folder))
+    empty = type(items[0])(image_path=items[1].image_path, image_id=99, boxes=np.zeros((0, 4)), scores=np.zeros(0),
+                           centers=np.zeros((0, 2)), ann_ids=np.zeros(0, np.int64), source="gt")
+    order = [items[0], empty, items[1], items[2]]
+    module = load_regressor(tiny_run[1]["checkpoint"])
+    one = list(Predictor(module, batch_size=1).predict(order))
+    four = list(Predictor(module, batch_size=4).predict(order))
+    assert [p.num_people for p in one] == [p.num_people for p in four] == [len(it) for it in order]
+    for a, b in zip(one, four, strict=True):
+        assert a.boxes is b.boxes
+        np.testing.assert_allclose(a.vertices, b.vertices, atol=1e-4)
+        np.testing.assert_allclose(a.keypoints_2d, b.keypoints_2d, atol=1e-2)
+    assert prediction_to_dict(one[1])["people"] == [] and one[1].vertices.shape == (0, 6890, 3)
