@@ -35,6 +35,7 @@ class ExactResume(Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         # setup() runs before the checkpoint is restored, which runs before the training loader is built.
         self._datamodule = trainer.datamodule
+        self._trainer = trainer
 
     def _skip_resumed_batches(self, batches: int) -> None:
         datamodule = getattr(self, "_datamodule", None)
@@ -64,7 +65,11 @@ class ExactResume(Callback):
     def state_dict(self) -> dict[str, Any]:
         # Only tensors and plain types, so that the checkpoint loads with torch.load(weights_only=True).
         kind, keys, pos, has_gauss, gauss = np.random.get_state()
-        return {"epoch": self.epoch, "batches_done": self.batches_done, "torch_rng": torch.get_rng_state(),
+        trainer = getattr(self, "_trainer", None)
+        epoch_batches = trainer.num_training_batches if trainer is not None else float("inf")
+        # a checkpoint written after the epoch's last batch resumes at the next epoch: nothing to skip
+        batches_done = self.batches_done if self.batches_done < epoch_batches else 0
+        return {"epoch": self.epoch, "batches_done": batches_done, "torch_rng": torch.get_rng_state(),
                 "numpy_rng": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
                 "python_rng": random.getstate()}
 
