@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import math
 import sys
@@ -11,7 +12,10 @@ from pathlib import Path
 
 import torch
 
-from ochmr_lit.bench import SECTIONS, BenchRow, get_section
+from ochmr_lit.bench import SECTIONS, BenchRow, PerfRow, get_section
+
+#: Threads of a section when --threads is not given (others use torch's default: every core).
+DEFAULT_THREADS: dict[str, int] = {"metrics": 1}  # its references are single-threaded loops
 
 
 def format_table(rows: Sequence[BenchRow]) -> str:
@@ -31,6 +35,35 @@ def format_table(rows: Sequence[BenchRow]) -> str:
     return "\n".join(lines)
 
 
+def _fmt(value: float, spec: str) -> str:
+    return "" if math.isnan(value) else format(value, spec)
+
+
+def format_perf_table(rows: Sequence[PerfRow]) -> str:
+    """A Markdown table of throughput/count rows against their baselines."""
+    lines = [
+        "| section | benchmark | value | unit | baseline | baseline value | ratio | GFLOP/item | MFU | note |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.section} | {r.name} | {r.value:.4g} | {r.unit} | {r.baseline} | {_fmt(r.baseline_value, '.4g')} | "
+            f"{_fmt(r.ratio, '.2f')}{'x' if not math.isnan(r.ratio) else ''} | {_fmt(r.gflops_per_item, '.3g')} | "
+            f"{_fmt(r.mfu * 100, '.1f')}{'%' if not math.isnan(r.mfu) else ''} | {r.note} |"
+        )
+    return "\n".join(lines)
+
+
+def run_section(name: str, quick: bool, device: str) -> list[BenchRow | PerfRow]:
+    """Rows of section ``name``; ``device`` is passed to sections whose ``run`` takes it."""
+    fn = get_section(name)
+    if "device" in inspect.signature(fn).parameters:
+        return fn(quick, device=device)
+    if device != "cpu":
+        print(f"section {name} runs on the CPU only (asked for {device})")
+    return fn(quick)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the selected sections, print the table, optionally write JSON; returns the exit code."""
     parser = argparse.ArgumentParser(prog="python -m ochmr_lit.bench", description=__doc__)
@@ -41,29 +74,49 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="small problem sizes (seconds, for CI)")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows to this JSON file")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (sections that run models use it)")
     parser.add_argument(
         "--threads",
         type=int,
-        default=1,
-        help="torch intra-op threads (default 1: the references are single-threaded loops)",
+        default=None,
+        help="torch intra-op threads for every section (default: 1 for metrics, whose references are "
+        "single-threaded loops; torch's default, every core, for the others)",
     )
     args = parser.parse_args(argv)
-    torch.set_num_threads(max(1, args.threads))
+    if args.device.split(":")[0] not in ("cpu", "cuda"):
+        parser.error(f"--device must be cpu or cuda, got {args.device!r}")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is available here; use --device cpu")
     names = [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = [n for n in names if n not in SECTIONS]
     if unknown:
         parser.error(f"unknown section(s) {unknown}; known: {sorted(SECTIONS)}")
-    rows: list[BenchRow] = []
+    all_cores = torch.get_num_threads()
+    rows: list[BenchRow | PerfRow] = []
+    threads: dict[str, int] = {}
     for name in names:
-        rows.extend(get_section(name)(args.quick))
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, quick={args.quick}")
-    print(format_table(rows))
+        threads[name] = max(1, args.threads if args.threads is not None else DEFAULT_THREADS.get(name, all_cores))
+        torch.set_num_threads(threads[name])
+        try:
+            rows.extend(run_section(name, args.quick, args.device))
+        finally:
+            torch.set_num_threads(all_cores)
+    bench_rows = [r for r in rows if isinstance(r, BenchRow)]
+    perf_rows = [r for r in rows if isinstance(r, PerfRow)]
+    device = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "cpu"
+    print(f"torch {torch.__version__}, device {device}, threads {threads}, quick={args.quick}")
+    if perf_rows:
+        print(format_perf_table(perf_rows))
+    if bench_rows:
+        print(format_table(bench_rows))
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         payload = {
             "quick": args.quick,
-            "threads": torch.get_num_threads(),
-            "rows": [r.to_dict() for r in rows],
+            "device": device,
+            "threads": threads,
+            "rows": [r.to_dict() for r in bench_rows],
+            "perf_rows": [r.to_dict() for r in perf_rows],
         }
         args.json.write_text(json.dumps(payload, indent=2))
     return 0

@@ -11,7 +11,11 @@ class CoNorm(nn.Module):
     """Context normalisation block ``X' = X * scale(ctx) + bias(ctx)``.
 
     Follows the paper's listing layer for layer and name for name (``phi_latent``, ``phi_scale``,
-    ``phi_bias``), so weights trained with the listing load key-for-key.
+    ``phi_bias``), so weights trained with the listing load key-for-key. The two output convolutions
+    share their input, so the forward pass runs them as one convolution over the concatenated weights
+    (concatenated at every call, so gradients reach ``phi_scale`` and ``phi_bias`` as usual and no copy
+    can go stale) and splits the result: the same outputs and parameter gradients as two convolutions
+    (the latent's gradient up to float summation order), with one pass over the latent map instead of two.
 
     Args:
         num_channels: C, the number of channels of the feature map X it modulates.
@@ -42,9 +46,24 @@ class CoNorm(nn.Module):
         """
         context = F.interpolate(context, size=features.shape[2:], mode="bilinear", align_corners=False)
         latent = self.phi_latent(context)
-        scale = self.phi_scale(latent)
-        bias = self.phi_bias(latent)
+        scale, bias = self.scale_and_bias(latent)
         return features * scale + bias
+
+    def scale_and_bias(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``phi_scale(latent)`` and ``phi_bias(latent)``, computed by one convolution.
+
+        Args:
+            latent: (B, K, H, W) output of ``phi_latent``.
+
+        Returns:
+            scale and bias, each (B, C, H, W).
+        """
+        head = self.phi_scale  # both heads share kernel size, padding, stride and dilation
+        weight = torch.cat([self.phi_scale.weight, self.phi_bias.weight], dim=0)  # (2C, K, 3, 3)
+        bias = torch.cat([self.phi_scale.bias, self.phi_bias.bias], dim=0)  # (2C,)
+        both = F.conv2d(latent, weight, bias, stride=head.stride, padding=head.padding, dilation=head.dilation)
+        scale, shift = both.split(self.num_channels, dim=1)
+        return scale, shift
 
     def extra_repr(self) -> str:
         return f"num_channels={self.num_channels}, hidden_channels={self.hidden_channels}"
