@@ -417,6 +417,36 @@ def _working_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype in (torch.float32, torch.float16, torch.bfloat16) else dtype
 
 
+def _procrustes_rotation(K: torch.Tensor) -> torch.Tensor:
+    """The proper rotation R (B, 3, 3) maximising tr(R K): R = V diag(1, 1, sign det(V U^T)) U^T for K = U S V^T.
+
+    The SVD is formed from the symmetric eigen-decomposition of K^T K (about twice as fast as a batched 3x3
+    SVD on CPUs): V and S from ``eigh``; u1, u2 = K v / s; u3 = u1 x u2, so det U = +1 and the determinant
+    fix becomes det V (the sign of the third singular triplet cancels). Samples whose second singular value
+    vanishes (fewer than three non-collinear points) fall back to ``torch.linalg.svd``.
+    """
+    evals, V = torch.linalg.eigh(K.transpose(-1, -2) @ K)  # ascending eigenvalues
+    V = V.flip(-1)
+    sigma = evals.flip(-1).clamp_min(0).sqrt()
+    KV = K @ V  # columns s_i u_i
+    # eigh of K^T K resolves singular values to about sqrt(eps) of the largest: below 1e-6 of it, use the SVD
+    degenerate = (sigma[..., 1] <= 1e-6 * sigma[..., 0]) | (sigma[..., 0] <= torch.finfo(K.dtype).tiny)
+    u1 = KV[..., 0] / sigma[..., 0:1].clamp_min(torch.finfo(K.dtype).tiny)
+    u2 = KV[..., 1] - (u1 * KV[..., 1]).sum(-1, keepdim=True) * u1  # re-orthogonalised against u1
+    u2 = u2 / torch.linalg.vector_norm(u2, dim=-1, keepdim=True).clamp_min(torch.finfo(K.dtype).tiny)
+    U = torch.stack([u1, u2, torch.linalg.cross(u1, u2)], dim=-1)
+    d = torch.where(torch.linalg.det(V) < 0, -1.0, 1.0).to(K.dtype)
+    V = torch.cat([V[..., :2], V[..., 2:] * d[:, None, None]], dim=-1)  # V diag(1, 1, det V)
+    R = V @ U.transpose(-1, -2)
+    if bool(degenerate.any()):
+        Ud, _, Vhd = torch.linalg.svd(K[degenerate])
+        Vd = Vhd.transpose(-1, -2)
+        sign = torch.where(torch.linalg.det(Ud) * torch.linalg.det(Vhd) < 0, -1.0, 1.0).to(K.dtype)
+        Vd = torch.cat([Vd[..., :2], Vd[..., 2:] * sign[:, None, None]], dim=-1)
+        R[degenerate] = Vd @ Ud.transpose(-1, -2)
+    return R
+
+
 def _similarity_fit(
     pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -430,21 +460,24 @@ def _similarity_fit(
         raise ValueError(f"mask must be (B, N) = {tuple(pred.shape[:2])}, got {tuple(mask.shape)}")
     work = _working_dtype(pred.dtype)
     X, Y = pred.to(work), target.to(work)
-    w = torch.ones(X.shape[:2], dtype=work, device=X.device) if mask is None else mask.to(work)
-    n = w.sum(1).clamp_min(1.0)  # (B,)
-    mu_x = (w[..., None] * X).sum(1) / n[:, None]
-    mu_y = (w[..., None] * Y).sum(1) / n[:, None]
-    Xc, Yc = X - mu_x[:, None], Y - mu_y[:, None]
-    var_x = (w[..., None] * Xc * Xc).sum((1, 2))
+    if mask is None:  # the common case, without the weights' extra passes
+        mu_x, mu_y = X.mean(1), Y.mean(1)
+        Xc, Yc = X - mu_x[:, None], Y - mu_y[:, None]
+        var_x = (Xc * Xc).sum((1, 2))
+        Xw = Xc
+    else:
+        w = mask.to(work)
+        n = w.sum(1).clamp_min(1.0)  # (B,)
+        mu_x = (w[..., None] * X).sum(1) / n[:, None]
+        mu_y = (w[..., None] * Y).sum(1) / n[:, None]
+        Xc, Yc = X - mu_x[:, None], Y - mu_y[:, None]
+        Xw = w[..., None] * Xc
+        var_x = (Xw * Xc).sum((1, 2))
     # K = sum_n w_n x_n y_n^T (3 x 3, always transposed the same way whatever the batch size);
     # for K = U S V^T the optimal proper rotation is R = V diag(1, 1, sign det(V U^T)) U^T.
-    K = torch.einsum("bn,bni,bnj->bij", w, Xc, Yc)
-    U, _, Vh = torch.linalg.svd(K)
-    V, Ut = Vh.transpose(-1, -2), U.transpose(-1, -2)
-    sign = torch.where(torch.linalg.det(V @ Ut) < 0, -1.0, 1.0).to(work)
-    Z = torch.stack([torch.ones_like(sign), torch.ones_like(sign), sign], dim=-1)
-    R = V @ torch.diag_embed(Z) @ Ut
-    scale = torch.einsum("bii->b", R @ K) / var_x.clamp_min(torch.finfo(work).tiny)
+    K = Xw.transpose(1, 2) @ Yc
+    R = _procrustes_rotation(K)
+    scale = (R * K.transpose(-1, -2)).sum((-1, -2)) / var_x.clamp_min(torch.finfo(work).tiny)  # tr(R K)
     t = mu_y - scale[:, None] * torch.einsum("bij,bj->bi", R, mu_x)
     return scale, R, t
 

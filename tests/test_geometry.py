@@ -359,3 +359,23 @@ def test_procrustes_rejects_bad_shapes():
     with pytest.raises(ValueError, match="mask"):
         bad_mask = torch.ones(2, 13, dtype=torch.bool)
         similarity_procrustes(torch.zeros(2, 14, 3), torch.zeros(2, 14, 3), bad_mask)
+
+
+def test_procrustes_on_planar_and_collinear_points_matches_svd_reference():
+    """The eigen-decomposition path: a zero third singular value (planar joints) and the SVD fallback
+    (collinear joints) give the same alignment as the plain SVD formula."""
+    from ochmr_lit.geometry import _procrustes_rotation
+
+    gen = torch.Generator().manual_seed(3)
+    planar = torch.randn(5, 10, 3, generator=gen, dtype=torch.float64)
+    planar[..., 2] = 0.0
+    collinear = torch.randn(5, 10, 1, generator=gen, dtype=torch.float64) * torch.tensor([1.0, 2.0, -0.5])
+    for X in (planar, collinear):
+        Y = X @ axis_angle_to_rotmat(torch.tensor([0.3, -0.2, 0.9], dtype=torch.float64)).T + 0.1
+        Xc, Yc = X - X.mean(1, keepdim=True), Y - Y.mean(1, keepdim=True)
+        K = Xc.transpose(1, 2) @ Yc
+        R = _procrustes_rotation(K)
+        torch.testing.assert_close(R @ R.transpose(1, 2), torch.eye(3, dtype=torch.float64).expand(5, 3, 3))
+        assert torch.allclose(torch.linalg.det(R), torch.ones(5, dtype=torch.float64))
+        # both maximise tr(R K): the aligned points agree even where R itself is not unique
+        torch.testing.assert_close(Xc @ R.transpose(1, 2), Yc, atol=1e-9, rtol=0)
