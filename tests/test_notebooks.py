@@ -18,3 +18,7 @@ def test_notebook_executes_on_a_tiny_run(name, tiny_run, monkeypatch):
     assert not [o for o in outputs if o.get("output_type") == "error"]
     images = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(images) >= 2  # results: occlusion curve + per-joint bars; qualitative: best and worst grids
+    written = sorted(p.name for p in (run_dir / "figures").glob("*.png"))
+    expected = {"results": {"mpjpe_vs_occlusion.png", "per_joint_mpjpe.png"},
+                "qualitative": {"best_4.png", "worst_4.png"}}[name]
+    assert expected <= set(written)

@@ -46,6 +46,6 @@ def test_spin_ratios_split_groups_by_size_and_sampler_follows_them():
     drawn = np.array([i for _, i in sampler])
     source = np.searchsorted(offsets, drawn, side="right") - 1
     shares = np.bincount(source, minlength=len(names)) / len(drawn)
-    np.testing.assert_allclose(shares, [p[n] for n in names], atol=0.015)
+    np.testing.assert_allclose(shares, [p[n] for n in names], atol=0.01)  # within 1 % (3 sigma at 20k draws)
     with pytest.raises(ValueError, match="sum to"):
         source_probabilities(sizes, [{"datasets": ["h36m"], "ratio": 0.5}])
