@@ -80,8 +80,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _fit_command(run_dir: Path, synthcrowd: Path, extra: list[str]) -> list[str]:
-    return [sys.executable, "-m", "ochmr_lit.fit", "experiment=synthcrowd_spin", f"hydra.run.dir={run_dir}",
+def _fit_command(run_dir: Path, synthcrowd: Path, extra: list[str], experiment: str = "synthcrowd_spin") -> list[str]:
+    if experiment == "synthcrowd":  # the default pipeline: shrink its context-estimator stage too
+        extra = [*extra, "++context_stage.trainer.max_epochs=1", "model.context_input_size=64"]
+    return [sys.executable, "-m", "ochmr_lit.fit", f"experiment={experiment}", f"hydra.run.dir={run_dir}",
             f"++data.root={synthcrowd}", "logger=csv", "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
             *[o for o in TINY if o != "trainer=cpu"], *extra]
 
@@ -99,10 +101,12 @@ def _final_metrics(run_dir: Path) -> dict:
 @pytest.mark.slow
 def test_ddp_two_cpu_processes_one_run_folder_and_synced_metrics(tmp_path, tiny_synthcrowd):
     run_dir = tmp_path / "ddp"
-    done = subprocess.run(_fit_command(run_dir, tiny_synthcrowd, ["trainer=ddp_cpu"]), env=_env(),
+    command = _fit_command(run_dir, tiny_synthcrowd, ["trainer=ddp_cpu"], experiment="synthcrowd")
+    done = subprocess.run(command, env=_env(),
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp"]  # one run folder, not one per rank
+    assert (run_dir / "context" / "checkpoints" / "last.ckpt").is_file()  # both stages of the pipeline ran
     metrics = _final_metrics(run_dir)
     # the 2 test images' people, split over 2 ranks, are all counted once after the sync
     people = sum(metrics[f"count_{b}"] for b in ("none", "partial", "heavy"))
