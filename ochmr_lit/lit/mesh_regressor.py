@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from ochmr_lit.body import BodyModel
 from ochmr_lit.geometry import axis_angle_to_rotmat, perspective_projection, weak_perspective_to_translation
 from ochmr_lit.lit import losses as L_
+from ochmr_lit.lit.bucket_tables import bucket_table, log_bucket_table
 from ochmr_lit.lit.guard import NumericalGuardMixin
 from ochmr_lit.lit.optim import OptimConfig, build_optimizer, build_scheduler
 from ochmr_lit.lit.run_config import RunConfigMixin
@@ -238,7 +239,11 @@ class MeshRegressorModule(NumericalGuardMixin, RunConfigMixin, L.LightningModule
         return values
 
     def on_validation_epoch_end(self) -> None:
-        self._log_evaluation("val")
+        values = self._log_evaluation("val")
+        if self.loggers and not self.trainer.sanity_checking:
+            people = len(self._evaluation("val").per_sample()["sample_index"])
+            columns, rows = bucket_table(values, num_people=people)
+            log_bucket_table(self.loggers, "val/occlusion_buckets", columns, rows, self.global_step)
         self._evaluation("val").reset()
 
     def on_test_epoch_start(self) -> None:
