@@ -83,9 +83,19 @@ def _render_scene(renderer: MeshRenderer, vertices: np.ndarray, faces: np.ndarra
     return result
 
 
+def _person_colors(n: int, colors: np.ndarray | None) -> np.ndarray:
+    """(n, 3) RGB in [0, 1]: ``colors`` when given (checked), else :func:`person_colors`."""
+    if colors is None:
+        return person_colors(n)
+    colors = np.asarray(colors, np.float64)
+    if colors.shape != (n, 3):
+        raise ValueError(f"colors must be ({n}, 3) RGB in [0, 1], one per person; got {colors.shape}")
+    return colors
+
+
 def render_people(image: np.ndarray, vertices: np.ndarray, faces: np.ndarray, focal_length: float,
                   principal_point: Sequence[float], alpha: float = 1.0,
-                  renderer: MeshRenderer | None = None) -> RenderResult:
+                  renderer: MeshRenderer | None = None, colors: np.ndarray | None = None) -> RenderResult:
     """All people's meshes over the image, one colour each (:func:`person_colors`), depth-composited.
 
     Args:
@@ -94,6 +104,7 @@ def render_people(image: np.ndarray, vertices: np.ndarray, faces: np.ndarray, fo
         faces: (F, 3) vertex indices.
         focal_length, principal_point: the full-image camera (px).
         alpha: mesh opacity.
+        colors: (N, 3) RGB in [0, 1] of each person; None = :func:`person_colors`.
     Returns:
         :class:`RenderResult`; ``instance`` indexes the people, ``depth`` is in metres.
     """
@@ -102,12 +113,12 @@ def render_people(image: np.ndarray, vertices: np.ndarray, faces: np.ndarray, fo
         return MeshRenderer(width, height).render([], intrinsics(focal_length, principal_point), background=image)
     renderer = renderer or MeshRenderer(width, height)
     return _render_scene(renderer, np.asarray(vertices, np.float64), faces, intrinsics(focal_length, principal_point),
-                         person_colors(len(vertices)), np.ascontiguousarray(image), alpha)
+                         _person_colors(len(vertices), colors), np.ascontiguousarray(image), alpha)
 
 
 def side_view(vertices: np.ndarray, faces: np.ndarray, image_size: tuple[int, int], angle_deg: float = 90.0,
               background: int = 255, margin: float = 0.85, min_person_size: float = 0.2,
-              renderer: MeshRenderer | None = None) -> RenderResult:
+              renderer: MeshRenderer | None = None, colors: np.ndarray | None = None) -> RenderResult:
     """The people seen from the side: the scene turned by ``angle_deg`` about the vertical (camera y) axis
     through its centre, framed to fill ``margin`` of an image of ``image_size``.
 
@@ -125,6 +136,7 @@ def side_view(vertices: np.ndarray, faces: np.ndarray, image_size: tuple[int, in
         background: grey level behind the meshes.
         min_person_size: the smallest share of the scene extent the tallest body spans (1 = no enlarging
             beyond the scene).
+        colors: (N, 3) RGB in [0, 1] of each person; None = :func:`person_colors`.
     Returns:
         :class:`RenderResult` (same person colours as :func:`render_people`).
     """
@@ -150,7 +162,7 @@ def side_view(vertices: np.ndarray, faces: np.ndarray, image_size: tuple[int, in
     shift = np.array([-(lo[0] + hi[0]) / 2.0, -(lo[1] + hi[1]) / 2.0, distance - lo[2]])
     renderer = renderer or MeshRenderer(width, height)
     return _render_scene(renderer, turned + shift, faces, intrinsics(focal, (width / 2.0, height / 2.0)),
-                         person_colors(len(points)), background_image, 1.0)
+                         _person_colors(len(points), colors), background_image, 1.0)
 
 
 def paper_figure(image: np.ndarray, boxes: np.ndarray, vertices: np.ndarray, faces: np.ndarray,
