@@ -5,14 +5,20 @@ import os
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import hydra  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
+
+
+def evaluate(cfg: DictConfig) -> dict:
+    """Resolve the composed config (its interpolations refer to its own root) and evaluate as it says."""
+    from ochmr_lit.runner import run_evaluate
+
+    OmegaConf.resolve(cfg)
+    return run_evaluate(cfg)
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
-    from ochmr_lit.runner import run_evaluate
-
-    run_evaluate(cfg)
+    evaluate(cfg)
 
 
 if __name__ == "__main__":

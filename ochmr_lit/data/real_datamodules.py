@@ -3,7 +3,9 @@
 All build on :class:`~ochmr_lit.data.datamodule.TopDownDataModule` (crops, augmentation, loaders) and only
 say how a split becomes person records. Datasets that need a conversion or an index (3DPW, CMU Panoptic,
 OCHuman's raw file) build it in ``prepare_data`` through :mod:`ochmr_lit.prepare` (idempotent), into
-``index_dir`` (default: the cache).
+``index_dir`` (default: the cache). Datasets whose protocol compares against joints the sample schema lacks
+(H36M and MPI-INF-3DHP: SPIN's ``S``; 3DOH: LSP-14; CMU Panoptic: joints19) add them to their evaluation
+samples through :class:`EvalTargetsMixin`.
 """
 
 from __future__ import annotations
@@ -16,11 +18,14 @@ from pathlib import Path
 from ochmr_lit.data.coco_datamodule import CocoKeypointDataModule
 from ochmr_lit.data.datamodule import TopDownDataModule
 from ochmr_lit.data.datasets.crowdpose import boxes_kept_per_threshold, load_crowdpose_records, load_detection_records
+from ochmr_lit.data.datasets.eval_targets import EvalTargetTransform
 from ochmr_lit.data.datasets.ochuman_raw import load_ochuman_records
 from ochmr_lit.data.datasets.panoptic import PANOPTIC_CAMERAS, load_panoptic_records
+from ochmr_lit.data.datasets.spin_npz import load_spin_npz_records
 from ochmr_lit.data.datasets.threedoh import load_3doh_records
 from ochmr_lit.data.datasets.threedpw import load_3dpw_records
 from ochmr_lit.data.schema import PersonRecord
+from ochmr_lit.data.transforms import TopDownTransform
 from ochmr_lit.metrics.matched_mpjpe import PANOPTIC_SEQUENCES
 from ochmr_lit.paths import cache_dir
 
@@ -37,6 +42,21 @@ def _log_report(report) -> None:
     from ochmr_lit.prepare import format_report
 
     log.info("%s", format_report(report))
+
+
+class EvalTargetsMixin:
+    """Adds the dataset's evaluation targets (``EVAL_TARGET_KEYS``) to the samples of its unaugmented splits.
+
+    Subclasses set ``eval_targets``: sample key -> the ``PersonRecord.extra`` key holding its value.
+    """
+
+    eval_targets: dict[str, str] = {}
+
+    def transform(self, split: str) -> TopDownTransform | EvalTargetTransform:
+        base = super().transform(split)  # type: ignore[misc]
+        if not self.eval_targets or base.augment is not None:
+            return base
+        return EvalTargetTransform(base, self.eval_targets)
 
 
 class KeypointDataModule(CocoKeypointDataModule):
@@ -171,8 +191,8 @@ class ThreeDPWDataModule(TopDownDataModule):
         return load_3dpw_records(files, self.root, subset=self.subset, scale_factor=self.scale_factor)
 
 
-class ThreeDOHDataModule(TopDownDataModule):
-    """3DOH from the official ``annots.json`` of each split.
+class ThreeDOHDataModule(EvalTargetsMixin, TopDownDataModule):
+    """3DOH from the official ``annots.json`` of each split; evaluation samples carry ``joints_lsp14``.
 
     Args:
         ann_files: split -> ``annots.json``.
@@ -180,6 +200,7 @@ class ThreeDOHDataModule(TopDownDataModule):
     """
 
     name = "3doh"
+    eval_targets = {"joints_lsp14": "lsp_joints_3d"}
 
     def __init__(self, ann_files: dict[str, str], image_roots: dict[str, str] | None = None, **kwargs):
         super().__init__(**kwargs)
@@ -192,8 +213,10 @@ class ThreeDOHDataModule(TopDownDataModule):
         return load_3doh_records(self.ann_files[split], self.image_roots.get(split), dataset=self.name)
 
 
-class PanopticDataModule(TopDownDataModule):
+class PanopticDataModule(EvalTargetsMixin, TopDownDataModule):
     """CMU Panoptic (CRMH protocol) from the official per-frame 3D poses, indexed once per sequence and camera.
+
+    Evaluation samples carry ``joints_panoptic19`` and ``sequence_code``.
 
     Args:
         root: folder holding the sequence folders.
@@ -204,6 +227,7 @@ class PanopticDataModule(TopDownDataModule):
     """
 
     name = "panoptic"
+    eval_targets = {"joints_panoptic19": "joints_panoptic19", "sequence_code": "sequence_code"}
 
     def __init__(self, root: str, splits: dict[str, Sequence[str]] | None = None,
                  cameras: Sequence[str] = PANOPTIC_CAMERAS, frame_step: int = 1, index_dir: str | None = None,
@@ -239,5 +263,46 @@ class PanopticDataModule(TopDownDataModule):
         return load_panoptic_records(files, self.root, dataset=self.name)
 
 
-__all__ = ["CrowdPoseDataModule", "KeypointDataModule", "OCHumanDataModule", "PanopticDataModule",
-           "ThreeDOHDataModule", "ThreeDPWDataModule"]
+class SpinNpzDataModule(EvalTargetsMixin, TopDownDataModule):
+    """A dataset in SPIN's preprocessed npz format, one npz per split; evaluation samples carry ``joints_spin24``.
+
+    Args:
+        npz_files: split -> SPIN npz (``imgname, center, scale, part``, optionally ``S, pose, shape, has_smpl``).
+        image_root: folder the npz ``imgname`` entries are relative to.
+        name: dataset name stored in the samples.
+        **kwargs: :class:`TopDownDataModule` settings.
+    """
+
+    eval_targets = {"joints_spin24": "S"}
+
+    def __init__(self, npz_files: dict[str, str], image_root: str, name: str, **kwargs):
+        super().__init__(**kwargs)
+        self.name = name
+        self.npz_files = {k: Path(v) for k, v in npz_files.items() if v}
+        self.image_root = Path(image_root)
+
+    def load_records(self, split: str) -> tuple[list[PersonRecord], Counter]:
+        if split not in self.npz_files:
+            raise KeyError(f"{self.name} has no '{split}' split configured; data.npz_files has "
+                           f"{sorted(self.npz_files)}")
+        return load_spin_npz_records(self.npz_files[split], self.image_root, self.name, self.scale_factor)
+
+
+class H36MDataModule(SpinNpzDataModule):
+    """Human3.6M from SPIN's npz files: ``h36m_valid_protocol1.npz`` (all cameras, protocol ``h36m_p1``) or
+    ``h36m_valid_protocol2.npz`` (camera 60457274, ``h36m_p2``) for evaluation, ``h36m_train.npz`` for training."""
+
+    def __init__(self, npz_files: dict[str, str], image_root: str, name: str = "h36m", **kwargs):
+        super().__init__(npz_files, image_root, name=name, **kwargs)
+
+
+class MPIINF3DHPDataModule(SpinNpzDataModule):
+    """MPI-INF-3DHP from SPIN's npz files: ``mpi_inf_3dhp_valid.npz`` (test set TS1-TS6, protocol
+    ``mpi_inf_3dhp``, 17 joints) for evaluation, ``mpi_inf_3dhp_train.npz`` for training."""
+
+    def __init__(self, npz_files: dict[str, str], image_root: str, name: str = "mpi_inf_3dhp", **kwargs):
+        super().__init__(npz_files, image_root, name=name, **kwargs)
+
+
+__all__ = ["CrowdPoseDataModule", "EvalTargetsMixin", "H36MDataModule", "KeypointDataModule", "MPIINF3DHPDataModule",
+           "OCHumanDataModule", "PanopticDataModule", "SpinNpzDataModule", "ThreeDOHDataModule", "ThreeDPWDataModule"]

@@ -3,7 +3,8 @@
 A dataset reads its own file format into :class:`PersonRecord` objects (image-space labels of one
 person); :class:`~ochmr_lit.data.transforms.TopDownTransform` turns a record into a *sample*, a dict of
 tensors with exactly the keys of :data:`SAMPLE_KEYS`. Labels a dataset does not have are masked through
-the ``has_*`` flags and keypoint confidences, never invented.
+the ``has_*`` flags and keypoint confidences, never invented. The unaugmented (evaluation) splits of datasets
+whose protocol compares against other joints also carry the keys of :data:`EVAL_TARGET_KEYS`.
 """
 
 from __future__ import annotations
@@ -38,6 +39,17 @@ SAMPLE_KEYS: dict[str, str] = {
     "index": "() int64, position of the sample in its dataset",
     "dataset": "str, dataset name",
     "sample_id": "str, stable id of the sample (dataset/image/annotation)",
+}
+
+
+#: Optional evaluation-only keys, added to the samples of evaluation splits (no augmentation) of the datasets
+#: whose protocol compares against them (see ``ochmr_lit.data.datasets.eval_targets``). Missing joints have
+#: confidence 0 (masked), never invented values.
+EVAL_TARGET_KEYS: dict[str, str] = {
+    "joints_spin24": "(24, 4) float32, SPIN's S: camera-frame metres + confidence (H36M, MPI-INF-3DHP)",
+    "joints_lsp14": "(14, 4) float32, LSP-14 camera-frame metres + confidence (3DOH lsp_joints_3d)",
+    "joints_panoptic19": "(19, 4) float32, Panoptic joints19 camera-frame metres + confidence (CMU Panoptic)",
+    "sequence_code": "() int64, index of the sample's sequence in its protocol's sequence list (-1: none)",
 }
 
 

@@ -36,6 +36,15 @@ JOINT_SETS: dict[str, tuple[str, ...]] = {
     "h36m17": get_convention("h36m17").joint_names,
 }
 
+#: The ground truth each joint pipeline compares against: ``smpl`` (the sample's SMPL pose/betas/gender) or
+#: an evaluation-target key of the samples (``ochmr_lit.data.schema.EVAL_TARGET_KEYS``).
+PIPELINE_TARGETS: dict[str, str] = {
+    "mesh_vs_mesh": "smpl",
+    "mesh_vs_spin24": "joints_spin24",
+    "mesh_vs_lsp14": "joints_lsp14",
+    "panoptic_joints": "joints_panoptic19",
+}
+
 GTRoot = Literal["pelvis", "mid_hips"]
 
 #: CRMH's Panoptic preprocessing (JiangWenPL/multiperson ``misc/preprocess_datasets/full/panoptic.py``,

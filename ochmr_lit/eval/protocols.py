@@ -18,7 +18,7 @@ from torchmetrics import Metric
 from ochmr_lit.body.keypoints import get_convention
 from ochmr_lit.eval import joints as J
 from ochmr_lit.eval.detector_sweep import DEFAULT_THRESHOLDS, DetectorSweep
-from ochmr_lit.metrics.coco_tools import GroundTruthSource
+from ochmr_lit.metrics.coco_tools import GroundTruthError, GroundTruthSource
 from ochmr_lit.metrics.keypoint_ap import KeypointAP
 from ochmr_lit.metrics.matched_mpjpe import PANOPTIC_SEQUENCES, MatchedMPJPE
 from ochmr_lit.metrics.mesh_errors import MPJPE, PAMPJPE, PVE
@@ -146,6 +146,32 @@ class Protocol:
     def num_joints(self) -> int:
         """Size of the evaluation joint set (3D protocols)."""
         return len(J.JOINT_SETS[self.joint_set])
+
+    @property
+    def target(self) -> str:
+        """What the 3D pipeline compares against (``ochmr_lit.eval.joints.PIPELINE_TARGETS``); ``""`` for none."""
+        return J.PIPELINE_TARGETS.get(self.pipeline, "")
+
+    @property
+    def keypoint_convention(self) -> str:
+        """Convention of the keypoints scored by keypoint AP: the protocol's own for AP protocols, else
+        ``coco17`` (the AP a split with a COCO-format keypoint file reports beside its 3D metrics)."""
+        return self.joint_set if self.ap_flavour else "coco17"
+
+    def keypoint_ap(self, ground_truth: GroundTruthSource) -> KeypointAP:
+        """Keypoint AP in :attr:`keypoint_convention` with its OKS sigmas and the protocol's flavour
+        (``coco`` where the protocol names none).
+
+        Raises:
+            ValueError: the ground truth does not hold keypoints of this convention (names the protocol).
+        """
+        convention = self.keypoint_convention
+        try:
+            return KeypointAP(ground_truth, get_convention(convention).sigmas, flavour=self.ap_flavour or "coco")
+        except GroundTruthError as error:
+            raise ValueError(f"protocol {self.name!r} scores {convention} keypoints, which its keypoint ground "
+                             f"truth does not hold ({error}); evaluate data={self.dataset} with it, or pick the "
+                             "protocol of your data (coco_ap, ochuman_ap, crowdpose_ap)") from error
 
     def eval_joints(
         self, pred_vertices: Tensor, target: Tensor, j_regressor_h36m: Tensor | np.ndarray

@@ -50,6 +50,31 @@ def evaluate_coco_keypoints(coco_gt: COCO, coco_dt: COCO, sigmas: np.ndarray) ->
     return {name: float(v) for name, v in zip(COCO_STAT_NAMES, evaluator.stats, strict=True)}
 
 
+def object_keypoint_similarity(
+    pred: np.ndarray, target: np.ndarray, areas: np.ndarray, sigmas: np.ndarray
+) -> np.ndarray:
+    """OKS of each prediction with its own ground-truth person, as pycocotools' ``computeOks``.
+
+    Args:
+        pred: (N, K, 2+) predicted keypoints, image pixels (a third column is ignored).
+        target: (N, K, 3) ground-truth ``[x, y, v]`` pixels; only keypoints with ``v > 0`` count.
+        areas: (N,) object areas in px^2 (COCO's ``area``; CrowdPose: 0.53 x box area).
+        sigmas: (K,) OKS sigmas of the convention.
+
+    Returns:
+        (N,) OKS in [0, 1]; NaN for a ground truth without labelled keypoints (COCOeval ignores those).
+    """
+    pred = np.asarray(pred, np.float64)[..., :2]
+    target = np.asarray(target, np.float64)
+    variances = (2.0 * np.asarray(sigmas, np.float64)) ** 2
+    labelled = target[..., 2] > 0
+    d2 = ((pred - target[..., :2]) ** 2).sum(-1)
+    e = d2 / variances / (np.asarray(areas, np.float64)[:, None] + np.spacing(1)) / 2.0
+    count = labelled.sum(-1)
+    total = np.where(labelled, np.exp(-e), 0.0).sum(-1)
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
 def canonical_order(image_ids: np.ndarray, keypoints: np.ndarray, scores: np.ndarray) -> np.ndarray:
     """A permutation that sorts predictions by (image id, score descending, keypoint values).
 
@@ -115,6 +140,11 @@ class KeypointAP(Metric):
         self.add_state("keypoints", default=[], dist_reduce_fx="cat")
         self.add_state("scores", default=[], dist_reduce_fx="cat")
         self.set_dtype(torch.float64)
+
+    @property
+    def coco_gt(self) -> COCO:
+        """The ground truth as pycocotools sees it (CrowdPose: with its box-derived areas)."""
+        return self._coco_gt
 
     @property
     def stat_names(self) -> tuple[str, ...]:

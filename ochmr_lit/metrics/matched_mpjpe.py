@@ -22,10 +22,12 @@ import math
 from collections.abc import Sequence
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
 
 #: The four CMU Panoptic test sequences of the CRMH protocol.
 PANOPTIC_SEQUENCES: tuple[str, ...] = (
@@ -67,6 +69,34 @@ def match_people(pred: Tensor, target: Tensor, visibility: Tensor, matching: Mat
         out[torch.as_tensor(rows, dtype=torch.long)] = torch.as_tensor(cols, dtype=torch.long)
         return out
     raise ValueError(f"matching must be 'nearest' or 'hungarian', got {matching!r}")
+
+
+def matched_person_errors(
+    pred: Tensor, target: Tensor, visibility: Tensor, matching: Matching = "nearest", average: Average = "all_joints"
+) -> tuple[Tensor, Tensor]:
+    """Each GT person's error against its matched prediction (one image).
+
+    Args:
+        pred: (P, J, 3) root-relative predicted joints, metres.
+        target: (G, J, 3) root-relative GT joints, metres.
+        visibility: (G, J) bool, True where the GT joint is valid.
+        matching: see :func:`match_people`.
+        average: ``"all_joints"`` (divide the summed visible-joint errors by J, as CRMH) or ``"visible"``.
+
+    Returns:
+        errors (G,) float64 mm (NaN where no prediction was matched) and matched (G,) long (-1: none).
+    """
+    pred = pred.detach().to(torch.float64).cpu()
+    target = target.detach().to(torch.float64).cpu()
+    vis = visibility.detach().bool().cpu()
+    matched = match_people(pred, target, vis, matching)
+    ok = matched >= 0
+    errors = torch.full((target.shape[0],), torch.nan, dtype=torch.float64)
+    if ok.any():
+        err = torch.linalg.vector_norm(pred[matched[ok]] - target[ok], dim=-1) * 1000.0 * vis[ok]  # (M, J) mm
+        denom = float(target.shape[1]) if average == "all_joints" else vis[ok].sum(dim=1).clamp(min=1)
+        errors[ok] = err.sum(dim=1) / denom
+    return errors, matched
 
 
 class MatchedMPJPE(Metric):
@@ -138,10 +168,7 @@ class MatchedMPJPE(Metric):
                 f"sequence code {sequence} is outside 0..{len(self.sequence_names) - 1} "
                 f"({self.sequence_names})"
             )
-        pred = pred.detach().to(torch.float64).cpu()
-        target = target.detach().to(torch.float64).cpu()
-        vis = visibility.detach().bool().cpu()
-        matched = match_people(pred, target, vis, self.matching)
+        errors, matched = matched_person_errors(pred, target, visibility, self.matching, self.average)
         ok = matched >= 0
         s = int(sequence)
         self.num_images += 1
@@ -149,9 +176,7 @@ class MatchedMPJPE(Metric):
             sel = matched[ok]
             if torch.unique(sel).numel() < sel.numel():
                 self.num_duplicate_images += 1
-            err = torch.linalg.vector_norm(pred[sel] - target[ok], dim=-1) * 1000.0 * vis[ok]  # (M, J) mm
-            denom = float(j) if self.average == "all_joints" else vis[ok].sum(dim=1).clamp(min=1)
-            self.seq_error_sum[s] += (err.sum(dim=1) / denom).sum().to(self.seq_error_sum)
+            self.seq_error_sum[s] += errors[ok].sum().to(self.seq_error_sum)
             self.seq_people[s] += float(ok.sum())
         self.seq_unmatched[s] += float((~ok).sum())
 
@@ -176,3 +201,111 @@ class MatchedMPJPE(Metric):
         out["num_images"] = self.num_images.clone()
         out["num_duplicate_images"] = self.num_duplicate_images.clone()
         return out
+
+
+class MatchedMPJPEByImage(Metric):
+    """:class:`MatchedMPJPE` over people that arrive one at a time (top-down crops), grouped by image.
+
+    A top-down regressor sees each person of an image in its own crop, possibly in different batches or
+    processes. Each ``update`` row is one GT person and the prediction from its crop; ``compute()`` gathers
+    all rows, groups them by image id, and evaluates every image as CRMH does: the image's predictions are
+    all its rows' predictions, its GT people all its rows' targets.
+
+    Args:
+        num_joints, sequence_names, matching, average: as :class:`MatchedMPJPE`.
+
+    ``compute()`` returns :class:`MatchedMPJPE`'s dict; :meth:`per_person` the per-GT-person errors.
+    """
+
+    full_state_update = False
+    is_differentiable = False
+    higher_is_better = False
+
+    def __init__(self, num_joints: int = 17, sequence_names: Sequence[str] = PANOPTIC_SEQUENCES,
+                 matching: Matching = "nearest", average: Average = "all_joints", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.settings = {"num_joints": int(num_joints), "sequence_names": tuple(sequence_names),
+                         "matching": matching, "average": average}
+        MatchedMPJPE(**self.settings)  # checks the settings
+        for name in ("image_ids", "sequences", "sample_ids", "datasets", "pred", "target", "visibility"):
+            self.add_state(name, default=[], dist_reduce_fx="cat")
+        self.set_dtype(torch.float64)
+
+    def update(self, image_ids: Tensor, pred: Tensor, target: Tensor, visibility: Tensor, sequences: Tensor,
+               sample_ids: Tensor, datasets: Tensor) -> None:
+        """Add B people.
+
+        Args:
+            image_ids: (B,) image of each person (unique over the evaluated split).
+            pred: (B, J, 3) root-relative predicted joints of the person's crop, metres.
+            target: (B, J, 3) root-relative GT joints, metres.
+            visibility: (B, J) bool, True where the GT joint is valid.
+            sequences: (B,) sequence codes (index into ``sequence_names``).
+            sample_ids, datasets: (B,) the row key (dataset-level sample index, dataset code).
+        """
+        j, b = self.settings["num_joints"], pred.shape[0]
+        if pred.shape != (b, j, 3) or target.shape != (b, j, 3) or tuple(visibility.shape) != (b, j):
+            raise ValueError(f"MatchedMPJPEByImage.update expects pred and target (B, {j}, 3) metres and "
+                             f"visibility (B, {j}); got {tuple(pred.shape)}, {tuple(target.shape)}, "
+                             f"{tuple(visibility.shape)}")
+        codes = torch.as_tensor(sequences).reshape(-1)
+        bad = (codes < 0) | (codes >= len(self.settings["sequence_names"]))
+        if bool(bad.any()):
+            raise ValueError(f"sequence codes {sorted(set(codes[bad].tolist()))} are outside 0.."
+                             f"{len(self.settings['sequence_names']) - 1} ({self.settings['sequence_names']}); "
+                             "evaluate only the protocol's sequences")
+        for name, value in (("image_ids", image_ids), ("sequences", codes), ("sample_ids", sample_ids),
+                            ("datasets", datasets), ("pred", pred), ("target", target),
+                            ("visibility", visibility)):
+            getattr(self, name).append(torch.as_tensor(value).detach().to(self.device, torch.float64).reshape(-1))
+
+    def _rows(self) -> dict[str, np.ndarray]:
+        j = self.settings["num_joints"]
+        if len(self.image_ids) == 0:
+            return {"image_ids": np.zeros(0), "sequences": np.zeros(0), "sample_ids": np.zeros(0),
+                    "datasets": np.zeros(0), "pred": np.zeros((0, j, 3)), "target": np.zeros((0, j, 3)),
+                    "visibility": np.zeros((0, j), bool)}
+        cols = {name: dim_zero_cat(getattr(self, name)).cpu().numpy() for name in (
+            "image_ids", "sequences", "sample_ids", "datasets", "pred", "target", "visibility")}
+        cols["pred"] = cols["pred"].reshape(-1, j, 3)
+        cols["target"] = cols["target"].reshape(-1, j, 3)
+        cols["visibility"] = cols["visibility"].reshape(-1, j) > 0
+        # one row per (dataset, sample): a padding sampler may repeat people
+        _, first = np.unique(np.stack([cols["datasets"], cols["sample_ids"]], axis=1), axis=0, return_index=True)
+        return {name: value[np.sort(first)] for name, value in cols.items()}
+
+    def _evaluate(self) -> tuple[MatchedMPJPE, dict[str, np.ndarray]]:
+        rows = self._rows()
+        metric = MatchedMPJPE(**self.settings)
+        errors = np.full(len(rows["image_ids"]), np.nan)
+        matched_ids = np.full(len(rows["image_ids"]), -1, dtype=np.int64)
+        for image in np.unique(rows["image_ids"]):
+            members = np.flatnonzero(rows["image_ids"] == image)
+            pred, target = torch.from_numpy(rows["pred"][members]), torch.from_numpy(rows["target"][members])
+            vis = torch.from_numpy(rows["visibility"][members])
+            sequence = int(rows["sequences"][members[0]])
+            metric.update(pred, target, vis, sequence)
+            err, matched = matched_person_errors(pred, target, vis, metric.matching, metric.average)
+            errors[members] = err.numpy()
+            ok = matched.numpy() >= 0
+            matched_ids[members[ok]] = rows["sample_ids"][members[matched.numpy()[ok]]].astype(np.int64)
+        table = {"sample_id": rows["sample_ids"].astype(np.int64), "dataset": rows["datasets"].astype(np.int64),
+                 "image_id": rows["image_ids"].astype(np.int64), "sequence": rows["sequences"].astype(np.int64),
+                 "matched_sample_id": matched_ids, "error_mm": errors}
+        return metric, table
+
+    def compute(self) -> dict[str, Tensor]:
+        """:class:`MatchedMPJPE`'s results over all gathered people, grouped by image."""
+        return self._evaluate()[0].compute()
+
+    def per_person(self) -> dict[str, np.ndarray]:
+        """One row per GT person (gathered over processes), sorted by (dataset, sample_id).
+
+        Returns:
+            ``sample_id``, ``dataset``, ``image_id``, ``sequence``, ``matched_sample_id`` (whose crop's
+            prediction was matched; -1: none) and ``error_mm`` (NaN: unmatched).
+        """
+        with self.sync_context():
+            table = self._evaluate()[1]
+        order = np.lexsort((table["sample_id"], table["dataset"]))
+        return {name: value[order] for name, value in table.items()}

@@ -25,6 +25,7 @@ import numpy as np
 from ochmr_lit.body.keypoints import convert_keypoints
 from ochmr_lit.data.centermaps import body_centers
 from ochmr_lit.data.schema import PersonRecord
+from ochmr_lit.metrics.matched_mpjpe import PANOPTIC_SEQUENCES
 
 #: HD cameras of the CRMH protocol.
 PANOPTIC_CAMERAS: tuple[str, ...] = ("00_16", "00_30")
@@ -158,12 +159,19 @@ def write_index(sequence_dir: str | Path, camera_name: str, out_file: str | Path
     return counts
 
 
+def sequence_code(sequence: str) -> int:
+    """Index of a sequence among the CRMH protocol's four (``PANOPTIC_SEQUENCES``); -1 for any other."""
+    name = str(sequence)
+    return PANOPTIC_SEQUENCES.index(name) if name in PANOPTIC_SEQUENCES else -1
+
+
 def load_panoptic_records(index_files: list[str | Path], image_root: str | Path,
                           dataset: str = "panoptic") -> tuple[list[PersonRecord], Counter]:
     """Records of Panoptic index files: COCO-17 2D keypoints (v 2 visible, 0 otherwise), COCO-17 3D joints.
 
     ``extra`` holds ``joints_panoptic19`` (19, 4) camera-frame metres + confidence (the CRMH evaluation's
-    ground truth), ``sequence``, ``camera``, ``frame`` and ``body_id``. Image ids are unique across files.
+    ground truth), ``sequence``, ``sequence_code`` (:func:`sequence_code`), ``camera``, ``frame`` and
+    ``body_id``. Image ids are unique across files.
     """
     image_root = Path(image_root)
     records: list[PersonRecord] = []
@@ -195,5 +203,5 @@ def load_panoptic_records(index_files: list[str | Path], image_root: str | Path,
                     keypoints_3d=kp3[i], extra={
                         "joints_panoptic19": data["joints_cam"][i], "sequence": str(data["sequence"][i]),
                         "camera": str(data["camera"][i]), "frame": int(data["frame"][i]),
-                        "body_id": int(data["body_id"][i])}))
+                        "body_id": int(data["body_id"][i]), "sequence_code": sequence_code(data["sequence"][i])}))
     return records, skipped

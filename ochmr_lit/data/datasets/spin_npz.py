@@ -4,7 +4,8 @@ SPIN's ``dataset_extras/*.npz`` hold one row per person: ``imgname`` (relative t
 root), ``center`` (2,) px and ``scale`` (= box side / 200), ``part`` (24, 3) 2D joints in SPIN's 24-joint
 order with visibility, optionally ``S`` (24, 4) camera-frame 3D joints in metres with confidence,
 ``pose`` (72,), ``shape`` (10,), ``has_smpl``, ``openpose`` (25, 3) and ``gender`` ('m'/'f'). Joints are
-mapped to COCO-17 through the keypoint registry; labels a file lacks are masked.
+mapped to COCO-17 through the keypoint registry; labels a file lacks are masked. ``S`` itself stays in
+``extra['S']`` (the ground truth of SPIN's H36M and MPI-INF-3DHP evaluation).
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def load_spin_npz_records(npz_file: str | Path, image_root: str | Path, dataset:
         coco, present = convert_keypoints(part.astype(np.float64), "spin24", "coco17")
         keypoints = np.asarray(coco) * present[None, :, None]
         keypoints[..., 2] = np.where(keypoints[..., 2] > 0, 2.0, 0.0)
-    keypoints_3d = None
+    keypoints_3d = s3d = None
     if "S" in data.files:
         s3d = _check(npz_file, data, "S", (24, 4), n).astype(np.float64)
         coco3d, present = convert_keypoints(s3d, "spin24", "coco17")
@@ -86,5 +87,6 @@ def load_spin_npz_records(npz_file: str | Path, image_root: str | Path, dataset:
             keypoints_3d=None if keypoints_3d is None else keypoints_3d[i],
             smpl_pose=pose[i].astype(np.float64) if smpl else None,
             smpl_betas=shape[i].astype(np.float64) if smpl else None,
-            gender=GENDER_LETTERS.get(genders[i][:1].lower(), 0)))
+            gender=GENDER_LETTERS.get(genders[i][:1].lower(), 0),
+            extra={} if s3d is None else {"S": s3d[i]}))
     return records, skipped
