@@ -112,6 +112,8 @@ class MeshRegressor(nn.Module):
         mean_params: IEF starting point, see :func:`load_mean_params` (path to ``smpl_mean_params.npz``,
             a mapping with pose/shape/cam, or None for identity rotations, zero shape, cam [0.9, 0, 0]).
         iterations: number of IEF iterations (3 in SPIN).
+        dropout: drop probability of ``drop1``/``drop2`` (SPIN: 0.5, made for a pretrained backbone and
+            long schedules; short from-scratch runs learn faster with less).
     """
 
     def __init__(
@@ -121,8 +123,11 @@ class MeshRegressor(nn.Module):
         hidden_channels: int = 128,
         mean_params: str | Path | Mapping[str, np.ndarray | torch.Tensor] | None = None,
         iterations: int = 3,
+        dropout: float = 0.5,
     ) -> None:
         super().__init__()
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         if backbone not in BACKBONES:
             raise ValueError(f"backbone must be one of {BACKBONES}, got {backbone!r}")
         depths = sorted(set(int(d) for d in conorm_depths))
@@ -157,9 +162,9 @@ class MeshRegressor(nn.Module):
         )
 
         self.fc1 = nn.Linear(self.num_features + NPOSE + NUM_BETAS + NUM_CAM, 1024)
-        self.drop1 = nn.Dropout()
+        self.drop1 = nn.Dropout(dropout)
         self.fc2 = nn.Linear(1024, 1024)
-        self.drop2 = nn.Dropout()
+        self.drop2 = nn.Dropout(dropout)
         self.decpose = nn.Linear(1024, NPOSE)
         self.decshape = nn.Linear(1024, NUM_BETAS)
         self.deccam = nn.Linear(1024, NUM_CAM)
