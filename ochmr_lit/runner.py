@@ -148,6 +148,67 @@ def run_fit(cfg: DictConfig) -> dict[str, Any]:
     return _fit_one(cfg)
 
 
+_REGRESSOR_CHECKPOINTS = "evaluate takes the checkpoints/*.ckpt of task=regressor or task=pipeline runs"
+
+
+def _first(keys: list[str], n: int = 3) -> str:
+    return ", ".join(keys[:n]) + (", ..." if len(keys) > n else "")
+
+
+def load_regressor_checkpoint(ckpt: str, overrides: dict[str, Any] | None = None):
+    """The :class:`MeshRegressorModule` of a checkpoint, rebuilt from its hyper-parameters (``weights_only``).
+
+    Raises a one-line ValueError naming the checkpoint and the fix when the file is not a Lightning
+    checkpoint, holds another module (e.g. the context estimator), or holds weights that do not fit the
+    architecture its hyper-parameters describe (missing, unexpected and differently shaped keys).
+    """
+    import inspect
+
+    import torch
+
+    from ochmr_lit.lit import MeshRegressorModule
+
+    try:
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    except Exception as error:  # any failure to read it means: not a usable checkpoint
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"{ckpt} cannot be read as a checkpoint ({reason}); {_REGRESSOR_CHECKPOINTS}") from None
+    if not isinstance(state, dict) or "state_dict" not in state or not state.get("hyper_parameters"):
+        keys = sorted(map(str, state))[:6] if isinstance(state, dict) else type(state).__name__
+        raise ValueError(f"{ckpt} is not a checkpoint of this framework (top-level {keys}, no state_dict with "
+                         f"hyper_parameters); {_REGRESSOR_CHECKPOINTS} (SPIN or torchvision weight files start a "
+                         "training run through model.pretrained)")
+    hparams = dict(state["hyper_parameters"])
+    accepted = set(inspect.signature(MeshRegressorModule.__init__).parameters) - {"self"}
+    foreign = sorted(set(hparams) - accepted)
+    if foreign:
+        task = (state.get("run_config") or {}).get("task")
+        kind = "a context-estimator" if task == "context" or "width" in hparams else "another module's"
+        raise ValueError(f"{ckpt} is {kind} checkpoint, not a mesh regressor's (hyper-parameters {_first(foreign)}); "
+                         f"{_REGRESSOR_CHECKPOINTS}, not context/checkpoints/")
+    module = MeshRegressorModule(**{**hparams, **(overrides or {})})
+    expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    stored = {k: tuple(v.shape) for k, v in state["state_dict"].items()}
+    missing = sorted(set(expected) - set(stored))
+    unexpected = sorted(set(stored) - set(expected))
+    reshaped = [f"{k}: checkpoint {stored[k]} vs model {expected[k]}" for k in sorted(set(stored) & set(expected))
+                if stored[k] != expected[k]]
+    if missing or unexpected or reshaped:
+        arch = ", ".join(f"{k}={hparams.get(k)}" for k in ("backbone", "conorm_depths", "context_source"))
+        found = [f"{len(keys)} {what} ({_first(keys, 2 if what == 'of another shape' else 3)})"
+                 for what, keys in (("missing", missing), ("unexpected", unexpected), ("of another shape", reshaped))
+                 if keys]
+        raise ValueError(
+            f"{ckpt}: its weights are not those of the architecture its hyper-parameters name ({arch}): "
+            f"{', '.join(found)}; it was written by another model (or version of the code) under these "
+            "hyper-parameters: evaluate the checkpoint of the run that trained this architecture, or retrain it")
+    module.on_load_checkpoint(state)
+    module.load_state_dict(state["state_dict"])
+    log.info("evaluating %s as trained: %s", ckpt,
+             ", ".join(f"{k}={hparams.get(k)}" for k in ("backbone", "conorm_depths", "context_source")))
+    return module
+
+
 def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Evaluate a regressor checkpoint on a split and write the results files.
 
@@ -159,15 +220,9 @@ def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
     ckpt = _resolve_ckpt_path(cfg)
     if ckpt is None:
         raise ValueError("evaluate needs ckpt_path=<checkpoint file> (or ckpt_path=last)")
-    from ochmr_lit.lit import MeshRegressorModule
-
     L.seed_everything(cfg.seed, workers=True)
     overrides = {"protocol": cfg.protocol} if cfg.get("protocol") else {}
-    try:
-        module = MeshRegressorModule.load_from_checkpoint(ckpt, map_location="cpu", weights_only=True, **overrides)
-    except (KeyError, TypeError, RuntimeError) as error:
-        raise ValueError(f"{ckpt} is not a mesh-regressor checkpoint of this framework ({error}); "
-                         "evaluate takes checkpoints written by task=regressor or task=pipeline runs") from error
+    module = load_regressor_checkpoint(ckpt, overrides)
     stored = OmegaConf.create(module.run_config or {})
     module.run_config = OmegaConf.to_container(OmegaConf.merge(stored, {"evaluated_with": cfg}), resolve=True)
     datamodule = instantiate(cfg.data, _convert_="all")

@@ -130,3 +130,24 @@ def test_two_nodes_on_localhost(tmp_path, tiny_synthcrowd):
     metrics = _final_metrics(run_dir)
     annotations = json.loads((tiny_synthcrowd / "test" / "annotations.json").read_text())["annotations"]
     assert sum(metrics[f"count_{b}"] for b in ("none", "partial", "heavy")) == len(annotations)
+
+
+@pytest.mark.slow
+def test_ddp_run_has_one_wandb_run_and_rank_zero_writes_the_files(tmp_path, tiny_synthcrowd):
+    run_dir = tmp_path / "ddp_wandb"
+    command = _fit_command(run_dir, tiny_synthcrowd, ["trainer=ddp_cpu", "logger=wandb"])
+    done = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp_wandb"]  # one run folder, not one per rank
+    runs = sorted(p.name for p in (run_dir / "wandb").iterdir() if p.name.startswith(("offline-run-", "run-")))
+    assert len(runs) == 1 and runs[0].startswith("offline-run-")  # one W&B run for both processes
+    assert len(list((run_dir / "wandb" / runs[0]).glob("*.wandb"))) == 1
+    # result files come from rank zero alone: written once, with every test person once
+    written = {p.name for p in (run_dir / "results").iterdir()}
+    assert {"metrics.json", "per_sample.csv", "table.md"} <= written
+    assert not [name for name in written if "rank" in name or "-v1" in name]
+    rows = list(csv.DictReader((run_dir / "results" / "per_sample.csv").open()))
+    annotations = json.loads((tiny_synthcrowd / "test" / "annotations.json").read_text())["annotations"]
+    assert len(rows) == len({row["sample_index"] for row in rows}) == len(annotations)
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir() if not p.name.startswith("epoch")) == \
+        ["last.ckpt"]

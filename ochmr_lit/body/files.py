@@ -42,7 +42,7 @@ class BodyModelFileError(ValueError):
 
 
 def _expected_listing() -> str:
-    return "\n".join(f"  - {name}" for name in EXPECTED_FILES)
+    return ", ".join(EXPECTED_FILES)
 
 
 def model_file(model_dir: Path, gender: str) -> Path | None:
@@ -64,17 +64,20 @@ def resolve_body_model_dir(dir: str | Path | None) -> Path:
     if dir is None:
         return ensure_synthetic_body_model()
     path = Path(dir).expanduser()
-    hint = ("Point body_model.dir at a folder with these files (SMPL models from smpl.is.tue.mpg.de, "
+    hint = ("point body_model.dir at a folder with these files (SMPL models from smpl.is.tue.mpg.de, "
             "regressors and mean parameters from SPIN's data), or set body_model.dir=null to use the "
             "synthetic body model generated into the cache")
     if not path.is_dir():
-        raise FileNotFoundError(f"body model folder {path} does not exist. Expected files:\n"
-                                f"{_expected_listing()}\n{hint}")
-    missing = [EXPECTED_FILES[i] for i, g in enumerate(MODEL_FILES) if model_file(path, g) is None]
+        raise FileNotFoundError(f"body model folder {path} does not exist. Expected files: {_expected_listing()}; "
+                                f"{hint}")
+    missing_genders = [g for g in MODEL_FILES if model_file(path, g) is None]
+    missing = [EXPECTED_FILES[i] for i, g in enumerate(MODEL_FILES) if g in missing_genders]
     missing += [name for name in EXPECTED_FILES[3:] if not (path / name).is_file()]
     if missing:
-        raise FileNotFoundError(f"body model folder {path} lacks {', '.join(missing)}. Expected files:\n"
-                                f"{_expected_listing()}\n{hint}")
+        why = (f" (the {' and '.join(missing_genders)} model{'s' if len(missing_genders) > 1 else ''}: every "
+               "gender is needed, e.g. for 3DPW's gendered ground truth)") if missing_genders else ""
+        raise FileNotFoundError(f"body model folder {path} lacks {', '.join(missing)}{why}. Expected files: "
+                                f"{_expected_listing()}; {hint}")
     return path
 
 

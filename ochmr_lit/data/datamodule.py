@@ -10,11 +10,48 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from ochmr_lit.data.dataset import SeededSampler, TopDownDataset, report_skipped
+from ochmr_lit.data.dataset import (
+    BAD_SAMPLE_POLICIES,
+    SeededSampler,
+    TopDownDataset,
+    collate_skipping_bad,
+    is_empty_batch,
+    merge_bad_counts,
+    report_skipped,
+)
 from ochmr_lit.data.schema import PersonRecord
 from ochmr_lit.data.transforms import AugmentationConfig, TopDownTransform
 
 log = logging.getLogger(__name__)
+
+
+class SkipEmptyBatchesLoader(DataLoader):
+    """DataLoader of an evaluation split under ``data.on_bad_sample=skip``.
+
+    Evaluation steps cannot skip a batch, so a batch whose samples all failed to load is not yielded; its
+    counts are added to a neighbouring batch's ``bad_samples`` (the next one, or the previous one at the
+    end), so that every bad sample is still counted. A split where no sample at all loads is an error.
+    """
+
+    def __iter__(self):
+        held: dict | None = None  # the latest good batch, yielded once the next one arrives
+        pending: dict = {}  # counts of empty batches seen before any good batch
+        for batch in super().__iter__():
+            if is_empty_batch(batch):
+                merge_bad_counts(held if held is not None else pending, batch)
+                continue
+            merge_bad_counts(batch, pending)
+            pending = {}
+            if held is not None:
+                yield held
+            held = batch
+        if held is None and pending.get("bad_samples"):
+            counts = ", ".join(f"{n} {reason}" for reason, n in sorted(pending["bad_samples"].items()))
+            example = next(iter(pending["bad_examples"].values()), "")
+            raise RuntimeError(f"no sample of this evaluation split could be loaded ({counts}; first: {example}); "
+                               "data.on_bad_sample=skip cannot leave out a whole split: fix the data")
+        if held is not None:
+            yield held
 
 
 class TopDownDataModule(L.LightningDataModule):
@@ -34,6 +71,10 @@ class TopDownDataModule(L.LightningDataModule):
         augment: AugmentationConfig fields for training; None disables augmentation.
         min_keypoints: training people with fewer labelled keypoints are skipped (and counted).
         eval_batch_size: batch size of validation/test loaders (defaults to batch_size).
+        on_bad_sample: ``raise`` stops at the first sample that cannot be built (unreadable image, bad box,
+            ...) with its message; ``skip`` leaves such samples out of their batch, and
+            :class:`~ochmr_lit.lit.bad_samples.BadSampleMonitor` counts them per epoch by reason.
+        max_bad_fraction: under ``skip``, the share of an epoch's samples that may fail before the run stops.
     """
 
     name = "topdown"
@@ -41,8 +82,15 @@ class TopDownDataModule(L.LightningDataModule):
     def __init__(self, crop_size: int = 224, map_size: int = 56, scale_factor: float = 1.2, sigma: float = 2.0,
                  batch_size: int = 32, num_workers: int = 2, pin_memory: bool = True,
                  persistent_workers: bool = True, prefetch_factor: int = 2, seed: int = 0,
-                 augment: dict | None = None, min_keypoints: int = 0, eval_batch_size: int | None = None):
+                 augment: dict | None = None, min_keypoints: int = 0, eval_batch_size: int | None = None,
+                 on_bad_sample: str = "raise", max_bad_fraction: float = 0.01):
         super().__init__()
+        if on_bad_sample not in BAD_SAMPLE_POLICIES:
+            raise ValueError(f"data.on_bad_sample={on_bad_sample!r}; use one of {list(BAD_SAMPLE_POLICIES)}")
+        if not 0.0 <= float(max_bad_fraction) <= 1.0:
+            raise ValueError(f"data.max_bad_fraction={max_bad_fraction}; use a fraction between 0 and 1 "
+                             "(0.01 = 1 % of an epoch's samples)")
+        self.on_bad_sample, self.max_bad_fraction = on_bad_sample, float(max_bad_fraction)
         self.crop_size, self.map_size = crop_size, map_size
         self.scale_factor, self.sigma = scale_factor, sigma
         self.batch_size = batch_size
@@ -66,6 +114,16 @@ class TopDownDataModule(L.LightningDataModule):
         return None
 
     # -- shared ----------------------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        """Under ``on_bad_sample=skip``, make sure skipped samples are counted: add the monitor if missing."""
+        trainer = self.trainer
+        if self.on_bad_sample != "skip" or trainer is None:
+            return
+        from ochmr_lit.lit.bad_samples import BadSampleMonitor
+
+        if not any(isinstance(callback, BadSampleMonitor) for callback in trainer.callbacks):
+            trainer.callbacks.append(BadSampleMonitor())
+
     def transform(self, split: str) -> TopDownTransform:
         return TopDownTransform(self.crop_size, self.map_size, self.scale_factor, self.sigma,
                                 augment=self.augment if split == "train" else None)
@@ -74,10 +132,12 @@ class TopDownDataModule(L.LightningDataModule):
         if split not in self.datasets:
             records, skipped = self.load_records(split)
             if not records:
-                raise ValueError(f"{self.name} split '{split}' has no usable people ({report_skipped(split, skipped)})")
+                raise ValueError(f"{self.name} split '{split}' has no usable people ({report_skipped(split, skipped)});"
+                                 f" check the split's annotation file (data.min_keypoints={self.min_keypoints})")
             self.skipped[split] = skipped
             log.info("%s %s: %d people. %s", self.name, split, len(records), report_skipped(split, skipped))
-            self.datasets[split] = TopDownDataset(records, self.transform(split), seed=self.seed)
+            self.datasets[split] = TopDownDataset(records, self.transform(split), seed=self.seed,
+                                                  on_bad_sample=self.on_bad_sample)
         return self.datasets[split]
 
     def _loader(self, split: str, train: bool) -> DataLoader:
@@ -90,8 +150,12 @@ class TopDownDataModule(L.LightningDataModule):
             sampler.skip_samples = self.resume_skip_batches * self.batch_size
             self.resume_skip_batches = 0
         workers = self.num_workers
-        return DataLoader(
+        skip = self.on_bad_sample == "skip"
+        # training steps skip empty batches themselves (in step on every DDP rank); evaluation cannot
+        loader = SkipEmptyBatchesLoader if skip and not train else DataLoader
+        return loader(
             dataset, batch_size=self.batch_size if train else self.eval_batch_size, sampler=sampler,
+            collate_fn=collate_skipping_bad if skip else None,
             num_workers=workers, pin_memory=self.pin_memory and torch.cuda.is_available(),
             drop_last=train and len(sampler) > self.batch_size,
             persistent_workers=self.persistent_workers and workers > 0,

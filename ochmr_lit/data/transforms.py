@@ -8,6 +8,7 @@ back to the image. Photometric augmentation (brightness/contrast, noise) is albu
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,15 +53,84 @@ class AugmentationConfig:
     noise_prob: float = 0.3  # albumentations GaussNoise probability
 
 
+#: A labelled keypoint farther outside its image than this share of the longer image side is an annotation
+#: error (keypoints of another image or resolution); nearer ones are kept (extrapolated labels of cut-off limbs).
+KEYPOINT_OUTSIDE_MARGIN = 0.1
+
+_JPEG_NEXT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7]")  # a marker after entropy-coded data (not a stuffed 0xff)
+
+
+def jpeg_is_complete(data: bytes) -> bool:
+    """True when a JPEG file reaches its end-of-image marker after its last scan; False for a cut-off file.
+
+    Walks the marker segments from the start (so an EXIF thumbnail's markers or bytes appended after the
+    image cannot fool it), skipping each scan's entropy-coded data up to the next marker. OpenCV decodes a
+    truncated JPEG without an error (the missing rows grey), so this is how truncation is found.
+    """
+    pos, end = 2, len(data)
+    while pos + 4 <= end:
+        if data[pos] != 0xFF:
+            return False
+        marker = data[pos + 1]
+        if marker == 0xD9:  # end of image
+            return True
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # markers without a length
+            pos += 2
+            continue
+        pos += 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
+        if marker == 0xDA:  # start of scan: the entropy-coded data runs to the next marker
+            found = _JPEG_NEXT_MARKER.search(data, pos)
+            if found is None:
+                return False
+            pos = found.start()
+    return data[pos:pos + 2] == b"\xff\xd9"
+
+
 def read_image_rgb(path: Path) -> np.ndarray:
-    """Decode an image file to (H, W, 3) uint8 RGB; raises BadSampleError naming the file."""
+    """Decode an image file to (H, W, 3) uint8 RGB; raises BadSampleError naming the file.
+
+    Reasons: ``missing_image`` (no such file), ``bad_image`` (empty or not decodable), ``truncated_image``
+    (a JPEG cut off before its end-of-image marker).
+    """
     if not Path(path).is_file():
         raise BadSampleError(f"image file not found: {path} (check the dataset root in the data config)",
                              reason="missing_image")
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    data = Path(path).read_bytes()
+    if data[:2] == b"\xff\xd8" and not jpeg_is_complete(data):
+        raise BadSampleError(f"image file is truncated (its JPEG data stops before the end-of-image marker): {path}"
+                             " (copy or download it again)", reason="truncated_image")
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
     if image is None:
-        raise BadSampleError(f"image file cannot be decoded (corrupt or truncated): {path}", reason="bad_image")
+        raise BadSampleError(f"image file cannot be decoded (corrupt, truncated or not an image): {path} "
+                             "(copy or download it again)", reason="bad_image")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def check_keypoints_in_image(record: PersonRecord, height: int, width: int) -> None:
+    """Raise BadSampleError when a labelled keypoint of ``record`` is non-finite or far outside the image.
+
+    Args:
+        record: its ``keypoints`` (17, 3) are ``[x, y, v]`` in image px; only ``v > 0`` points are checked.
+        height, width: image size in px.
+    """
+    kp = np.asarray(record.keypoints, np.float64).reshape(NUM_KEYPOINTS, 3)
+    labelled = kp[:, 2] > 0
+    if not np.all(np.isfinite(kp[labelled, :2])):
+        raise BadSampleError(f"{record.sample_id} ({record.image_path}): labelled keypoints with non-finite "
+                             "coordinates; fix them or set their visibility v to 0", reason="bad_keypoints")
+    margin = KEYPOINT_OUTSIDE_MARGIN * max(height, width)
+    outside = labelled & ((kp[:, 0] < -margin) | (kp[:, 0] > width - 1 + margin) | (kp[:, 1] < -margin)
+                          | (kp[:, 1] > height - 1 + margin))
+    if outside.any():
+        first = int(np.argmax(outside))
+        raise BadSampleError(
+            f"{record.sample_id} ({record.image_path}): {int(outside.sum())} labelled keypoints lie outside the "
+            f"{width}x{height} image (keypoint {first} at x={kp[first, 0]:.1f}, y={kp[first, 1]:.1f}); the "
+            "annotation belongs to another image or resolution: fix it or set those keypoints' v to 0",
+            reason="keypoints_outside_image")
 
 
 def flip_smpl_pose(pose: np.ndarray) -> np.ndarray:
@@ -119,6 +189,8 @@ class TopDownTransform:
                                  "size; fix or drop this annotation", reason="bad_box")
         if image is None:
             image = read_image_rgb(record.image_path)
+        if record.keypoints is not None:
+            check_keypoints_in_image(record, *image.shape[:2])
         rng = rng if rng is not None else np.random.default_rng(0)
         rotation, scale, shift, flip = self._sample_augmentation(rng)
 

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torchmetrics import MeanMetric
 
 from ochmr_lit.data.centermaps import centermap_peaks
+from ochmr_lit.lit.bad_samples import skip_empty_batch, skipped_step_loss
 from ochmr_lit.lit.guard import NumericalGuardMixin
 from ochmr_lit.lit.optim import OptimConfig, build_optimizer, build_scheduler
 from ochmr_lit.lit.run_config import RunConfigMixin
@@ -54,7 +55,9 @@ class ContextEstimatorModule(NumericalGuardMixin, RunConfigMixin, L.LightningMod
                              f"{tuple(target.shape[-2:])} differ: set data.map_size = data.crop_size / 4")
         return 0.5 * F.mse_loss(pred.float(), target.float())  # HRNet's JointsMSELoss (0.5 x MSE)
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
+        if skip_empty_batch(self, batch):  # no sample of a rank's batch loaded (data.on_bad_sample=skip)
+            return skipped_step_loss(self)
         pred = self(batch["image"])
         loss = self._loss(pred, batch["centermaps"])
         self.log("train/loss", loss, prog_bar=True, batch_size=pred.shape[0])

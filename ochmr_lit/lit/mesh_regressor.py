@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from ochmr_lit.body import BodyModel
 from ochmr_lit.geometry import axis_angle_to_rotmat, perspective_projection, weak_perspective_to_translation
 from ochmr_lit.lit import losses as L_
+from ochmr_lit.lit.bad_samples import skip_empty_batch, skipped_step_loss
 from ochmr_lit.lit.bucket_tables import bucket_table, log_bucket_table
 from ochmr_lit.lit.guard import NumericalGuardMixin
 from ochmr_lit.lit.optim import OptimConfig, build_optimizer, build_scheduler
@@ -184,7 +185,9 @@ class MeshRegressorModule(NumericalGuardMixin, RunConfigMixin, L.LightningModule
         terms["total"] = total * w.total_scale
         return terms
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
+        if skip_empty_batch(self, batch):  # no sample of a rank's batch loaded (data.on_bad_sample=skip)
+            return skipped_step_loss(self)
         pred = self.predict_batch(batch)
         terms = self.compute_losses(batch, pred)
         batch_size = batch["image"].shape[0]

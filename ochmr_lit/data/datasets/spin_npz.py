@@ -25,9 +25,10 @@ GENDER_LETTERS = {"m": 1, "f": 2, "n": 0}
 
 def _check(path: Path, data, key: str, shape: tuple[int, ...], n: int) -> np.ndarray:
     value = np.asarray(data[key])
-    if value.shape[0] != n or tuple(value.shape[1:]) != shape:
-        raise ValueError(f"{path}: key '{key}' has shape {value.shape}, expected ({n}, {', '.join(map(str, shape))})"
-                         " as in SPIN's preprocessed files")
+    if value.ndim == 0 or value.shape[0] != n or tuple(value.shape[1:]) != shape:
+        expected = ", ".join(map(str, (n, *shape))) + ("," if not shape else "")
+        raise ValueError(f"{path}: key '{key}' has shape {value.shape}, expected ({expected}) (one row per person of "
+                         "'imgname') as in SPIN's preprocessed files")
     return value
 
 
@@ -46,9 +47,12 @@ def load_spin_npz_records(npz_file: str | Path, image_root: str | Path, dataset:
     if missing:
         raise ValueError(f"{npz_file}: missing keys {missing}; SPIN npz files hold {list(REQUIRED_KEYS)} at least")
     names = np.asarray(data["imgname"]).astype(str)
+    if names.ndim != 1:
+        raise ValueError(f"{npz_file}: key 'imgname' has shape {names.shape}, expected (N,) image paths, one per "
+                         "person, as in SPIN's preprocessed files")
     n = len(names)
     center = _check(npz_file, data, "center", (2,), n).astype(np.float64)
-    scale = np.asarray(data["scale"], np.float64).reshape(n)
+    scale = _check(npz_file, data, "scale", (), n).astype(np.float64)
     side = scale * 200.0 / scale_factor
     boxes = np.stack([center[:, 0] - side / 2, center[:, 1] - side / 2, side, side], axis=1)
 
@@ -63,10 +67,10 @@ def load_spin_npz_records(npz_file: str | Path, image_root: str | Path, dataset:
         s3d = _check(npz_file, data, "S", (24, 4), n).astype(np.float64)
         coco3d, present = convert_keypoints(s3d, "spin24", "coco17")
         keypoints_3d = np.asarray(coco3d) * present[None, :, None]
-    has_smpl = np.asarray(data["has_smpl"]).astype(bool) if "has_smpl" in data.files else np.zeros(n, bool)
+    has_smpl = _check(npz_file, data, "has_smpl", (), n).astype(bool) if "has_smpl" in data.files else np.zeros(n, bool)
     pose = _check(npz_file, data, "pose", (72,), n) if "pose" in data.files else None
     shape = _check(npz_file, data, "shape", (10,), n) if "shape" in data.files else None
-    genders = np.asarray(data["gender"]).astype(str) if "gender" in data.files else np.full(n, "n")
+    genders = _check(npz_file, data, "gender", (), n).astype(str) if "gender" in data.files else np.full(n, "n")
 
     centres = body_centers(keypoints, boxes)
     records, skipped = [], Counter()
