@@ -117,3 +117,14 @@ def test_killed_process_resumes_to_the_uninterrupted_weights(sig, tmp_path, tiny
     resumed = run_fit(_compose([*BASE, f"++data.root={tiny_synthcrowd}", f"run_dir={tmp_path}/resumed",
                                 f"ckpt_path={last}"]))
     _assert_same_weights(_weights(Path(resumed["checkpoint"])), weights)
+
+
+def test_one_last_checkpoint_holds_the_newest_state(tmp_path, tiny_synthcrowd):
+    """The epoch and the every-N-steps checkpoint callbacks share last.ckpt (no last-v1.ckpt beside it)."""
+    overrides = [o for o in BASE if not o.startswith("callbacks.last_checkpoint")]
+    outcome = run_fit(_compose([*overrides, "callbacks.last_checkpoint.every_n_train_steps=3",
+                                f"++data.root={tiny_synthcrowd}", f"run_dir={tmp_path}"]))
+    folder = tmp_path / "checkpoints"
+    assert sorted(p.name for p in folder.glob("last*.ckpt")) == ["last.ckpt"]
+    final_step = torch.load(outcome["checkpoint"], map_location="cpu", weights_only=True)["global_step"]
+    assert torch.load(folder / "last.ckpt", map_location="cpu", weights_only=True)["global_step"] == final_step
