@@ -49,3 +49,29 @@ def test_bad_steps_leave_weights_untouched_and_are_counted(kind):
 def test_too_many_consecutive_bad_steps_stop_the_run_with_advice():
     with pytest.raises(NonFiniteError, match="3 consecutive steps with a non-finite loss.*model.optim.lr"):
         _fit(_Tiny(bad_steps={1, 2, 3}, max_consecutive=3))
+
+
+class _TinyChecked(_Tiny):
+    """Checks in each DDP process that the skipped steps changed nothing, and reports to a file."""
+
+    def __init__(self, bad_steps: set[int], report: str):
+        super().__init__(bad_steps)
+        self.report = report
+
+    def on_train_end(self):
+        snaps = self.snapshots
+        untouched = torch.equal(snaps[3], snaps[2]) and torch.equal(snaps[4], snaps[3])
+        moved = not torch.equal(snaps[2], snaps[1]) and not torch.equal(snaps[5], snaps[4])
+        with open(f"{self.report}.{self.global_rank}", "w") as f:
+            f.write(f"{untouched} {moved} {self._skipped_steps} {bool(torch.isfinite(self.layer.weight).all())}")
+
+
+def test_bad_steps_are_skipped_under_ddp_too(tmp_path):
+    """Lightning refuses a None step under DDP: the guard's zero loss + dropped gradients skip it instead."""
+    module = _TinyChecked(bad_steps={2, 3}, report=str(tmp_path / "rank"))
+    data = DataLoader(TensorDataset(torch.ones(12, 2)), batch_size=1)
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", devices=2, strategy="ddp_spawn", logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(module, data)
+    for rank in (0, 1):
+        assert (tmp_path / f"rank.{rank}").read_text() == "True True 2 True"

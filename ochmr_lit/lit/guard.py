@@ -13,7 +13,8 @@ class NumericalGuardMixin:
     """Mixin for LightningModules.
 
     ``guard_loss(loss)`` returns None for a non-finite loss (Lightning then skips backward and the
-    optimiser step), decided jointly on all processes so that DDP ranks stay in step. Non-finite
+    optimiser step; under DDP, where Lightning refuses None, a zero loss whose gradients are then dropped),
+    decided jointly on all processes so that DDP ranks stay in step. Non-finite
     gradients are dropped in ``on_before_optimizer_step`` (``grad = None``: optimisers leave those
     parameters untouched). Skips are logged as ``train/skipped_steps``; after
     ``max_consecutive_nonfinite`` skips in a row the run stops with :class:`NonFiniteError`.
@@ -42,10 +43,21 @@ class NumericalGuardMixin:
     def guard_loss(self, loss: torch.Tensor) -> torch.Tensor | None:
         if self._any_rank(not bool(torch.isfinite(loss.detach()).all())):
             self._record_skip("loss")
+            if self._trainer is not None and self.trainer.world_size > 1:
+                # Lightning refuses a skipped (None) step under DDP: every rank backpropagates a zero loss
+                # instead (the non-finite one times 0 would be NaN), and its gradients are dropped below.
+                self._drop_next_gradients = True
+                return sum(p.sum() * 0.0 for p in self.parameters() if p.requires_grad)
             return None
         return loss
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        if getattr(self, "_drop_next_gradients", False):  # a skipped step under DDP: leave weights and moments
+            self._drop_next_gradients = False
+            for group in optimizer.param_groups:
+                for p in group["params"]:
+                    p.grad = None
+            return
         grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
         if not grads:  # the loss was skipped: no backward ran, nothing to check
             return
