@@ -5,12 +5,15 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from hydra.utils import instantiate
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -86,8 +89,53 @@ def _stage_config(cfg: DictConfig) -> DictConfig:
     return stage_cfg
 
 
+def cache_predicted_centres(data_cfg: DictConfig, net: torch.nn.Module, splits: tuple[str, ...], out_dir: Path,
+                            input_size: int, bf16: bool, checkpoint: str) -> str:
+    """Run a frozen context estimator once over each split's unaugmented crops; write ``<split>.npz``.
+
+    Returns the folder for ``data.predicted_centres``. Existing files are kept (a resumed stage reuses them);
+    every DDP rank computes the same deterministic values and replaces the file atomically.
+    """
+    from ochmr_lit.data.predicted_centres import predict_centres, save_predicted_centres
+
+    data = OmegaConf.to_container(data_cfg, resolve=True)
+    data["predicted_centres"] = None  # the crops of the annotated records, whatever the config says
+    datamodule = instantiate(data, _convert_="all")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    net = net.to(device)
+    for split in splits:
+        target = out_dir / f"{split}.npz"
+        if target.is_file():
+            continue
+        started = time.perf_counter()
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+            table = predict_centres(net, datamodule.unaugmented_loader(split), input_size)
+        save_predicted_centres(target, table, checkpoint=checkpoint)
+        log.info("predicted body centres of %d %s crops in %.1f s -> %s", len(table), split,
+                 time.perf_counter() - started, target)
+    return str(out_dir)
+
+
+def _with_predicted_centres(cfg: DictConfig, splits: tuple[str, ...]) -> DictConfig:
+    """A regressor on predicted context reads its centres from a cache made once (never per epoch)."""
+    if cfg.model.get("context_source") != "predicted" or cfg.data.get("predicted_centres"):
+        return cfg
+    from ochmr_lit.lit.mesh_regressor import load_frozen_context_estimator
+
+    checkpoint = str(cfg.model.context_checkpoint)
+    folder = cache_predicted_centres(cfg.data, load_frozen_context_estimator(checkpoint), splits,
+                                     Path(cfg.run_dir) / "predicted_centres", int(cfg.model.context_input_size),
+                                     str(cfg.trainer.get("precision", "")).startswith("bf16"), checkpoint)
+    cfg = copy.deepcopy(cfg)
+    with open_dict(cfg):
+        cfg.data.predicted_centres = folder
+    return cfg
+
+
 def _fit_one(cfg: DictConfig) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True)
+    if cfg.task == "regressor":
+        cfg = _with_predicted_centres(cfg, ("train", "val", "test") if cfg.get("test_after_fit") else ("train", "val"))
     module, datamodule, trainer = build(cfg)
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=_resolve_ckpt_path(cfg))
@@ -225,6 +273,13 @@ def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
     module = load_regressor_checkpoint(ckpt, overrides)
     stored = OmegaConf.create(module.run_config or {})
     module.run_config = OmegaConf.to_container(OmegaConf.merge(stored, {"evaluated_with": cfg}), resolve=True)
+    if module.hparams.context_source == "predicted" and not cfg.data.get("predicted_centres"):
+        cfg = copy.deepcopy(cfg)
+        with open_dict(cfg):
+            cfg.data.predicted_centres = cache_predicted_centres(
+                cfg.data, module.context_net, ("test",), Path(cfg.run_dir) / "predicted_centres",
+                int(module.hparams.context_input_size), str(cfg.trainer.get("precision", "")).startswith("bf16"),
+                str(module.hparams.context_checkpoint))
     datamodule = instantiate(cfg.data, _convert_="all")
     trainer = instantiate(cfg.trainer, logger=_instantiate_group(cfg.get("logger")) or False,
                           callbacks=_instantiate_group(cfg.get("callbacks")), default_root_dir=cfg.run_dir,

@@ -93,3 +93,27 @@ def test_cached_centres_render_the_maps_of_the_on_the_fly_path():
     on_the_fly = rerender_context(truth, sigma)[0]
     assert (cached - on_the_fly).abs().max() < 1e-4
     np.testing.assert_allclose(table["toy/1/1"][0], centre, atol=1e-2)
+
+
+def test_pipeline_caches_centres_once_and_they_equal_the_estimator_on_the_fly(tiny_run, tiny_synthcrowd):
+    """The default pipeline's regressor reads cached centres; for unaugmented crops they render the maps that
+    running the frozen estimator on the crop gives (what inference does)."""
+    from ochmr_lit.data import SynthCrowdDataModule
+    from ochmr_lit.lit import MeshRegressorModule
+
+    run_dir, outcome = tiny_run
+    folder = run_dir / "predicted_centres"
+    assert sorted(p.name for p in folder.glob("*.npz")) == ["test.npz", "train.npz", "val.npz"]
+    module = MeshRegressorModule.load_from_checkpoint(outcome["checkpoint"], map_location="cpu", weights_only=False)
+    module.eval()
+    data = SynthCrowdDataModule(root=str(tiny_synthcrowd), splits={"train": 4, "val": 2, "test": 2},
+                                image_size=(128, 128), crop_size=64, map_size=16, num_workers=0,
+                                eval_batch_size=64, predicted_centres=str(folder))
+    for split in ("train", "test"):
+        cached = load_predicted_centres(folder / f"{split}.npz")
+        assert len(cached) == len(data.load_records(split)[0])  # every person of the split, once
+    batch = next(iter(data.test_dataloader()))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):  # as the pipeline computed the cache
+        on_the_fly = module.context_for(batch)
+    assert on_the_fly.shape == batch["centermaps"].shape
+    assert (on_the_fly - batch["centermaps"]).abs().max() < 1e-3

@@ -75,6 +75,9 @@ class TopDownDataModule(L.LightningDataModule):
             ...) with its message; ``skip`` leaves such samples out of their batch, and
             :class:`~ochmr_lit.lit.bad_samples.BadSampleMonitor` counts them per epoch by reason.
         max_bad_fraction: under ``skip``, the share of an epoch's samples that may fail before the run stops.
+        predicted_centres: folder of ``<split>.npz`` body centres predicted by a frozen context estimator
+            (:mod:`ochmr_lit.data.predicted_centres`); the centermaps of every crop are then rendered from
+            them instead of the annotated centres. None: annotated centres (ground-truth context).
     """
 
     name = "topdown"
@@ -83,8 +86,10 @@ class TopDownDataModule(L.LightningDataModule):
                  batch_size: int = 32, num_workers: int = 2, pin_memory: bool = True,
                  persistent_workers: bool = True, prefetch_factor: int = 2, seed: int = 0,
                  augment: dict | None = None, min_keypoints: int = 0, eval_batch_size: int | None = None,
-                 on_bad_sample: str = "raise", max_bad_fraction: float = 0.01):
+                 on_bad_sample: str = "raise", max_bad_fraction: float = 0.01,
+                 predicted_centres: str | None = None):
         super().__init__()
+        self.predicted_centres = str(predicted_centres) if predicted_centres else None
         if on_bad_sample not in BAD_SAMPLE_POLICIES:
             raise ValueError(f"data.on_bad_sample={on_bad_sample!r}; use one of {list(BAD_SAMPLE_POLICIES)}")
         if not 0.0 <= float(max_bad_fraction) <= 1.0:
@@ -135,10 +140,23 @@ class TopDownDataModule(L.LightningDataModule):
                 raise ValueError(f"{self.name} split '{split}' has no usable people ({report_skipped(split, skipped)});"
                                  f" check the split's annotation file (data.min_keypoints={self.min_keypoints})")
             self.skipped[split] = skipped
+            if self.predicted_centres:
+                from ochmr_lit.data.predicted_centres import apply_predicted_centres, load_predicted_centres
+
+                path = Path(self.predicted_centres) / f"{split}.npz"
+                records = apply_predicted_centres(records, load_predicted_centres(path), path)
             log.info("%s %s: %d people. %s", self.name, split, len(records), report_skipped(split, skipped))
             self.datasets[split] = TopDownDataset(records, self.transform(split), seed=self.seed,
                                                   on_bad_sample=self.on_bad_sample)
         return self.datasets[split]
+
+    def unaugmented_loader(self, split: str) -> DataLoader:
+        """The split's annotated records as evaluation crops (no augmentation, in order), whatever
+        ``predicted_centres`` says: the input of :func:`~ochmr_lit.data.predicted_centres.predict_centres`."""
+        records, _ = self.load_records(split)
+        dataset = TopDownDataset(records, self.transform("val"), seed=self.seed, on_bad_sample=self.on_bad_sample)
+        return self._make_loader(dataset, SeededSampler(len(dataset), shuffle=False, seed=self.seed, pad=False),
+                                 train=False)
 
     def _loader(self, split: str, train: bool) -> DataLoader:
         dataset = self.dataset(split)

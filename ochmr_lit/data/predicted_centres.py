@@ -19,6 +19,7 @@ int64 and ``others (M, 2)`` image px (the global-map centres of person ``i`` are
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -153,7 +154,7 @@ def save_predicted_centres(path: str | Path, table: dict[str, tuple[np.ndarray, 
     ids = sorted(table)
     others = [np.asarray(table[k][1], np.float64).reshape(-1, 2) for k in ids]
     offsets = np.concatenate([[0], np.cumsum([len(o) for o in others])]).astype(np.int64)
-    tmp = path.with_name(path.name + ".tmp.npz")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp.npz")  # one per process: DDP ranks write the same file
     np.savez(tmp, sample_id=np.asarray(ids, dtype=str),
              centre=np.asarray([table[k][0] for k in ids], np.float64).reshape(-1, 2),
              others_offset=offsets, others=np.concatenate(others) if others else np.zeros((0, 2)),

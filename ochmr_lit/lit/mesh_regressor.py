@@ -55,6 +55,10 @@ class MeshRegressorModule(NumericalGuardMixin, RunConfigMixin, L.LightningModule
             from ``context_checkpoint``) or ``none`` (the SPIN baseline; requires ``conorm_depths=[]``).
         context_checkpoint: ContextEstimatorModule checkpoint for ``predicted``.
         context_input_size: side the crop is resized to for the context estimator (its training crop size).
+        context_sigma: Gaussian sigma (map px) the predicted centres are rendered with (``data.sigma``).
+            Predicted context = the estimator's decoded body centres rendered like ground-truth maps
+            (:mod:`ochmr_lit.data.predicted_centres`): read from the data module's cache
+            (``data.predicted_centres``) when it has one, else computed per batch.
         body_model_dir: SMPL folder (None = the synthetic SMPL-format model).
         loss_weights: :class:`~ochmr_lit.lit.losses.LossWeights` fields.
         optim: :class:`~ochmr_lit.lit.optim.OptimConfig` fields.
@@ -62,6 +66,7 @@ class MeshRegressorModule(NumericalGuardMixin, RunConfigMixin, L.LightningModule
         protocol: evaluation protocol name recorded with the results.
         channels_last: channels_last memory format for the backbone.
         pretrained: optional ``{"spin": path}`` or ``{"torchvision": path}`` weight file to start from.
+        dropout: drop probability of the regressor head's two dropout layers (SPIN: 0.5).
         num_vis: validation samples drawn (crop, context, mesh) into the loggers each epoch; 0 disables.
     """
 
@@ -69,7 +74,8 @@ class MeshRegressorModule(NumericalGuardMixin, RunConfigMixin, L.LightningModule
                  context_source: str = "gt", context_checkpoint: str | None = None, context_input_size: int = 256,
                  body_model_dir: str | None = None, loss_weights: dict | None = None, optim: dict | None = None,
                  crop_size: int = 224, focal_length: float = 5000.0, protocol: str = "synthcrowd",
-                 channels_last: bool = True, pretrained: dict | None = None, iterations: int = 3, num_vis: int = 4):
+                 channels_last: bool = True, pretrained: dict | None = None, iterations: int = 3, num_vis: int = 4,
+                 dropout: float = 0.5, context_sigma: float = 2.0):
         super().__init__()
         self.save_hyperparameters()
         conorm_depths = tuple(conorm_depths)
@@ -87,7 +93,7 @@ class MeshRegressorModule(NumericalGuardMixin, RunConfigMixin, L.LightningModule
         self._ddp_params_and_buffers_to_ignore = [f"body.{name}" for name, _ in self.body.named_buffers()]
         mean_params = self.body.model_dir / "smpl_mean_params.npz"
         self.model = MeshRegressor(backbone, conorm_depths, hidden_channels, mean_params=mean_params,
-                                   iterations=iterations)
+                                   iterations=iterations, dropout=dropout)
         if pretrained:
             self._load_pretrained(pretrained)
         self.context_net = (load_frozen_context_estimator(context_checkpoint)
@@ -133,14 +139,26 @@ class MeshRegressorModule(NumericalGuardMixin, RunConfigMixin, L.LightningModule
         if source == "none":
             return None
         if source == "gt":
+            if self._centres_cached():
+                raise ValueError("model.context_source=gt, but data.predicted_centres is set: the batches carry "
+                                 "predicted centermaps; set data.predicted_centres=null or context_source=predicted")
             return batch["centermaps"]
+        if self._centres_cached():
+            return batch["centermaps"]  # rendered by the data module from the cached predicted centres
+        from ochmr_lit.data.predicted_centres import rerender_context
+
         size = self.hparams.context_input_size
         images = batch["image"]
         if images.shape[-1] != size:
             images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
         self.context_net.eval()
         with torch.no_grad():
-            return self.context_net(images).float()
+            return rerender_context(self.context_net(images).float(), self.hparams.context_sigma)
+
+    def _centres_cached(self) -> bool:
+        """Whether the batches' centermaps come from predicted centres (``data.predicted_centres``)."""
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        return bool(getattr(datamodule, "predicted_centres", None))
 
     def forward(self, images: torch.Tensor, context: torch.Tensor | None = None):
         if self.hparams.channels_last:
@@ -155,12 +173,15 @@ class MeshRegressorModule(NumericalGuardMixin, RunConfigMixin, L.LightningModule
         """
         out = self(batch["image"], context if context is not None else self.context_for(batch))
         rotmat, betas, cam = out.rotmat.float(), out.betas.float(), out.cam.float()
-        body = self.body(rotmat, betas)
-        keypoints_3d, _ = body.keypoints("coco17")
-        size = float(self.hparams.crop_size)
-        cam_t = weak_perspective_to_translation(cam, self.hparams.focal_length, size)
-        centre = torch.full((cam.shape[0], 2), size / 2.0, device=cam.device)
-        keypoints_2d = perspective_projection(keypoints_3d, cam_t, self.hparams.focal_length, centre)
+        # The body model and the projection run in fp32 even under bf16-mixed: bf16 keeps 3 significant
+        # digits, i.e. centimetres along the kinematic chain and a quantised depth of ~2f/(S s) metres.
+        with torch.autocast(rotmat.device.type, enabled=False):
+            body = self.body(rotmat, betas)
+            keypoints_3d, _ = body.keypoints("coco17")
+            size = float(self.hparams.crop_size)
+            cam_t = weak_perspective_to_translation(cam, self.hparams.focal_length, size)
+            centre = torch.full((cam.shape[0], 2), size / 2.0, device=cam.device)
+            keypoints_2d = perspective_projection(keypoints_3d, cam_t, self.hparams.focal_length, centre)
         return {"rotmat": rotmat, "betas": betas, "cam": cam, "vertices": body.vertices,
                 "joints_h36m": body.joints_h36m, "keypoints_3d": keypoints_3d, "keypoints_2d": keypoints_2d,
                 "cam_t": cam_t}
@@ -179,7 +200,8 @@ class MeshRegressorModule(NumericalGuardMixin, RunConfigMixin, L.LightningModule
         terms["smpl_pose"], terms["smpl_betas"] = L_.smpl_losses(pred["rotmat"], pred["betas"], gt_rotmat,
                                                                   batch["smpl_betas"], has_smpl)
         if w.vertices > 0:
-            gt_vertices = self.body(gt_rotmat, batch["smpl_betas"], gender=batch["gender"]).vertices
+            with torch.autocast(gt_rotmat.device.type, enabled=False):
+                gt_vertices = self.body(gt_rotmat, batch["smpl_betas"].float(), gender=batch["gender"]).vertices
             terms["vertices"] = L_.vertex_loss(pred["vertices"], gt_vertices, has_smpl)
         total = sum(getattr(w, name) * value for name, value in terms.items())
         terms["total"] = total * w.total_scale
