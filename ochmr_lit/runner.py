@@ -54,6 +54,19 @@ def _instantiate_group(group: DictConfig | None) -> list[Any]:
     return [instantiate(item, _convert_="all") for item in group.values() if item is not None]
 
 
+def _tag_wandb_run(cfg: DictConfig, datamodule: Any, module: Any) -> None:
+    """W&B runs: grouped by experiment (config), tagged with the dataset and the protocol for dashboards."""
+    if not (cfg.get("logger") and "wandb" in cfg.logger):
+        return
+    tags = list(cfg.logger.wandb.get("tags") or [])
+    tags.append(f"data:{getattr(datamodule, 'name', type(datamodule).__name__)}")
+    protocol = getattr(module, "hparams", {}).get("protocol")
+    if protocol:
+        tags.append(f"protocol:{protocol}")
+    with open_dict(cfg):
+        cfg.logger.wandb.tags = list(dict.fromkeys(tags))
+
+
 def build(cfg: DictConfig) -> tuple[L.LightningModule, L.LightningDataModule, L.Trainer]:
     """Module, data module and trainer of a resolved config, with the config stored in the module."""
     expected = TASK_MODULES.get(cfg.task)
@@ -63,6 +76,7 @@ def build(cfg: DictConfig) -> tuple[L.LightningModule, L.LightningDataModule, L.
     datamodule = instantiate(cfg.data, _convert_="all")
     module = instantiate(cfg.model, _convert_="all")
     module.run_config = OmegaConf.to_container(cfg, resolve=True)
+    _tag_wandb_run(cfg, datamodule, module)
     trainer = instantiate(cfg.trainer, logger=_instantiate_group(cfg.get("logger")) or False,
                           callbacks=_instantiate_group(cfg.get("callbacks")), default_root_dir=cfg.run_dir,
                           _convert_="all")
@@ -86,6 +100,7 @@ def _stage_config(cfg: DictConfig) -> DictConfig:
         stage_cfg.experiment_name = stage.get("experiment_name", f"{cfg.experiment_name}_context")
         if "wandb" in (stage_cfg.get("logger") or {}):
             stage_cfg.logger.wandb.name = stage_cfg.experiment_name
+            stage_cfg.logger.wandb.group = cfg.experiment_name  # both stages of a pipeline in one W&B group
     return stage_cfg
 
 

@@ -38,7 +38,11 @@ def test_pipeline_run_leaves_checkpoints_logs_and_results(tiny_run):
     counted = sum(metrics["metrics"][f"count_{b}"] for b in ("none", "partial", "heavy"))
     assert len(rows) == counted > 0
     assert (run_dir / "csv" / "metrics.csv").is_file()
-    assert list((run_dir / "wandb").glob("offline-run-*"))
+    (regressor_run,) = (run_dir / "wandb").glob("offline-run-*/*.wandb")
+    (context_run,) = (run_dir / "context" / "wandb").glob("offline-run-*/*.wandb")
+    for run in (regressor_run, context_run):  # one W&B group; dashboards filter by dataset (and protocol)
+        assert b"data:synthcrowd" in run.read_bytes()
+    assert b"protocol:synthcrowd" in regressor_run.read_bytes()
 
 
 @pytest.mark.slow
