@@ -339,4 +339,48 @@ def run(
         )
     for label, bf16, channels_last in PRECISIONS:
         rows.extend(conorm_rows(backbone, batch, device, rounds, label, bf16, channels_last))
+    label, bf16, channels_last = PRECISIONS[-1]
+    rows.extend(context_cache_rows(backbone, batch, device, rounds, label, bf16, channels_last))
     return rows
+
+
+def context_cache_rows(
+    backbone: str, batch: dict, device: str | torch.device, rounds: int, label: str, bf16: bool, channels_last: bool
+) -> list[PerfRow]:
+    """OCHMR's training step on predicted context: cached body centres against a frozen HRNet-W32 per step.
+
+    The cached step reads the centermaps the data module rendered from the cached centres (the batch's);
+    the baseline runs the frozen estimator on the crops under ``no_grad`` and re-renders its decoded
+    centres (``MeshRegressorModule.context_for`` without a cache) before the same step.
+    """
+    from ochmr_lit.data.predicted_centres import rerender_context
+    from ochmr_lit.models import ContextEstimator
+
+    ochmr = build_training_models(backbone, batch, device, channels_last, bf16)[0]
+    torch.manual_seed(0)
+    estimator = ContextEstimator(width=32).eval().to(device)
+    if channels_last:
+        estimator = estimator.to(memory_format=torch.channels_last)
+    for p in estimator.parameters():
+        p.requires_grad_(False)
+    cached_maps = batch["centermaps"]
+
+    def per_step_estimator() -> None:
+        with torch.no_grad(), autocast(device, bf16):
+            maps = estimator(batch["image"])
+        batch["centermaps"] = rerender_context(maps.float())
+        ochmr.step()
+        batch["centermaps"] = cached_maps
+
+    cached, per_step = interleaved_step_times([ochmr.step, per_step_estimator], device, rounds, warmup=1)
+    b, s = batch["image"].shape[0], batch["image"].shape[-1]
+    return [
+        PerfRow(
+            SECTION,
+            f"ochmr training step on predicted context, cached centres, batch {b}, {s}px, {label}",
+            b / min(cached),
+            "img/s",
+            baseline="frozen HRNet-W32 run on every crop",
+            baseline_value=b / min(per_step),
+        )
+    ]
