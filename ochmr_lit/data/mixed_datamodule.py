@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from ochmr_lit.data.datamodule import TopDownDataModule
 from ochmr_lit.data.datasets.spin_npz import load_spin_npz_records
+from ochmr_lit.data.real_datamodules import EvalTargetsMixin
 from ochmr_lit.data.schema import PersonRecord
 
 
@@ -75,7 +76,7 @@ class RatioSampler(Sampler):
             yield (self.epoch, int(index))
 
 
-class MixedDataModule(TopDownDataModule):
+class MixedDataModule(EvalTargetsMixin, TopDownDataModule):
     """Training on a ratio mix of SPIN-format npz sources; validation/test on one SPIN-format npz.
 
     Args:
@@ -84,9 +85,13 @@ class MixedDataModule(TopDownDataModule):
         eval_sets: split (``val``/``test``) -> ``{name, npz, image_root}``.
         epoch_size: samples drawn per epoch (over all processes).
         **kwargs: :class:`TopDownDataModule` settings.
+
+    Validation/test samples carry SPIN's ``S`` joints as ``joints_spin24`` (masked when the npz has none), so the
+    ``h36m_p1``/``h36m_p2``/``mpi_inf_3dhp`` protocols evaluate the paper recipe's eval sets directly.
     """
 
     name = "mixed"
+    eval_targets = {"joints_spin24": "S"}
 
     def __init__(self, sources: dict, groups: list, eval_sets: dict, epoch_size: int = 100_000, **kwargs):
         super().__init__(**kwargs)
