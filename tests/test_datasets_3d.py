@@ -19,14 +19,17 @@ from ochmr_lit.prepare import prepare
 
 # -- 3DOH ------------------------------------------------------------------------------------------------
 def _oh_entry(rng, name: str, bbox) -> dict:
+    """One annots.json entry for a 64x48 image: 2D joints inside the image, as in the release."""
     extri = np.eye(4)
     extri[:3, :3] = Rotation.from_rotvec(rng.normal(0, 0.5, 3)).as_matrix()
     extri[:3, 3] = [0.1, 0.2, 3.0]
     return {"extri": extri.tolist(), "intri": [[500, 0, 32], [0, 500, 24], [0, 0, 1]],
             "img_path": f"images\\{name}.jpg", "bbox": bbox, "betas": [rng.normal(size=10).tolist()],
             "pose": [rng.normal(0, 0.3, 72).tolist()], "trans": [[0.0, 0.1, 0.2]], "scale": [1.0],
-            "smpl_joints_2d": rng.uniform(0, 60, (24, 2)).tolist(), "smpl_joints_3d": rng.normal(size=(24, 3)).tolist(),
-            "lsp_joints_2d": rng.uniform(0, 60, (14, 2)).tolist(), "lsp_joints_3d": rng.normal(size=(14, 3)).tolist(),
+            "smpl_joints_2d": rng.uniform(0, [60, 44], (24, 2)).tolist(),
+            "smpl_joints_3d": rng.normal(size=(24, 3)).tolist(),
+            "lsp_joints_2d": rng.uniform(0, [60, 44], (14, 2)).tolist(),
+            "lsp_joints_3d": rng.normal(size=(14, 3)).tolist(),
             "mask_path": f"masks\\{name}.png"}
 
 

@@ -117,3 +117,18 @@ def test_pipeline_caches_centres_once_and_they_equal_the_estimator_on_the_fly(ti
         on_the_fly = module.context_for(batch)
     assert on_the_fly.shape == batch["centermaps"].shape
     assert (on_the_fly - batch["centermaps"]).abs().max() < 1e-3
+
+
+def test_unaugmented_loader_reads_the_whole_split_on_every_ddp_rank(tiny_synthcrowd, monkeypatch):
+    """The centre cache is built on each rank from every person (the training loaders are split over ranks)."""
+    from ochmr_lit.data import SynthCrowdDataModule
+
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.distributed, "get_rank", lambda: 1)
+    monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 2)
+    data = SynthCrowdDataModule(root=str(tiny_synthcrowd), splits={"train": 4, "val": 2, "test": 2},
+                                image_size=(128, 128), crop_size=64, map_size=16, num_workers=0, eval_batch_size=64)
+    people = len(data.load_records("val")[0])
+    assert 0 < len(data.val_dataloader().sampler) < people  # rank 1 of 2 evaluates its share only
+    indices = torch.cat([batch["index"] for batch in data.unaugmented_loader("val")])
+    assert sorted(indices.tolist()) == list(range(people))

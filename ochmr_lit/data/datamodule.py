@@ -152,11 +152,13 @@ class TopDownDataModule(L.LightningDataModule):
 
     def unaugmented_loader(self, split: str) -> DataLoader:
         """The split's annotated records as evaluation crops (no augmentation, in order), whatever
-        ``predicted_centres`` says: the input of :func:`~ochmr_lit.data.predicted_centres.predict_centres`."""
+        ``predicted_centres`` says: the input of :func:`~ochmr_lit.data.predicted_centres.predict_centres`.
+        Not split over DDP ranks: every rank reads the whole split."""
         records, _ = self.load_records(split)
         dataset = TopDownDataset(records, self.transform("val"), seed=self.seed, on_bad_sample=self.on_bad_sample)
-        return self._make_loader(dataset, SeededSampler(len(dataset), shuffle=False, seed=self.seed, pad=False),
-                                 train=False)
+        # every sample on every rank, even inside a DDP process group: each rank builds the whole cache
+        whole = SeededSampler(len(dataset), shuffle=False, seed=self.seed, rank=0, world_size=1, pad=False)
+        return self._make_loader(dataset, whole, train=False)
 
     def _loader(self, split: str, train: bool) -> DataLoader:
         dataset = self.dataset(split)
