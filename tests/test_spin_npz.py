@@ -63,3 +63,34 @@ def test_mixed_eval_samples_carry_spin_joints(tiny_synthcrowd):
     batch = next(iter(data.val_dataloader()))
     S = np.load(spec["npz"])["S"].astype(np.float32)
     np.testing.assert_array_equal(batch["joints_spin24"].numpy(), S[batch["index"].numpy()])
+
+
+def test_mixed_train_dataloader_draws_spins_ratios(tmp_path):
+    """10k draws of the mixed config's train loader: 30 % H36M, 60 % in-the-wild by size, 10 % 3DHP (within 1 %)."""
+    from hydra import compose, initialize_config_module
+    from hydra.utils import instantiate
+
+    with initialize_config_module(config_module="ochmr_lit.configs", version_base="1.3"):
+        cfg = compose(config_name="fit", overrides=["~experiment", "data=mixed", f"paths.data_root={tmp_path}",
+                                                    "data.num_workers=0", "data.epoch_size=10000"])
+    assert [(list(g["datasets"]), g["ratio"]) for g in cfg.data.groups] == [
+        (["h36m"], 0.3), (["lsp", "lspet", "mpii", "coco"], 0.6), (["mpi_inf_3dhp"], 0.1)]
+    sizes = {"h36m": 40, "lsp": 10, "lspet": 50, "mpii": 30, "coco": 60, "mpi_inf_3dhp": 20}
+    rng = np.random.default_rng(0)
+    (tmp_path / "spin_extras").mkdir()
+    for name, n in sizes.items():  # SPIN-format files where the config reads them (images are never decoded)
+        np.savez(cfg.data.sources[name]["npz"], imgname=np.array([f"images/{name}_{i}.jpg" for i in range(n)]),
+                 center=rng.uniform(50, 150, (n, 2)), scale=rng.uniform(0.5, 1.0, n), part=np.zeros((n, 24, 3)),
+                 openpose=np.zeros((n, 25, 3)))
+    module = instantiate(cfg.data)
+    loader = module.train_dataloader()
+    records = loader.dataset.records
+    assert [r.dataset for r in records] == [name for name, n in sizes.items() for _ in range(n)]
+    drawn = [records[index].dataset for _, index in loader.sampler]
+    assert len(drawn) == len(loader.sampler) == 10000
+    in_the_wild = ("lsp", "lspet", "mpii", "coco")
+    wild_size = sum(sizes[n] for n in in_the_wild)  # 150 people: lsp 4 %, lspet 20 %, mpii 12 %, coco 24 %
+    expected = {"h36m": 0.3, "mpi_inf_3dhp": 0.1, **{n: 0.6 * sizes[n] / wild_size for n in in_the_wild}}
+    shares = {name: drawn.count(name) / len(drawn) for name in sizes}
+    assert shares == pytest.approx(expected, abs=0.01)  # within 1 % of each ratio (seeded; ~2 sigma at 10k draws)
+    assert sum(shares[n] for n in in_the_wild) == pytest.approx(0.6, abs=0.01)

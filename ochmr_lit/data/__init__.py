@@ -5,15 +5,23 @@ from ochmr_lit.data.datamodule import TopDownDataModule
 from ochmr_lit.data.mixed_datamodule import MixedDataModule
 from ochmr_lit.data.real_datamodules import (
     CrowdPoseDataModule,
+    H36MDataModule,
     KeypointDataModule,
+    LSPDataModule,
+    LSPExtendedDataModule,
+    MPIIDataModule,
+    MPIINF3DHPDataModule,
     OCHumanDataModule,
     PanopticDataModule,
+    SpinNpzDataModule,
     ThreeDOHDataModule,
     ThreeDPWDataModule,
 )
 from ochmr_lit.data.synthcrowd_datamodule import SynthCrowdDataModule
 
 __all__ = [
-    "CocoKeypointDataModule", "CrowdPoseDataModule", "KeypointDataModule", "MixedDataModule", "OCHumanDataModule",
-    "PanopticDataModule", "SynthCrowdDataModule", "ThreeDOHDataModule", "ThreeDPWDataModule", "TopDownDataModule",
+    "CocoKeypointDataModule", "CrowdPoseDataModule", "H36MDataModule", "KeypointDataModule", "LSPDataModule",
+    "LSPExtendedDataModule", "MPIIDataModule", "MPIINF3DHPDataModule", "MixedDataModule", "OCHumanDataModule",
+    "PanopticDataModule", "SpinNpzDataModule", "SynthCrowdDataModule", "ThreeDOHDataModule", "ThreeDPWDataModule",
+    "TopDownDataModule",
 ]

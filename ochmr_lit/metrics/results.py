@@ -23,6 +23,7 @@ DATASET_CODES: dict[str, int] = {
     "synthcrowd": 8,
     "lsp": 9,
     "mpii": 10,
+    "lspet": 11,
 }
 UNKNOWN_DATASET = -1
 
