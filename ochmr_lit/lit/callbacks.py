@@ -1,19 +1,134 @@
-"""Callbacks that make interrupted runs lose nothing: exact mid-epoch resume and a checkpoint on SIGTERM."""
+"""Callbacks that make interrupted runs lose nothing: exact mid-epoch resume, a checkpoint on SIGTERM and
+checkpoint files that are never left half-written."""
 
 from __future__ import annotations
 
+import io
 import logging
+import os
 import random
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
+from fsspec.core import url_to_fs
+from fsspec.utils import get_protocol
+from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 log = logging.getLogger(__name__)
+
+#: Name ending of the temporary file a checkpoint is written to before it is renamed over its target
+#: (not ``.ckpt``, so that nothing looking for checkpoints picks up a half-written one).
+PARTIAL_SUFFIX = ".partial"
+
+_WRITE_CHUNK = 64 << 20
+
+
+def _is_local(path: str | Path) -> bool:
+    """Whether ``path`` is on the local filesystem (a plain path or ``file://``), not ``s3://`` and the like."""
+    return get_protocol(str(path)) == "file"
+
+
+def _umask() -> int:
+    """The process's file-creation mask (read by setting it and putting it back, as there is no getter)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a rename inside ``directory`` durable (best effort: some filesystems cannot open directories)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_bytes_atomically(path: Path, data: bytes | memoryview) -> None:
+    """Replace ``path`` by ``data`` so that any reader, at any moment, sees either the old file or the new one.
+
+    The bytes go to a temporary ``.<name>.<random>.partial`` file in the same directory (same filesystem, so
+    the final ``os.replace`` is an atomic rename, wherever ``TMPDIR`` points), are synced to disk, and only
+    then is the temporary file renamed over ``path``. A process killed mid-write leaves ``path`` as it was
+    plus a ``.partial`` file (removed by :class:`AtomicCheckpoints` when the next run starts).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, partial = tempfile.mkstemp(prefix=f".{path.name}.", suffix=PARTIAL_SUFFIX, dir=path.parent)
+    try:
+        try:
+            os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes the file private; a checkpoint gets the usual mode
+            view = memoryview(data).cast("B")
+            while view:
+                written = os.write(fd, view[:_WRITE_CHUNK])
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(partial, path)
+    except BaseException:
+        Path(partial).unlink(missing_ok=True)
+        raise
+    _fsync_directory(path.parent)
+
+
+class AtomicTorchCheckpointIO(TorchCheckpointIO):
+    """:class:`TorchCheckpointIO` whose local checkpoint files are written by :func:`write_bytes_atomically`.
+
+    Lightning's own save writes to a temporary file under ``TMPDIR`` and moves it into place; when ``TMPDIR``
+    is on another filesystem than the checkpoint (node-local scratch vs. a shared filesystem, common on
+    clusters) the move is a copy into ``last.ckpt`` itself, and a process killed during it leaves a truncated
+    ``last.ckpt``. Remote paths (``s3://``, ...) keep Lightning's fsspec transaction.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None) -> None:
+        """Serialise ``checkpoint`` in memory, then write it to ``path`` atomically."""
+        if storage_options is not None or not _is_local(path):
+            super().save_checkpoint(checkpoint, path, storage_options=storage_options)
+            return
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        _, local_path = url_to_fs(str(path))
+        write_bytes_atomically(Path(local_path), buffer.getbuffer())
+
+
+class AtomicCheckpoints(Callback):
+    """Every checkpoint of the run (``last.ckpt``, epoch checkpoints, the SIGTERM one) is written atomically.
+
+    Installs :class:`AtomicTorchCheckpointIO` as the strategy's checkpoint IO (when the strategy uses the plain
+    :class:`TorchCheckpointIO`; a custom checkpoint IO is left alone with a warning), and at the start of fit
+    removes ``.partial`` files that a process killed mid-write left in the checkpoint folders.
+    """
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """Swap the strategy's plain checkpoint IO for the atomic one (before any checkpoint is written)."""
+        checkpoint_io = trainer.strategy.checkpoint_io
+        if type(checkpoint_io) is TorchCheckpointIO:
+            trainer.strategy.checkpoint_io = AtomicTorchCheckpointIO()
+        elif not isinstance(checkpoint_io, AtomicTorchCheckpointIO):
+            log.warning("checkpoints are written by %s, not atomically by AtomicTorchCheckpointIO; remove the "
+                        "custom checkpoint IO plugin to get atomic writes", type(checkpoint_io).__name__)
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Remove the ``.partial`` leftovers of a killed run from the checkpoint folders (rank zero only)."""
+        if not trainer.is_global_zero:
+            return
+        folders = {Path(c.dirpath) for c in trainer.checkpoint_callbacks
+                   if getattr(c, "dirpath", None) and _is_local(c.dirpath)}
+        for folder in folders:
+            for partial in folder.glob(f".*.ckpt.*{PARTIAL_SUFFIX}"):
+                log.warning("removing %s, a checkpoint left half-written by a killed run", partial)
+                partial.unlink(missing_ok=True)
 
 
 class ExactResume(Callback):
