@@ -1,6 +1,7 @@
 """Person records from a COCO-format keypoint JSON (COCO, CrowdPose, OCHuman, SynthCrowd).
 
-The JSON is read with pycocotools; each non-crowd person with a valid box becomes a
+The JSON is checked field by field (a malformed file stops with a one-line error naming the file, the
+field and the fix), then indexed with pycocotools; each non-crowd person with a valid box becomes a
 :class:`~ochmr_lit.data.schema.PersonRecord`. Every annotation left out is counted by reason.
 """
 
@@ -8,9 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
+import math
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, NoReturn
 
 import numpy as np
 from pycocotools.coco import COCO
@@ -21,22 +25,136 @@ from ochmr_lit.data.schema import NUM_KEYPOINTS, PersonRecord
 ExtraLabels = Callable[[dict], dict]
 
 
+def _short(value: Any, limit: int = 40) -> str:
+    """``repr`` of a value from the file, cut to one short line."""
+    text = repr(value).replace("\n", " ")
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _type_name(value: Any) -> str:
+    return {dict: "dict", list: "list", str: "string", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+class _Checker:
+    """Raises the one-line ``<file>: <where>: <problem>; <fix>`` errors of a malformed annotation file."""
+
+    def __init__(self, ann_file: Path):
+        self.ann_file = ann_file
+
+    def fail(self, problem: str, fix: str) -> NoReturn:
+        raise ValueError(f"{self.ann_file}: {problem}; {fix}")
+
+    def objects(self, data: dict, key: str, required: bool = True) -> list[dict]:
+        """``data[key]``, checked to be a list of JSON objects."""
+        if key not in data:
+            if required:
+                self.fail(f"no '{key}' list", f"a COCO-format file has '{key}': [...] at its top level")
+            return []
+        items = data[key]
+        if not isinstance(items, list):
+            self.fail(f"'{key}' must be a list of objects, got a {_type_name(items)}", f"write '{key}': [{{...}}, ...]")
+        for i, item in enumerate(items):
+            if not isinstance(item, dict):
+                self.fail(f"{key}[{i}] must be an object, got {_short(item)}", f"fix or remove {key}[{i}]")
+        return items
+
+    def integer(self, item: dict, key: str, where: str) -> int:
+        """``item[key]``, checked to be present and a JSON integer."""
+        if key not in item:
+            self.fail(f"{where} has no '{key}'", f"give it an integer '{key}'")
+        if not _is_int(item[key]):
+            self.fail(f"{where}: '{key}' must be an integer, got {_short(item[key])}", f"fix {where}")
+        return item[key]
+
+    def unique_ids(self, items: list[dict], key: str, label: str) -> None:
+        """Every item of ``items`` (the file's ``key`` list) has an integer ``id`` no other item has."""
+        first: dict[int, int] = {}
+        for i, item in enumerate(items):
+            identifier = self.integer(item, "id", f"{key}[{i}]")
+            if identifier in first:
+                self.fail(f"{label} id {identifier} appears twice ({key}[{first[identifier]}] and {key}[{i}])",
+                          "ids must be unique: renumber or remove the duplicate")
+            first[identifier] = i
+
+
+def _checked_coco_json(ann_file: Path) -> dict:
+    """The parsed annotation file, with everything pycocotools and the record loader index checked."""
+    check = _Checker(ann_file)
+    try:
+        data = json.loads(ann_file.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        check.fail(f"is not valid JSON ({_short(str(error), 80)})", "re-export the annotation file as UTF-8 JSON")
+    if not isinstance(data, dict):
+        check.fail(f"top level is a {_type_name(data)}, expected a JSON object with 'images' and 'annotations'",
+                   "give a COCO-format keypoint annotation file")
+    images = check.objects(data, "images")
+    annotations = check.objects(data, "annotations")
+    categories = check.objects(data, "categories", required=False)
+    check.unique_ids(images, "images", "image")
+    for i, image in enumerate(images):
+        where, fix = f"images[{i}] (id {image['id']})", "give the image path relative to the image root"
+        if "file_name" not in image:
+            check.fail(f"{where} has no 'file_name'", fix)
+        if not isinstance(image["file_name"], str):
+            check.fail(f"{where}: 'file_name' must be a string, got {_short(image['file_name'])}", fix)
+    check.unique_ids(annotations, "annotations", "annotation")
+    for i, ann in enumerate(annotations):
+        where = f"annotations[{i}] (id {ann['id']})"
+        check.integer(ann, "image_id", where)
+        if "categories" in data or "category_id" in ann:  # pycocotools indexes it when there are categories
+            check.integer(ann, "category_id", where)
+    for i, category in enumerate(categories):
+        check.integer(category, "id", f"categories[{i}]")
+    return data
+
+
 def load_coco(ann_file: str | Path) -> COCO:
-    """pycocotools' COCO index of a keypoint JSON, quietly; a clear error for a missing/invalid file."""
+    """pycocotools' COCO index of a keypoint JSON, quietly; a one-line error for a missing or malformed file."""
     ann_file = Path(ann_file)
     if not ann_file.is_file():
         raise FileNotFoundError(f"annotation file not found: {ann_file} "
                                 "(set the dataset's ann_files in the data config)")
+    data = _checked_coco_json(ann_file)
+    coco = COCO()
+    coco.dataset = data
     with contextlib.redirect_stdout(io.StringIO()):
-        try:
-            return COCO(str(ann_file))
-        except (ValueError, KeyError, TypeError) as error:
-            raise ValueError(f"{ann_file} is not a COCO-format annotation file: {error}") from error
+        coco.createIndex()
+    return coco
 
 
-def _valid_box(box) -> bool:
-    box = np.asarray(box, dtype=np.float64)
-    return box.shape == (4,) and bool(np.all(np.isfinite(box))) and box[2] > 1 and box[3] > 1
+def _valid_box(box: Any) -> bool:
+    """A list of 4 finite numbers ``[x, y, w, h]`` with width and height above one pixel."""
+    if not isinstance(box, list) or len(box) != 4 or not all(_is_number(v) for v in box):
+        return False
+    values = np.asarray(box, dtype=np.float64)
+    return bool(np.all(np.isfinite(values))) and values[2] > 1 and values[3] > 1
+
+
+def _keypoints(check: _Checker, where: str, ann: dict, num_keypoints: int) -> np.ndarray | None:
+    """``(num_keypoints, 3)`` keypoints of an annotation (zeros when it has none); None when a value is not
+    finite (the person is skipped as ``invalid_keypoints``)."""
+    if "keypoints" not in ann:
+        return np.zeros((num_keypoints, 3))
+    values = ann["keypoints"]
+    fix = f"give {num_keypoints} [x, y, v] triplets as one flat list of numbers, or remove 'keypoints'"
+    if not isinstance(values, list):
+        check.fail(f"{where}: 'keypoints' must be a list of numbers, got {_short(values)}", fix)
+    if len(values) != num_keypoints * 3:
+        check.fail(f"{where}: 'keypoints' has {len(values)} values, expected {num_keypoints * 3}", fix)
+    for j, value in enumerate(values):
+        if not _is_number(value):
+            check.fail(f"{where}: 'keypoints' must be a list of numbers, got {_short(value)} at index {j}", fix)
+    if not all(math.isfinite(v) for v in values):
+        return None
+    return np.asarray(values, np.float64).reshape(num_keypoints, 3)
 
 
 def load_coco_keypoint_records(
@@ -49,6 +167,11 @@ def load_coco_keypoint_records(
 ) -> tuple[list[PersonRecord], Counter]:
     """Records of every usable person, and the count of skipped annotations by reason.
 
+    Skip reasons: ``crowd_region``, ``invalid_box`` (missing, not 4 finite numbers, or width/height <= 1 px),
+    ``invalid_keypoints`` (a non-finite keypoint value), ``unknown_image`` (``image_id`` not in ``images``),
+    ``too_few_keypoints``. A malformed file (not JSON, missing or mistyped fields, duplicate ids, keypoints of
+    the wrong length or type) raises a one-line ValueError naming the file, the field and the fix.
+
     Args:
         ann_file: COCO-format keypoint JSON.
         image_root: folder the images' ``file_name`` is relative to.
@@ -57,31 +180,40 @@ def load_coco_keypoint_records(
         extra_labels: maps an annotation dict to extra PersonRecord fields (3D labels, occlusion ratio...).
         num_keypoints: keypoints per person in the file (17 for COCO-17 files).
     """
+    ann_file = Path(ann_file)
     coco = load_coco(ann_file)
+    check = _Checker(ann_file)
     image_root = Path(image_root)
     records: list[PersonRecord] = []
     skipped: Counter = Counter()
+    # per-annotation fields first, in file order, so that an error names the annotation's place in the file
+    keypoints_of: dict[int, np.ndarray | None] = {}
+    for i, ann in enumerate(coco.dataset["annotations"]):
+        where = f"annotations[{i}] (id {ann['id']})"
+        crowd = ann.get("iscrowd", 0)
+        if crowd not in (0, 1) or isinstance(crowd, float):
+            check.fail(f"{where}: 'iscrowd' must be 0 or 1, got {_short(crowd)}",
+                       "use 1 for a crowd region, 0 (or no 'iscrowd') for a person")
+        keypoints_of[ann["id"]] = _keypoints(check, where, ann, num_keypoints)
+        if ann["image_id"] not in coco.imgs:
+            skipped["unknown_image"] += 1
     for image_id in sorted(coco.getImgIds()):
         info = coco.imgs[image_id]
-        anns = coco.imgToAnns.get(image_id, [])
-        people = []
-        for ann in anns:
+        people, people_keypoints = [], []
+        for ann in coco.imgToAnns.get(image_id, []):
             if ann.get("iscrowd", 0):
                 skipped["crowd_region"] += 1
-            elif not _valid_box(ann.get("bbox", ())):
+            elif not _valid_box(ann.get("bbox")):
                 skipped["invalid_box"] += 1
+            elif keypoints_of[ann["id"]] is None:
+                skipped["invalid_keypoints"] += 1
             else:
                 people.append(ann)
+                people_keypoints.append(keypoints_of[ann["id"]])
         if not people:
             continue
         boxes = np.array([p["bbox"] for p in people], dtype=np.float64)
-        keypoints = np.zeros((len(people), num_keypoints, 3))
-        for i, person in enumerate(people):
-            if "keypoints" in person and len(person["keypoints"]) == num_keypoints * 3:
-                keypoints[i] = np.asarray(person["keypoints"], np.float64).reshape(num_keypoints, 3)
-            elif "keypoints" in person:
-                raise ValueError(f"{ann_file}: annotation {person['id']} has {len(person['keypoints'])} keypoint "
-                                 f"values, expected {num_keypoints * 3}")
+        keypoints = np.stack(people_keypoints)  # (people, num_keypoints, 3)
         centers = body_centers(keypoints if num_keypoints == NUM_KEYPOINTS else None, boxes)
         for i, person in enumerate(people):
             labelled = int((keypoints[i, :, 2] > 0).sum())
