@@ -173,3 +173,46 @@ def test_codecs_encode_only_turns_text_into_latin1_bytes() -> None:
     bad = good.replace(b"latin1", b"rot_13")
     with pytest.raises(UnsafePickleError, match="latin1"):
         safe_loads_pickle(bad)
+
+
+class _TouchesMarker:
+    """Unpickles as ``Path.touch(marker)``: creates a file, no shell needed."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+@pytest.mark.parametrize(("payload", "protocol", "refused"), [
+    (_RunsShell, 2, f"{os.system.__module__}.system"),
+    (_TouchesMarker, 4, "pathlib.Path.touch"),
+], ids=["os.system", "Path.touch"])
+def test_body_model_folder_with_a_code_running_pickle_is_refused(tmp_path: Path, payload, protocol, refused) -> None:
+    """A body_model.dir whose SMPL_NEUTRAL.pkl would run code: BodyModel refuses it, names it, runs nothing."""
+    from ochmr_lit.body import BodyModel, ensure_synthetic_body_model
+    from ochmr_lit.body.synthetic import MEAN_PARAMS_FILE, MODEL_FILES, REGRESSOR_FILES
+
+    marker = tmp_path / "ran"
+    folder = tmp_path / "body_model"
+    folder.mkdir()
+    synthetic = ensure_synthetic_body_model()
+    for name in (MODEL_FILES["male"], MODEL_FILES["female"], *REGRESSOR_FILES.values(), MEAN_PARAMS_FILE):
+        (folder / name).write_bytes((synthetic / name).read_bytes())
+    # a real model's arrays, with the payload riding along as one more entry
+    model = safe_load_pickle(synthetic / MODEL_FILES["neutral"])
+    blob = pickle.dumps({**model, "bs_style": payload(marker)}, protocol=protocol)
+    pickle.loads(blob)  # the payload is live: plain pickle runs it
+    assert marker.exists()
+    marker.unlink()
+    evil = folder / MODEL_FILES["neutral"]
+    evil.write_bytes(blob)
+
+    with pytest.raises(UnsafePickleError) as err:
+        BodyModel(folder)
+
+    message = str(err.value)
+    assert message.startswith(f"{evil}: refused to load '{refused}'"), message
+    assert "convert it to .npz with numpy arrays only" in message
+    assert not marker.exists(), "the refused callable must not have run"
