@@ -385,6 +385,7 @@ for _ds, _conv, _flavour in (
     ("coco", "coco17", "coco"),
     ("crowdpose", "crowdpose14", "crowdpose"),
     ("ochuman", "coco17", "coco"),
+    ("synthcrowd", "coco17", "coco"),  # simulated detections (ochmr_lit.reproduce.simulated_detector)
 ):
     _PROTOCOL_LIST += (
         Protocol(

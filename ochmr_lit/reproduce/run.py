@@ -1,0 +1,299 @@
+"""Train and evaluate the rows of a reproduction table, then write it (Markdown + JSON).
+
+Every run lives in ``<out>/<preset>/runs/<row>/seed<k>/`` (a normal run folder: checkpoints, logs,
+``results/``) with two small files beside: ``job.json`` (what it trains) and ``done.json`` (its final
+checkpoint, metrics and wall time), written last and atomically. A table that is run again reuses every
+finished run, resumes an interrupted one from its ``last.ckpt``, and refuses a folder whose ``job.json``
+describes other settings. Runs go through the same :func:`~ochmr_lit.runner.run_fit` /
+:func:`~ochmr_lit.runner.run_evaluate` as ``python -m ochmr_lit.fit`` / ``evaluate``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import platform
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from ochmr_lit.reproduce.formatting import format_table_document
+from ochmr_lit.reproduce.tables import PRESET_SPECS, Row, default_seeds, table_rows
+from ochmr_lit.results import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+CONFIG_MODULE = "ochmr_lit.configs"
+
+
+def compose(config_name: str, overrides: Sequence[str]) -> DictConfig:
+    """A ``fit`` / ``evaluate`` config composed as the command line would (``run_dir`` given explicitly)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+        return hydra_compose(config_name=config_name, overrides=list(overrides))
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+def _check_job(run_dir: Path, job: dict[str, Any]) -> None:
+    """Write ``job.json``, or make sure the one there describes the same run."""
+    path = run_dir / "job.json"
+    if path.is_file():
+        existing = _read_json(path)
+        if existing != job:
+            raise ValueError(f"{path}: this run folder holds a run of other settings ({existing}); delete "
+                             f"{run_dir} or choose another out= for the new settings ({job})")
+        return
+    atomic_write_text(path, json.dumps(job, indent=2))
+
+
+class TableRunner:
+    """Runs (or reuses) the trainings and evaluations of tables under one preset and output folder.
+
+    Args:
+        preset: ``cpu`` or ``paper``.
+        out: the output folder (``<out>/<preset>/...``).
+        overrides: Hydra overrides for every training run, after the preset's budget.
+        budget: the preset's training budget of the regressor runs (the same for every row).
+        context_overrides, regressor_overrides: Hydra overrides for the context-estimator run / the regressor
+            runs only, after ``overrides``.
+    """
+
+    def __init__(self, preset: str, out: str | Path, overrides: Sequence[str] = (), budget: Sequence[str] = (),
+                 context_overrides: Sequence[str] = (), regressor_overrides: Sequence[str] = ()):
+        if preset not in PRESET_SPECS:
+            raise KeyError(f"preset={preset!r}: unknown preset; choose one of {', '.join(PRESET_SPECS)}")
+        self.preset, self.spec = preset, PRESET_SPECS[preset]
+        self.root = Path(out) / preset
+        self.runs_dir = self.root / "runs"
+        self.budget = [*budget]
+        self.overrides = [*overrides]
+        self.context_overrides = [*context_overrides]
+        self.regressor_overrides = [*regressor_overrides]
+
+    def run_dir(self, key: str, seed: int) -> Path:
+        return self.runs_dir / key / f"seed{seed}"
+
+    def train(self, key: str, experiment: str, seed: int, overrides: Sequence[str], context: bool = False
+              ) -> dict[str, Any]:
+        """Train one run (or reuse it when finished); returns its ``done.json`` content.
+
+        ``context``: a context-estimator run (``context_overrides`` apply, not the regressor budget).
+        """
+        from ochmr_lit.runner import run_fit
+
+        run_dir = self.run_dir(key, seed)
+        done = run_dir / "done.json"
+        # the row's own settings, the preset's budget (regressors), then the user's: later ones win
+        budget = [] if context else self.budget
+        kind = self.context_overrides if context else self.regressor_overrides
+        job = {"experiment": experiment, "seed": int(seed), "overrides": [*overrides, *budget, *self.overrides, *kind]}
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _check_job(run_dir, job)
+        if done.is_file():
+            log.info("reusing %s (%s)", run_dir, done)
+            return _read_json(done)
+        last = run_dir / "checkpoints" / "last.ckpt"
+        resume = [f"ckpt_path={last}"] if last.is_file() else []
+        cfg = compose("fit", [f"experiment={experiment}", *job["overrides"], f"seed={seed}", f"run_dir={run_dir}",
+                              f"paths.output_dir={self.runs_dir}", *resume])
+        log.info("training %s (seed %d) -> %s%s", key, seed, run_dir, " (resumed)" if resume else "")
+        started = time.perf_counter()
+        outcome = run_fit(cfg)
+        record = {"checkpoint": str(outcome["checkpoint"]), "seconds": round(time.perf_counter() - started, 1),
+                  "metrics": (outcome.get("results") or {}).get("metrics"),
+                  "results": str(run_dir / "results") if outcome.get("results") else None}
+        atomic_write_text(done, json.dumps(record, indent=2))
+        return record
+
+    def context_checkpoint(self) -> str:
+        """The preset's context estimator (trained once, seed 0)."""
+        return self.train("context", self.spec.context_experiment, 0, [], context=True)["checkpoint"]
+
+    def train_row(self, row: Row, seed: int) -> dict[str, Any]:
+        overrides = list(row.overrides)
+        if row.needs_context_estimator:
+            checkpoint = self.context_checkpoint()
+            overrides = [o.replace("@CONTEXT_CHECKPOINT@", checkpoint) for o in overrides]
+        return self.train(row.key, row.experiment, seed, overrides)
+
+    def evaluate(self, row: Row, seed: int, checkpoint: str, data: str, protocol: str) -> dict[str, Any]:
+        """Evaluate a trained row with one protocol (paper preset); reused when done."""
+        from ochmr_lit.runner import run_evaluate
+
+        eval_dir = self.run_dir(row.key, seed) / f"eval_{protocol}"
+        done = eval_dir / "done.json"
+        if done.is_file():
+            return _read_json(done)
+        cfg = compose("evaluate", [f"experiment={row.experiment}", f"data={data}", f"protocol={protocol}",
+                                   f"ckpt_path={checkpoint}", f"run_dir={eval_dir}", f"seed={seed}"])
+        started = time.perf_counter()
+        outcome = run_evaluate(cfg)
+        record = {"checkpoint": checkpoint, "seconds": round(time.perf_counter() - started, 1),
+                  "metrics": outcome["results"]["metrics"], "results": str(eval_dir / "results")}
+        atomic_write_text(done, json.dumps(record, indent=2))
+        return record
+
+
+def _summary(values: Sequence[float]) -> dict[str, Any]:
+    """Mean, sample standard deviation (0 for one seed) and the values, ignoring NaN."""
+    finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    if not finite:
+        return {"mean": math.nan, "sd": math.nan, "values": [float("nan") if v is None else float(v) for v in values]}
+    sd = float(np.std(finite, ddof=1)) if len(finite) > 1 else 0.0
+    return {"mean": float(np.mean(finite)), "sd": sd, "values": [float(v) for v in values]}
+
+
+#: Columns of the CPU (SynthCrowd) mesh tables: (header, metric key, scale). Errors in mm, AP in %.
+OCCLUSION_COLUMNS = (
+    ("MPJPE none", "mpjpe_none", 1.0), ("MPJPE partial", "mpjpe_partial", 1.0),
+    ("MPJPE heavy", "mpjpe_heavy", 1.0), ("MPJPE all", "mpjpe", 1.0),
+    ("PA-MPJPE none", "pa_mpjpe_none", 1.0), ("PA-MPJPE partial", "pa_mpjpe_partial", 1.0),
+    ("PA-MPJPE heavy", "pa_mpjpe_heavy", 1.0), ("PA-MPJPE all", "pa_mpjpe", 1.0), ("AP", "kp_AP", 100.0),
+)
+DEPTH_COLUMNS = (
+    ("MPJPE all", "mpjpe", 1.0), ("PA-MPJPE all", "pa_mpjpe", 1.0), ("MPJPE heavy", "mpjpe_heavy", 1.0),
+    ("PA-MPJPE heavy", "pa_mpjpe_heavy", 1.0), ("AP", "kp_AP", 100.0),
+)
+
+
+def machine_description() -> str:
+    """The machine a table ran on, in one line."""
+    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no GPU"
+    import os
+
+    return (f"{platform.machine()}, {os.cpu_count()} CPU cores{gpu}, Python {platform.python_version()}, "
+            f"torch {torch.__version__}, {torch.get_num_threads()} torch threads")
+
+
+def _mesh_table(runner: TableRunner, table: str, rows: list[Row], seeds: list[int]) -> dict[str, Any]:
+    """Train every row for every seed; cells are mean and spread over seeds of the test metrics."""
+    evaluations = runner.spec.evaluations.get(table)
+    if evaluations:
+        columns = [(e.column, f"{e.protocol}/{e.metric}", 100.0 if e.metric == "kp_AP" else 1.0)
+                   for e in evaluations]
+    else:
+        columns = list(OCCLUSION_COLUMNS if table == "occlusion" else DEPTH_COLUMNS)
+    out_rows = []
+    for row in rows:
+        per_seed = []
+        for seed in seeds:
+            record = runner.train_row(row, seed)
+            metrics = dict(record.get("metrics") or {})
+            for e in evaluations or ():
+                evaluated = runner.evaluate(row, seed, record["checkpoint"], e.data, e.protocol)
+                metrics[f"{e.protocol}/{e.metric}"] = evaluated["metrics"][e.metric]
+            per_seed.append({"seed": seed, "metrics": metrics, "checkpoint": record["checkpoint"],
+                             "results": record.get("results"), "seconds": record.get("seconds")})
+        cells = {key: _summary([s["metrics"].get(key, math.nan) * scale for s in per_seed])
+                 for _, key, scale in columns}
+        counts = {k: per_seed[0]["metrics"].get(k) for k in ("count_none", "count_partial", "count_heavy")}
+        out_rows.append({"key": row.key, "label": row.label, "experiment": row.experiment, "context": row.context,
+                         "depths": list(row.depths), "cells": cells, "runs": per_seed, "counts": counts})
+    return {"columns": [[h, k] for h, k, _ in columns], "rows": out_rows}
+
+
+def _sweep_inputs(runner: TableRunner, cfg: DictConfig, dataset: str, row: Row) -> tuple[Path, Path, Path]:
+    """(annotation file, image folder, detections file) of a sweep dataset (its data as ``row`` trains on)."""
+    if runner.preset == "cpu":
+        from hydra.utils import instantiate
+
+        from ochmr_lit.reproduce.simulated_detector import write_simulated_detections
+
+        fit_cfg = compose("fit", [f"experiment={row.experiment}", *row.overrides, *runner.budget, *runner.overrides,
+                                  *runner.regressor_overrides])
+        datamodule = instantiate(fit_cfg.data, _convert_="all")
+        split_dir = datamodule.split_dir("test")
+        ann_file = split_dir / "annotations.json"
+        det_file = runner.root / "detections" / f"{dataset}_test_seed{int(cfg.detector_seed)}.json"
+        summary_file = det_file.with_suffix(".summary.json")
+        if not det_file.is_file():
+            summary = write_simulated_detections(ann_file, det_file, seed=int(cfg.detector_seed))
+            atomic_write_text(summary_file, json.dumps(summary, indent=2))
+        return ann_file, split_dir / "images", det_file
+    det = (cfg.get("detections") or {}).get(dataset)
+    if not det:
+        raise ValueError(f"table=detector_sweep preset=paper needs detections.{dataset}=<COCO results JSON of "
+                         f"the {dataset} test split> (Faster R-CNN person boxes with scores)")
+    if not Path(det).is_file():
+        raise FileNotFoundError(f"detections.{dataset}={det}: no such file")
+    data_cfg = compose("evaluate", [f"data={dataset}", "experiment=spin_r50", "ckpt_path=unused"]).data
+    return Path(data_cfg.ann_files.test), Path(data_cfg.image_roots.test), Path(det)
+
+
+def _sweep_table(runner: TableRunner, cfg: DictConfig, rows: list[Row], seeds: list[int]) -> dict[str, Any]:
+    """Per dataset: boxes kept and AP of each row at every detection-score threshold (seed-averaged)."""
+    from ochmr_lit.reproduce.sweep import sweep_checkpoint
+
+    datasets = {}
+    for dataset in runner.spec.sweep_datasets:
+        ann_file, image_dir, det_file = _sweep_inputs(runner, cfg, dataset, rows[0])
+        protocol = f"detector_sweep_{dataset}"
+        per_row = []
+        for row in rows:
+            per_seed = []
+            for seed in seeds:
+                record = runner.train_row(row, seed)
+                target = runner.run_dir(row.key, seed) / f"sweep_{dataset}"
+                done = target / "sweep_columns.json"
+                if done.is_file():
+                    result = _read_json(done)
+                else:
+                    result = sweep_checkpoint(record["checkpoint"], ann_file, image_dir, det_file, protocol=protocol,
+                                              device=str(cfg.device))
+                    _write_sweep_results(target, result, protocol, record, det_file)
+                per_seed.append(result)
+            ap = [_summary([s["AP"][i] * 100.0 for s in per_seed]) for i in range(len(per_seed[0]["threshold"]))]
+            per_row.append({"key": row.key, "label": row.label, "ap": ap})
+        first = _read_json(runner.run_dir(rows[0].key, seeds[0]) / f"sweep_{dataset}" / "sweep_columns.json")
+        datasets[dataset] = {"thresholds": first["threshold"], "num_boxes": first["num_boxes"],
+                             "detections": str(det_file), "rows": per_row}
+    return {"datasets": datasets}
+
+
+def _write_sweep_results(folder: Path, result: dict[str, list[float]], protocol: str, record: dict[str, Any],
+                         det_file: Path) -> None:
+    """``detector_sweep.json`` (rows and columns) and a ``metrics.json`` the results notebook reads."""
+    rows = [{k: result[k][i] for k in result} for i in range(len(result["threshold"]))]
+    run_results = Path(record["results"]) / "metrics.json" if record.get("results") else None
+    run_config = _read_json(run_results).get("run_config", {}) if run_results and run_results.is_file() else {}
+    atomic_write_text(folder / "metrics.json", json.dumps({
+        "metrics": {f"kp_{k}": v[0] for k, v in result.items() if k not in ("threshold", "num_boxes")},
+        "protocol": {"name": protocol, "detections": str(det_file)}, "run_config": run_config}, indent=2))
+    atomic_write_text(folder / "detector_sweep.json", json.dumps(rows, indent=2))
+    atomic_write_text(folder / "sweep_columns.json", json.dumps(result, indent=2))  # written last: the sweep is done
+
+
+def run_table(cfg: DictConfig) -> dict[str, Any]:
+    """Run the table ``cfg.table`` (see ``configs/reproduce.yaml``); returns what ``table.json`` holds."""
+    table, preset = str(cfg.table), str(cfg.preset)
+    rows = table_rows(table, preset)
+    seeds = [int(s) for s in (cfg.seeds if cfg.seeds is not None else default_seeds(table))]
+    if not seeds:
+        raise ValueError("seeds=[]: give at least one seed (e.g. seeds=[0,1])")
+    budget = list((cfg.get("budget") or {}).get(preset) or [])
+    runner = TableRunner(preset, cfg.out, overrides=list(cfg.overrides or []), budget=budget,
+                         context_overrides=list(cfg.context_overrides or []),
+                         regressor_overrides=list(cfg.regressor_overrides or []))
+    started = time.perf_counter()
+    body = _sweep_table(runner, cfg, rows, seeds) if table == "detector_sweep" else _mesh_table(runner, table, rows,
+                                                                                                 seeds)
+    result = {"table": table, "preset": preset, "seeds": seeds, "budget": runner.budget, "overrides": runner.overrides,
+              "context_overrides": runner.context_overrides, "regressor_overrides": runner.regressor_overrides,
+              "machine": machine_description(), "seconds": round(time.perf_counter() - started, 1), **body}
+    folder = runner.root / table
+    atomic_write_text(folder / "table.json", json.dumps(result, indent=2))
+    document = format_table_document(result)
+    atomic_write_text(folder / "table.md", document)
+    print(document)
+    return result

@@ -1,0 +1,124 @@
+"""``python -m ochmr_lit.reproduce``: what each table trains, the runs it shares and reuses, the files it writes."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO_ROOT, TINY_OVERRIDES
+
+from ochmr_lit.reproduce.formatting import format_cell, heavy_occlusion_gain
+from ochmr_lit.reproduce.run import compose
+from ochmr_lit.reproduce.tables import PRESETS, TABLES, default_seeds, table_rows
+
+
+def test_rows_of_each_table():
+    occlusion = table_rows("occlusion", "cpu")
+    assert [(r.key, r.context, r.depths) for r in occlusion] == [
+        ("spin", "none", ()), ("ochmr_gt_d2", "gt", (2,)), ("ochmr_predicted_d2", "predicted", (2,))]
+    depth = table_rows("conorm_depth", "cpu")
+    assert [r.key for r in depth] == ["spin", "ochmr_gt_d1", "ochmr_gt_d2", "ochmr_gt_d3", "ochmr_gt_d4"]
+    # the same model is one run, whichever table asks for it
+    assert depth[2] == occlusion[1] and depth[0] == occlusion[0]
+    assert [r.key for r in table_rows("detector_sweep", "cpu")] == ["spin", "ochmr_predicted_d2"]
+    assert default_seeds("occlusion") == [0, 1] and default_seeds("conorm_depth") == [0]
+    with pytest.raises(KeyError, match="table='nope': unknown table; choose one of occlusion"):
+        table_rows("nope", "cpu")
+    with pytest.raises(KeyError, match="preset='gpu': unknown preset"):
+        table_rows("occlusion", "gpu")
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+@pytest.mark.parametrize("table", TABLES)
+def test_every_row_composes_to_the_model_it_names(table, preset, tmp_path):
+    for row in table_rows(table, preset):
+        overrides = [o.replace("@CONTEXT_CHECKPOINT@", str(tmp_path / "context.ckpt")) for o in row.overrides]
+        cfg = compose("fit", [f"experiment={row.experiment}", *overrides, f"run_dir={tmp_path}"])
+        assert cfg.task == "regressor"
+        assert list(cfg.model.conorm_depths) == list(row.depths)
+        assert cfg.model.context_source == row.context
+        if row.context == "predicted":
+            assert cfg.model.context_checkpoint == str(tmp_path / "context.ckpt")
+        assert cfg.model.backbone == ("resnet18" if preset == "cpu" else "resnet50")
+
+
+def test_cells_and_heavy_occlusion_gain():
+    assert format_cell({"mean": 101.25, "sd": 2.5, "values": [98.75, 103.75]}) == "101.2 ± 2.5"
+    assert format_cell({"mean": 101.25, "sd": 0.0, "values": [101.25]}) == "101.2"
+    assert format_cell({"mean": float("nan"), "sd": float("nan"), "values": [float("nan")]}) == "-"
+    cell = {"mpjpe_heavy": {"mean": 200.0, "sd": 0.0, "values": [180.0, 220.0]}}
+    ours = {"mpjpe_heavy": {"mean": 150.0, "sd": 0.0, "values": [144.0, 156.0]}}
+    result = {"rows": [{"key": "spin", "cells": cell}, {"key": "ochmr_predicted_d2", "cells": ours}]}
+    gain = heavy_occlusion_gain(result)
+    assert gain["of_means"] == pytest.approx(0.25)
+    assert gain["per_seed"] == pytest.approx([0.2, 1 - 156 / 220])
+    assert heavy_occlusion_gain({"rows": [{"key": "spin", "cells": cell}]}) is None
+
+
+def _reproduce(*args: str) -> subprocess.CompletedProcess:
+    env = {"NO_ALBUMENTATIONS_UPDATE": "1", "WANDB_MODE": "offline", "OMP_NUM_THREADS": "2", "PATH": "/usr/bin:/bin",
+           "PYTHONPATH": str(REPO_ROOT)}
+    return subprocess.run([sys.executable, "-m", "ochmr_lit.reproduce", *args], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=900)
+
+
+def test_bad_settings_stop_with_one_line():
+    done = _reproduce("table=occlusion", "epochs=3")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith("error: unknown or malformed setting 'epochs'")
+    done = _reproduce("preset=cpu")
+    assert done.returncode == 2 and "table=<occlusion|conorm_depth|detector_sweep> is required" in done.stderr
+    done = _reproduce("table=occlusion", "preset=gpu")
+    assert done.returncode == 2 and "unknown preset; choose one of cpu, paper" in done.stderr
+
+
+def _tiny_settings(tmp_path, synthcrowd, *extra: str) -> list[str]:
+    shared = [o for o in TINY_OVERRIDES if not o.startswith("model.")]
+    everything = ",".join(f"'{o}'" for o in [f"++data.root={synthcrowd}", *shared, "logger=csv",
+                                             "trainer.max_epochs=1", "trainer.enable_progress_bar=false"])
+    return [f"out={tmp_path}", f"overrides=[{everything}]",
+            "regressor_overrides=[model.backbone=resnet18,model.context_input_size=64]",
+            "budget.cpu=[]", *extra]
+
+
+@pytest.mark.slow
+def test_tiny_tables_share_runs_and_write_their_files(tmp_path, tiny_synthcrowd):
+    from ochmr_lit.metrics.keypoint_ap import KeypointAP  # noqa: F401  (import check for the sweep's metric)
+
+    done = _reproduce("table=detector_sweep", *_tiny_settings(tmp_path, tiny_synthcrowd))
+    assert done.returncode == 0, done.stderr[-3000:]
+    root = tmp_path / "cpu"
+    sweep = json.loads((root / "detector_sweep" / "table.json").read_text())
+    block = sweep["datasets"]["synthcrowd"]
+    detections = json.loads((root / "detections" / "synthcrowd_test_seed0.json").read_text())
+    # boxes kept at each threshold = the simulated detections scoring at least the threshold
+    assert block["num_boxes"] == [sum(d["score"] >= t for d in detections) for t in block["thresholds"]]
+    assert block["thresholds"][0] == 0.0 and block["thresholds"][-1] == 0.99
+    for row in block["rows"]:
+        assert all(0.0 <= cell["mean"] <= 100.0 for cell in row["ap"])
+    for key in ("spin", "ochmr_predicted_d2"):
+        rows = json.loads((root / "runs" / key / "seed0" / "sweep_synthcrowd" / "detector_sweep.json").read_text())
+        assert [r["num_boxes"] for r in rows] == block["num_boxes"]
+    assert "| 0.00 | " in (root / "detector_sweep" / "table.md").read_text()
+
+    # the occlusion table reuses the sweep's SPIN and OCHMR (predicted) runs and trains only OCHMR (GT)
+    done = _reproduce("table=occlusion", "seeds=[0]", *_tiny_settings(tmp_path, tiny_synthcrowd))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stderr.count("reusing") >= 3  # spin, the context estimator and ochmr_predicted_d2
+    assert "training ochmr_gt_d2 (seed 0)" in done.stderr and "training spin" not in done.stderr
+    table = json.loads((root / "occlusion" / "table.json").read_text())
+    for row in table["rows"]:
+        run = row["runs"][0]
+        metrics = json.loads((root / "runs" / row["key"] / "seed0" / "results" / "metrics.json").read_text())
+        assert row["cells"]["mpjpe"]["mean"] == pytest.approx(metrics["metrics"]["mpjpe"])
+        assert row["cells"]["kp_AP"]["mean"] == pytest.approx(100 * metrics["metrics"]["kp_AP"])
+        assert run["checkpoint"].endswith(".ckpt")
+    text = (root / "occlusion" / "table.md").read_text()
+    assert "| SPIN (baseline) | none | - |" in text and "Heavy-occlusion MPJPE of OCHMR" in text
+    assert "Seeds: 0." in text
+
+    # a run folder of other settings is refused, naming the file
+    done = _reproduce("table=occlusion", "seeds=[0]",
+                      *_tiny_settings(tmp_path, tiny_synthcrowd, "regressor_overrides=[model.backbone=resnet34]"))
+    assert done.returncode == 2
+    assert "job.json: this run folder holds a run of other settings" in done.stderr
