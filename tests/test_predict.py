@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -27,7 +28,7 @@ from ochmr_lit.geometry import (
 )
 from ochmr_lit.inference.boxes import PersonDetector, list_images, load_json_boxes
 from ochmr_lit.inference.camera import crop_geometry, crop_to_image_camera
-from ochmr_lit.inference.writers import write_obj
+from ochmr_lit.inference.writers import write_meshes, write_obj, write_ply
 from ochmr_lit.vis.figures import FIGURE_PAD, centermaps_to_image, render_people, side_view
 from ochmr_lit.vis.render import Mesh, MeshRenderer, RendererUnavailableError
 
@@ -417,3 +418,117 @@ def test_batching_across_images_does_not_change_predictions(tiny_run, fixtures_d
         np.testing.assert_allclose(a.vertices, b.vertices, atol=1e-4)
         np.testing.assert_allclose(a.keypoints_2d, b.keypoints_2d, atol=1e-2)
     assert prediction_to_dict(one[1])["people"] == [] and one[1].vertices.shape == (0, 6890, 3)
+
+
+# -- PLY meshes ----------------------------------------------------------------------------------------------------
+PLY_HEADER = ["ply", "format binary_little_endian 1.0", "comment ochmr_lit prediction, camera frame, metres",
+              "element vertex {V}", "property float x", "property float y", "property float z",
+              "element face {F}", "property list uchar int vertex_indices", "end_header"]
+#: The OBJ (six decimals of float64) and the PLY (float32) of one mesh differ by at most 5e-7 m plus half a float32
+#: ulp, i.e. under ``6e-7 + eps * |x|`` (people of an untrained model can stand 100+ m away).
+F32_EPS = float(np.finfo(np.float32).eps)
+
+
+def _read_ply(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Header lines, (V, 3) float32 vertices and (F, 3) int32 faces of a binary little-endian triangle PLY."""
+    data = path.read_bytes()
+    end = data.index(b"end_header\n") + len(b"end_header\n")
+    header = data[:end].decode("ascii").splitlines()
+    counts = {ln.split()[1]: int(ln.split()[2]) for ln in header if ln.startswith("element ")}
+    n_v, n_f = counts["vertex"], counts["face"]
+    vertices = np.frombuffer(data, dtype="<f4", count=3 * n_v, offset=end).reshape(n_v, 3)
+    records = np.frombuffer(data, dtype=[("count", "u1"), ("indices", "<i4", (3,))], count=n_f,
+                            offset=end + 12 * n_v)
+    assert len(data) == end + 12 * n_v + 13 * n_f  # nothing after the faces
+    assert np.all(records["count"] == 3)
+    return header, vertices, records["indices"]
+
+
+def _read_obj(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(V, 3) float64 vertices and (F, 3) 0-based faces of an OBJ written by ``write_obj``."""
+    lines = path.read_text().splitlines()
+    v = np.array([[float(x) for x in ln.split()[1:]] for ln in lines if ln.startswith("v ")])
+    f = np.array([[int(x) for x in ln.split()[1:]] for ln in lines if ln.startswith("f ")])
+    return v, f - 1
+
+
+def test_ply_round_trip_is_exact_and_agrees_with_the_obj(tmp_path):
+    """The PLY holds the float32 vertices and int faces bit for bit, behind the exact header; the OBJ of the same
+    mesh agrees to its six decimals; one file per person in the camera frame; bad input is refused."""
+    gen = np.random.default_rng(1)
+    vertices = gen.normal(size=(50, 3)) + np.array([0.0, 0.0, 12.0])  # metres, ~12 m in front of the camera
+    faces = gen.integers(0, 50, size=(40, 3))
+    faces[0] = [0, 49, 7]  # both ends of the index range
+    header, v, f = _read_ply(write_ply(tmp_path / "m.ply", vertices, faces))
+    assert header == [ln.format(V=50, F=40) for ln in PLY_HEADER]
+    assert v.dtype == np.float32 and f.dtype == np.int32
+    np.testing.assert_array_equal(v, vertices.astype(np.float32))
+    np.testing.assert_array_equal(f, faces)
+    obj_v, obj_f = _read_obj(write_obj(tmp_path / "m.obj", vertices, faces))
+    np.testing.assert_array_equal(obj_f, f)
+    np.testing.assert_allclose(obj_v, v, rtol=F32_EPS, atol=6e-7)  # six decimals vs float32 rounding
+    assert (tmp_path / "m.ply").stat().st_size < (tmp_path / "m.obj").stat().st_size
+
+    # write_meshes: <stem>_person<k>.ply per person, vertices + translation (camera frame)
+    pred = SimpleNamespace(num_people=2, vertices=gen.normal(size=(2, 50, 3)).astype(np.float32),
+                           translation=np.array([[0.1, -0.2, 8.0], [-1.0, 0.3, 15.0]]))
+    paths = write_meshes(pred, faces, tmp_path, "img", mesh_format="ply")
+    assert [p.name for p in paths] == ["img_person0.ply", "img_person1.ply"]
+    assert sorted(p.name for p in tmp_path.glob("img_*")) == ["img_person0.ply", "img_person1.ply"]
+    for k, path in enumerate(paths):
+        _, v, f = _read_ply(path)
+        np.testing.assert_array_equal(v, (pred.vertices[k] + pred.translation[k]).astype(np.float32))
+        np.testing.assert_array_equal(f, faces)
+        assert abs(float(v[:, 2].mean()) - pred.translation[k, 2]) < 0.5
+    assert write_meshes(SimpleNamespace(num_people=0, vertices=np.zeros((0, 50, 3)), translation=np.zeros((0, 3))),
+                        faces, tmp_path, "empty", mesh_format="ply") == []
+    with pytest.raises(ValueError, match="mesh_format='stl'"):
+        write_meshes(pred, faces, tmp_path, "img", mesh_format="stl")
+    with pytest.raises(ValueError, match=r"face indices must lie in \[0, 50\)"):
+        write_ply(tmp_path / "bad.ply", vertices, faces + 1)
+    with pytest.raises(ValueError, match=r"needs \(V, 3\) vertices"):
+        write_ply(tmp_path / "bad.ply", vertices[:, :2], faces)
+
+
+@pytest.mark.slow
+def test_predict_writes_one_ply_per_person_equal_to_the_prediction(ochuman_prediction, fixtures_dir, tmp_path):
+    """``mesh_format=ply``: one PLY per person beside the result files (no OBJ), vertices exactly the npz's camera-frame
+    vertices in float32, faces the body model's, and the same meshes as the OBJ run's files."""
+    from hydra import compose, initialize_config_module
+
+    from ochmr_lit.body import BodyModel
+    from ochmr_lit.inference.run import run_predict
+
+    obj_out, obj_summary, checkpoint = ochuman_prediction
+    folder = fixtures_dir / "ochuman"
+    out = tmp_path / "ply"
+    with initialize_config_module(config_module="ochmr_lit.configs", version_base="1.3"):
+        settings = [f"ckpt_path={checkpoint}", f"input={folder}", f"boxes={folder / 'test_ochuman.json'}",
+                    "save_meshes=true", "save_figures=false", "batch_size=2", "device=cpu"]
+        cfg = compose(config_name="predict", overrides=[*settings, f"out={out}", "mesh_format=ply"])
+        wrong = compose(config_name="predict", overrides=[*settings, f"out={tmp_path / 'stl'}", "mesh_format=stl"])
+    with pytest.raises(ValueError, match=r"mesh_format=stl; use one of obj\|ply"):
+        run_predict(wrong)
+    assert not (tmp_path / "stl").exists()  # refused before anything was written
+    summary = run_predict(cfg)
+    faces = BodyModel(None).faces.numpy()
+    gt = json.loads((folder / "test_ochuman.json").read_text())
+    people = {Path(im["file_name"]).stem: sum(a["image_id"] == im["id"] for a in gt["annotations"])
+              for im in gt["images"]}
+    assert summary["people"] == obj_summary["people"] == sum(people.values()) == 5
+    meshes = sorted(p.name for p in out.glob("*.ply"))
+    assert meshes == sorted(f"{stem}_person{k}.ply" for stem, n in people.items() for k in range(n))
+    assert not list(out.glob("*.obj"))
+    for stem, count in people.items():
+        assert sorted(p.name for p in out.glob(f"{stem}*")) == sorted(
+            [f"{stem}.json", f"{stem}.npz"] + [f"{stem}_person{k}.ply" for k in range(count)])
+        npz = np.load(out / f"{stem}.npz")
+        for k in range(count):
+            header, v, f = _read_ply(out / f"{stem}_person{k}.ply")
+            assert header == [ln.format(V=6890, F=len(faces)) for ln in PLY_HEADER]
+            placed = npz["vertices"][k] + npz["translation"][k]
+            np.testing.assert_array_equal(v, placed.astype(np.float32))
+            np.testing.assert_array_equal(f, faces)
+            obj_v, obj_f = _read_obj(obj_out / f"{stem}_person{k}.obj")
+            np.testing.assert_array_equal(obj_f, f)
+            np.testing.assert_allclose(obj_v, v, rtol=F32_EPS, atol=6e-7)

@@ -21,7 +21,7 @@ from ochmr_lit.inference.boxes import (
     load_json_boxes,
 )
 from ochmr_lit.inference.pipeline import ImagePrediction, Predictor, load_regressor
-from ochmr_lit.inference.writers import write_json, write_meshes, write_npz
+from ochmr_lit.inference.writers import MESH_FORMATS, write_json, write_meshes, write_npz
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +47,9 @@ def box_items(cfg: DictConfig, images: list[Path], device: torch.device,
 
 
 def write_outputs(pred: ImagePrediction, out_dir: Path, faces: np.ndarray, save_meshes: bool,
-                  save_figures: bool) -> list[Path]:
-    """``<stem>.json``, ``<stem>.npz``, optionally ``<stem>.png`` (paper figure) and ``<stem>_person<k>.obj``."""
+                  save_figures: bool, mesh_format: str = "obj") -> list[Path]:
+    """``<stem>.json``, ``<stem>.npz``, optionally ``<stem>.png`` (paper figure) and one mesh per person,
+    ``<stem>_person<k>.<mesh_format>`` (``obj`` or ``ply``, camera frame, metres)."""
     stem = pred.boxes.image_path.stem
     written = [write_json(pred, out_dir / f"{stem}.json"), write_npz(pred, out_dir / f"{stem}.npz")]
     if save_figures:
@@ -61,7 +62,7 @@ def write_outputs(pred: ImagePrediction, out_dir: Path, faces: np.ndarray, save_
                                  crop_affine=pred.crop_affine, crop_size=pred.crop_size)
         written.append(save_image(out_dir / f"{stem}.png", figure))
     if save_meshes:
-        written += write_meshes(pred, faces, out_dir, stem)
+        written += write_meshes(pred, faces, out_dir, stem, mesh_format)
     return written
 
 
@@ -75,6 +76,9 @@ def run_predict(cfg: DictConfig) -> dict[str, Any]:
         if cfg.get(key) in (None, "", "???"):
             raise ValueError(f"predict needs {key}=...: python -m ochmr_lit.predict ckpt_path=<ckpt> "
                              "input=<image|folder> boxes=<coco.json|detections.json|detector> out=<dir>")
+    mesh_format = str(cfg.get("mesh_format") or "obj")
+    if mesh_format not in MESH_FORMATS:  # before any work: a typo must not cost a whole run
+        raise ValueError(f"mesh_format={mesh_format}; use one of {'|'.join(MESH_FORMATS)}")
     images = list_images(cfg.input)
     device = resolve_device(cfg.get("device"))
     out_dir = Path(cfg.out)
@@ -86,7 +90,8 @@ def run_predict(cfg: DictConfig) -> dict[str, Any]:
     files: list[str] = []
     people = 0
     for pred in predictor.predict(items):
-        files += [p.name for p in write_outputs(pred, out_dir, faces, bool(cfg.save_meshes), bool(cfg.save_figures))]
+        files += [p.name for p in write_outputs(pred, out_dir, faces, bool(cfg.save_meshes), bool(cfg.save_figures),
+                                                mesh_format)]
         people += pred.num_people
         log.info("%s: %d people", pred.boxes.image_path.name, pred.num_people)
     summary = {"checkpoint": str(cfg.ckpt_path), "input": str(cfg.input), "images": len(images), "people": people,

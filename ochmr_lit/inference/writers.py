@@ -1,4 +1,4 @@
-"""Result files of one image: ``<stem>.json`` and ``<stem>.npz`` (same content), meshes as ``.obj``.
+"""Result files of one image: ``<stem>.json`` and ``<stem>.npz`` (same content), meshes as ``.obj`` or ``.ply``.
 
 JSON layout (metres, radians, image pixels)::
 
@@ -76,13 +76,25 @@ def write_npz(pred: ImagePrediction, path: str | Path) -> Path:
     return path
 
 
+#: Mesh file formats :func:`write_meshes` writes (``mesh_format`` of the predict config).
+MESH_FORMATS = ("obj", "ply")
+
+
+def _mesh_arrays(vertices: np.ndarray, faces: np.ndarray, writer: str) -> tuple[np.ndarray, np.ndarray]:
+    """(V, 3) vertices and (F, 3) 0-based faces as arrays; a ValueError naming ``writer`` when they are not."""
+    vertices, faces = np.asarray(vertices), np.asarray(faces)
+    if vertices.ndim != 2 or vertices.shape[1] != 3 or faces.ndim != 2 or faces.shape[1] != 3:
+        raise ValueError(f"{writer} needs (V, 3) vertices and (F, 3) faces, got {vertices.shape} and {faces.shape}")
+    if faces.size and (faces.min() < 0 or faces.max() >= len(vertices)):
+        raise ValueError(f"{writer}: face indices must lie in [0, {len(vertices)}), got [{faces.min()}, {faces.max()}]")
+    return vertices, faces
+
+
 def write_obj(path: str | Path, vertices: np.ndarray, faces: np.ndarray) -> Path:
     """A Wavefront OBJ of one mesh: (V, 3) vertices (metres), (F, 3) 0-based faces (written 1-based)."""
     path = Path(path)
-    vertices = np.asarray(vertices, np.float64)
-    faces = np.asarray(faces, np.int64)
-    if vertices.ndim != 2 or vertices.shape[1] != 3 or faces.ndim != 2 or faces.shape[1] != 3:
-        raise ValueError(f"write_obj needs (V, 3) vertices and (F, 3) faces, got {vertices.shape} and {faces.shape}")
+    vertices, faces = _mesh_arrays(vertices, faces, "write_obj")
+    vertices, faces = vertices.astype(np.float64), faces.astype(np.int64)
     lines = ["# ochmr_lit prediction, camera frame, metres"]
     lines += [f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in vertices]
     lines += [f"f {a} {b} {c}" for a, b, c in faces + 1]
@@ -90,8 +102,48 @@ def write_obj(path: str | Path, vertices: np.ndarray, faces: np.ndarray) -> Path
     return path
 
 
-def write_meshes(pred: ImagePrediction, faces: np.ndarray, out_dir: str | Path, stem: str) -> list[Path]:
-    """One OBJ per person, ``<stem>_person<k>.obj``, vertices in the full-image camera frame."""
+def write_ply(path: str | Path, vertices: np.ndarray, faces: np.ndarray) -> Path:
+    """A binary little-endian PLY of one mesh: (V, 3) vertices (metres) and (F, 3) 0-based faces.
+
+    Written by hand because no dependency of the project writes PLY (trimesh, plyfile and Open3D are not among
+    them, and none is worth adding for this): the file is a fixed ASCII header followed by two packed
+    arrays. Layout after the ``end_header`` line: V records of three little-endian float32 ``x y z`` (12 bytes
+    each), then F records of a uchar vertex count (always 3) and three little-endian int32 indices (13 bytes
+    each). Vertices are stored as float32 (the npz's precision; the OBJ's six decimals are coarser).
+    """
+    path = Path(path)
+    vertices, faces = _mesh_arrays(vertices, faces, "write_ply")
+    if len(vertices) > np.iinfo(np.int32).max:
+        raise ValueError(f"write_ply: {len(vertices)} vertices do not fit int32 face indices")
+    header = "\n".join([
+        "ply", "format binary_little_endian 1.0", "comment ochmr_lit prediction, camera frame, metres",
+        f"element vertex {len(vertices)}", "property float x", "property float y", "property float z",
+        f"element face {len(faces)}", "property list uchar int vertex_indices", "end_header"]) + "\n"
+    face_records = np.empty(len(faces), dtype=[("count", "u1"), ("indices", "<i4", (3,))])
+    face_records["count"] = 3
+    face_records["indices"] = faces
+    with path.open("wb") as f:
+        f.write(header.encode("ascii"))
+        f.write(np.ascontiguousarray(vertices, dtype="<f4").tobytes())
+        f.write(face_records.tobytes())
+    return path
+
+
+def write_meshes(pred: ImagePrediction, faces: np.ndarray, out_dir: str | Path, stem: str,
+                 mesh_format: str = "obj") -> list[Path]:
+    """One mesh file per person, ``<stem>_person<k>.<mesh_format>``, vertices in the full-image camera frame.
+
+    Args:
+        pred: the image's prediction (N people).
+        faces: (F, 3) 0-based vertex indices of the body model.
+        out_dir: folder the files go to; stem: file name prefix (the image's stem).
+        mesh_format: ``obj`` (:func:`write_obj`) or ``ply`` (:func:`write_ply`).
+    Returns:
+        The N paths written, in person order (none for an image without people).
+    """
+    if mesh_format not in MESH_FORMATS:
+        raise ValueError(f"mesh_format={mesh_format!r}; use one of {list(MESH_FORMATS)}")
+    writer = write_obj if mesh_format == "obj" else write_ply
     out_dir = Path(out_dir)
-    return [write_obj(out_dir / f"{stem}_person{i}.obj", pred.vertices[i] + pred.translation[i], faces)
+    return [writer(out_dir / f"{stem}_person{i}.{mesh_format}", pred.vertices[i] + pred.translation[i], faces)
             for i in range(pred.num_people)]
