@@ -17,6 +17,25 @@ from ochmr_lit.lit.run_config import RunConfigMixin
 from ochmr_lit.models import ContextEstimator
 
 
+def compile_in_place(module: torch.nn.Module, mode: str | None = None, option: str = "model.compile_mode") -> None:
+    """Compile ``module``'s forward with :func:`torch.compile`, in place (:meth:`torch.nn.Module.compile`).
+
+    In-place compilation keeps the module object, its parameters and its state-dict keys: unlike the
+    ``OptimizedModule`` that ``torch.compile(module)`` returns, no ``_orig_mod.`` prefix appears, so
+    checkpoints of compiled and eager runs load into each other. Compilation itself is lazy: the first
+    forward (of each new input shape or train/eval mode) traces and compiles.
+
+    Args:
+        module: the network to compile.
+        mode: ``torch.compile`` mode (``default``, ``reduce-overhead``, ``max-autotune``, ...); None = torch's default.
+        option: config name reported when ``mode`` is not one torch knows.
+    """
+    try:
+        module.compile(mode=mode)
+    except RuntimeError as error:  # torch checks the mode name at once
+        raise ValueError(f"{option}={mode!r}: {error}") from error
+
+
 class ContextEstimatorModule(NumericalGuardMixin, RunConfigMixin, L.LightningModule):
     """Trains :class:`~ochmr_lit.models.ContextEstimator` with HRNet's heatmap MSE on both maps.
 
@@ -29,10 +48,15 @@ class ContextEstimatorModule(NumericalGuardMixin, RunConfigMixin, L.LightningMod
         optim: optimiser settings (HRNet's official recipe is Adam 1e-3).
         pck_threshold: fraction of the map side under which a centre counts as found.
         channels_last: run the network in channels_last memory format (faster with bf16 on CPU).
+        num_vis: validation samples whose centermaps are logged each epoch.
+        compile: compile the HRNet with :func:`torch.compile` in :meth:`configure_model` (in place: the
+            state-dict keys stay those of the eager network).
+        compile_mode: ``torch.compile`` mode when ``compile`` is true; None = torch's default.
     """
 
     def __init__(self, width: int = 32, optim: dict | None = None, pck_threshold: float = 0.05,
-                 channels_last: bool = True, num_vis: int = 4):
+                 channels_last: bool = True, num_vis: int = 4, compile: bool = False,
+                 compile_mode: str | None = None):
         super().__init__()
         self.save_hyperparameters()
         self.model = ContextEstimator(width=width)
@@ -43,6 +67,15 @@ class ContextEstimatorModule(NumericalGuardMixin, RunConfigMixin, L.LightningMod
         self.val_peak_dist = MeanMetric()
         self.val_pck = MeanMetric()
         self.val_global_mse = MeanMetric()
+
+    def configure_model(self) -> None:
+        """Compile the HRNet when ``compile`` is set (once: the Trainer calls this hook for every stage).
+
+        Runs before the strategy wraps the module (DDP), so the wrapper holds the compiled network.
+        """
+        # A module copied or unpickled (e.g. into spawned processes) comes back eager and is compiled again.
+        if self.hparams.compile and self.model._compiled_call_impl is None:
+            compile_in_place(self.model, self.hparams.compile_mode)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if self.channels_last:

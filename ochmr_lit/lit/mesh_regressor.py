@@ -14,6 +14,7 @@ from ochmr_lit.geometry import axis_angle_to_rotmat, perspective_projection, wea
 from ochmr_lit.lit import losses as L_
 from ochmr_lit.lit.bad_samples import skip_empty_batch, skipped_step_loss
 from ochmr_lit.lit.bucket_tables import bucket_table, log_bucket_table
+from ochmr_lit.lit.context_estimator import compile_in_place
 from ochmr_lit.lit.guard import NumericalGuardMixin
 from ochmr_lit.lit.optim import OptimConfig, build_optimizer, build_scheduler
 from ochmr_lit.lit.run_config import RunConfigMixin
@@ -68,6 +69,10 @@ class MeshRegressorModule(NumericalGuardMixin, RunConfigMixin, L.LightningModule
         pretrained: optional ``{"spin": path}`` or ``{"torchvision": path}`` weight file to start from.
         dropout: drop probability of the regressor head's two dropout layers (SPIN: 0.5).
         num_vis: validation samples drawn (crop, context, mesh) into the loggers each epoch; 0 disables.
+        compile: compile the regressor network (``self.model``) with :func:`torch.compile` in
+            :meth:`configure_model`, in place, so the state-dict keys stay those of the eager network and
+            checkpoints load either way. The frozen context estimator and the body model stay eager.
+        compile_mode: ``torch.compile`` mode when ``compile`` is true; None = torch's default.
     """
 
     def __init__(self, backbone: str = "resnet50", conorm_depths: tuple[int, ...] = (2,), hidden_channels: int = 128,
@@ -75,7 +80,8 @@ class MeshRegressorModule(NumericalGuardMixin, RunConfigMixin, L.LightningModule
                  body_model_dir: str | None = None, loss_weights: dict | None = None, optim: dict | None = None,
                  crop_size: int = 224, focal_length: float = 5000.0, protocol: str = "synthcrowd",
                  channels_last: bool = True, pretrained: dict | None = None, iterations: int = 3, num_vis: int = 4,
-                 dropout: float = 0.5, context_sigma: float = 2.0):
+                 dropout: float = 0.5, context_sigma: float = 2.0, compile: bool = False,
+                 compile_mode: str | None = None):
         super().__init__()
         self.save_hyperparameters()
         conorm_depths = tuple(conorm_depths)
@@ -115,6 +121,15 @@ class MeshRegressorModule(NumericalGuardMixin, RunConfigMixin, L.LightningModule
             if path:
                 report = loaders[kind](self.model, path, strict=False)
                 print(report)
+
+    def configure_model(self) -> None:
+        """Compile the regressor when ``compile`` is set (once: the Trainer calls this hook for every stage).
+
+        Runs before the strategy wraps the module (DDP), so the wrapper holds the compiled network.
+        """
+        # A module copied or unpickled (e.g. into spawned processes) comes back eager and is compiled again.
+        if self.hparams.compile and self.model._compiled_call_impl is None:
+            compile_in_place(self.model, self.hparams.compile_mode)
 
     def evaluation_protocol(self):
         """The :class:`~ochmr_lit.eval.protocols.Protocol` this module's metrics follow."""
