@@ -7,3 +7,7 @@ import os
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 __version__ = "0.1.0"
+
+from ochmr_lit.hardware import register_resolvers  # noqa: E402
+
+register_resolvers()
