@@ -374,6 +374,11 @@ def test_predict_writes_files_and_consistent_geometry(ochuman_prediction, fixtur
         rendered = render_people(image, placed, faces, F, c)
         assert np.array_equal(changed, rendered.instance >= 0)  # the panel is the depth-composited render
         assert set(np.unique(rendered.instance)) == set(range(-1, count))
+        # each person's rendered mask lies over that person: mostly inside the own box enlarged by 20 %
+        for k in range(count):
+            ys, xs = np.nonzero(rendered.instance == k)
+            on_box = _enlarged_box_mask(np.c_[xs, ys].astype(np.float64), npz["boxes"][k])
+            assert len(xs) >= 50 and on_box.mean() >= 0.6, (stem, k, len(xs), on_box.mean())
 
 
 @pytest.mark.slow
