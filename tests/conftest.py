@@ -1,6 +1,8 @@
 """Test-wide settings: CPU only, no network, a private cache, few threads."""
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -55,3 +57,31 @@ def tiny_run(tmp_path_factory, tiny_synthcrowd):
             "++context_stage.trainer.max_epochs=1", "++context_stage.data={crop_size:64,map_size:16}",
             "model.context_input_size=64", *TINY_OVERRIDES])
     return run_dir, run_fit(cfg)
+
+
+def run_reproduce(*args: str) -> subprocess.CompletedProcess:
+    """``python -m ochmr_lit.reproduce`` in a subprocess (CPU, offline), as a user runs it."""
+    env = dict(os.environ, NO_ALBUMENTATIONS_UPDATE="1", WANDB_MODE="offline", PYTHONPATH=str(REPO_ROOT))
+    return subprocess.run([sys.executable, "-m", "ochmr_lit.reproduce", *args], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=1200)
+
+
+def tiny_table_settings(out: Path, synthcrowd: Path, *extra: str) -> list[str]:
+    """Settings that shrink every run of a reproduction table to seconds (tiny SynthCrowd, one epoch)."""
+    shared = [o for o in TINY_OVERRIDES if not o.startswith("model.")]
+    everything = ",".join(f"'{o}'" for o in [f"++data.root={synthcrowd}", *shared, "logger=csv",
+                                             "trainer.max_epochs=1", "trainer.enable_progress_bar=false"])
+    return [f"out={out}", f"overrides=[{everything}]",
+            "regressor_overrides=[model.backbone=resnet18,model.context_input_size=64]", "budget.cpu=[]", *extra]
+
+
+@pytest.fixture(scope="session")
+def tiny_tables(tmp_path_factory, tiny_synthcrowd):
+    """The detector-sweep table, then the occlusion table (seed 0) reusing its runs, at tiny sizes.
+
+    Returns ``(root, sweep, occlusion)``: ``<out>/cpu`` and the two completed processes.
+    """
+    out = tmp_path_factory.mktemp("reproduction")
+    sweep = run_reproduce("table=detector_sweep", *tiny_table_settings(out, tiny_synthcrowd))
+    occlusion = run_reproduce("table=occlusion", "seeds=[0]", *tiny_table_settings(out, tiny_synthcrowd))
+    return out / "cpu", sweep, occlusion

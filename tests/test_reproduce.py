@@ -1,11 +1,9 @@
 """``python -m ochmr_lit.reproduce``: what each table trains, the runs it shares and reuses, the files it writes."""
 
 import json
-import subprocess
-import sys
 
 import pytest
-from conftest import REPO_ROOT, TINY_OVERRIDES
+from conftest import run_reproduce, tiny_table_settings
 
 from ochmr_lit.reproduce.formatting import format_cell, heavy_occlusion_gain
 from ochmr_lit.reproduce.run import compose
@@ -55,39 +53,20 @@ def test_cells_and_heavy_occlusion_gain():
     assert heavy_occlusion_gain({"rows": [{"key": "spin", "cells": cell}]}) is None
 
 
-def _reproduce(*args: str) -> subprocess.CompletedProcess:
-    env = {"NO_ALBUMENTATIONS_UPDATE": "1", "WANDB_MODE": "offline", "OMP_NUM_THREADS": "2", "PATH": "/usr/bin:/bin",
-           "PYTHONPATH": str(REPO_ROOT)}
-    return subprocess.run([sys.executable, "-m", "ochmr_lit.reproduce", *args], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=900)
-
-
 def test_bad_settings_stop_with_one_line():
-    done = _reproduce("table=occlusion", "epochs=3")
+    done = run_reproduce("table=occlusion", "epochs=3")
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith("error: unknown or malformed setting 'epochs'")
-    done = _reproduce("preset=cpu")
+    done = run_reproduce("preset=cpu")
     assert done.returncode == 2 and "table=<occlusion|conorm_depth|detector_sweep> is required" in done.stderr
-    done = _reproduce("table=occlusion", "preset=gpu")
+    done = run_reproduce("table=occlusion", "preset=gpu")
     assert done.returncode == 2 and "unknown preset; choose one of cpu, paper" in done.stderr
 
 
-def _tiny_settings(tmp_path, synthcrowd, *extra: str) -> list[str]:
-    shared = [o for o in TINY_OVERRIDES if not o.startswith("model.")]
-    everything = ",".join(f"'{o}'" for o in [f"++data.root={synthcrowd}", *shared, "logger=csv",
-                                             "trainer.max_epochs=1", "trainer.enable_progress_bar=false"])
-    return [f"out={tmp_path}", f"overrides=[{everything}]",
-            "regressor_overrides=[model.backbone=resnet18,model.context_input_size=64]",
-            "budget.cpu=[]", *extra]
-
-
 @pytest.mark.slow
-def test_tiny_tables_share_runs_and_write_their_files(tmp_path, tiny_synthcrowd):
-    from ochmr_lit.metrics.keypoint_ap import KeypointAP  # noqa: F401  (import check for the sweep's metric)
-
-    done = _reproduce("table=detector_sweep", *_tiny_settings(tmp_path, tiny_synthcrowd))
+def test_tiny_tables_share_runs_and_write_their_files(tiny_tables, tiny_synthcrowd):
+    root, done, occlusion = tiny_tables
     assert done.returncode == 0, done.stderr[-3000:]
-    root = tmp_path / "cpu"
     sweep = json.loads((root / "detector_sweep" / "table.json").read_text())
     block = sweep["datasets"]["synthcrowd"]
     detections = json.loads((root / "detections" / "synthcrowd_test_seed0.json").read_text())
@@ -102,7 +81,7 @@ def test_tiny_tables_share_runs_and_write_their_files(tmp_path, tiny_synthcrowd)
     assert "| 0.00 | " in (root / "detector_sweep" / "table.md").read_text()
 
     # the occlusion table reuses the sweep's SPIN and OCHMR (predicted) runs and trains only OCHMR (GT)
-    done = _reproduce("table=occlusion", "seeds=[0]", *_tiny_settings(tmp_path, tiny_synthcrowd))
+    done = occlusion
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stderr.count("reusing") >= 3  # spin, the context estimator and ochmr_predicted_d2
     assert "training ochmr_gt_d2 (seed 0)" in done.stderr and "training spin" not in done.stderr
@@ -118,7 +97,29 @@ def test_tiny_tables_share_runs_and_write_their_files(tmp_path, tiny_synthcrowd)
     assert "Seeds: 0." in text
 
     # a run folder of other settings is refused, naming the file
-    done = _reproduce("table=occlusion", "seeds=[0]",
-                      *_tiny_settings(tmp_path, tiny_synthcrowd, "regressor_overrides=[model.backbone=resnet34]"))
+    other = tiny_table_settings(root.parent, tiny_synthcrowd, "regressor_overrides=[model.backbone=resnet34]")
+    done = run_reproduce("table=occlusion", "seeds=[0]", *other)
     assert done.returncode == 2
     assert "job.json: this run folder holds a run of other settings" in done.stderr
+
+
+def test_paper_evaluations_compose_with_their_data_and_protocol(tmp_path):
+    from ochmr_lit.eval.protocols import get_protocol
+    from ochmr_lit.reproduce.tables import PRESET_SPECS
+
+    spec = PRESET_SPECS["paper"]
+    assert [e.protocol for e in spec.evaluations["occlusion"]] == ["3dpw_pc", "ochuman_ap", "3dpw_occ", "3doh"]
+    for table, evaluations in spec.evaluations.items():
+        for row in table_rows(table, "paper"):
+            for e in evaluations:
+                cfg = compose("evaluate", [f"experiment={row.experiment}", f"data={e.data}", f"protocol={e.protocol}",
+                                           f"ckpt_path={tmp_path / 'model.ckpt'}", f"run_dir={tmp_path}"])
+                assert cfg.protocol == e.protocol and cfg.data._target_.startswith("ochmr_lit.data")
+                assert e.metric in get_protocol(e.protocol).metrics or e.metric == "kp_AP"
+    assert spec.sweep_datasets == ("coco", "crowdpose", "ochuman")
+
+
+def test_paper_sweep_needs_detection_files(tmp_path):
+    done = run_reproduce("table=detector_sweep", "preset=paper", f"out={tmp_path}")
+    assert done.returncode == 2
+    assert "needs detections.coco=<COCO results JSON" in done.stderr.strip().splitlines()[-1]
