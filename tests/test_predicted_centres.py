@@ -113,7 +113,8 @@ def test_pipeline_caches_centres_once_and_they_equal_the_estimator_on_the_fly(ti
         cached = load_predicted_centres(folder / f"{split}.npz")
         assert len(cached) == len(data.load_records(split)[0])  # every person of the split, once
     batch = next(iter(data.test_dataloader()))
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):  # as the pipeline computed the cache
+    bf16 = str(module.run_config["trainer"]["precision"]).startswith("bf16")  # as the pipeline computed the cache
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         on_the_fly = module.context_for(batch)
     assert on_the_fly.shape == batch["centermaps"].shape
     assert (on_the_fly - batch["centermaps"]).abs().max() < 1e-3

@@ -93,7 +93,7 @@ def run(
         "spin": f"SPIN regressor ({backbone}) alone, {setting}",
     }
     baselines = {"pipeline": ("ochmr", "OCHMR regressor alone"), "ochmr": ("spin", "SPIN regressor alone")}
-    note = f"MFU against the {'bf16' if bf16 else 'fp32'} matmul peak {peak / 1e9:.0f} GFLOP/s"
+    note = f"MFU against the {'bf16' if bf16 else 'fp32'} matmul peak {peak / 1e9:.4g} GFLOP/s"
     rows = []
     for key, name in names.items():
         base, base_name = baselines.get(key, (None, ""))

@@ -320,7 +320,7 @@ def run(
                     baseline_value=rates[base] if base else float("nan"),
                     gflops_per_item=flops[name] / 1e9,
                     mfu=mfu(flops[name], rates[name], peak),
-                    note=f"MFU against the {'bf16' if bf16 else 'fp32'} matmul peak {peak / 1e9:.0f} GFLOP/s",
+                    note=f"MFU against the {'bf16' if bf16 else 'fp32'} matmul peak {peak / 1e9:.4g} GFLOP/s",
                 )
             )
         del models
