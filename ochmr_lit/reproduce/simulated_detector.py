@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from ochmr_lit.results import atomic_write_text
+
 PERSON_CATEGORY = 1
 
 
@@ -160,10 +162,7 @@ def write_simulated_detections(ann_file: str | Path, out_file: str | Path, seed:
         raise FileNotFoundError(f"{ann_file}: no such annotation file (a COCO-format keypoint JSON)")
     annotations = json.loads(ann_file.read_text())
     detections = simulate_detections(annotations, seed=seed, model=model)
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_file.with_name(f".{out_file.name}.tmp")
-    tmp.write_text(json.dumps(detections))
-    tmp.replace(out_file)
+    atomic_write_text(out_file, json.dumps(detections))
     people = sum(1 for a in annotations["annotations"] if not a.get("iscrowd", 0))
     true = [d for d in detections if d["simulated"] == "true"]
     return {"file": str(out_file), "seed": int(seed), "model": asdict(model or DetectorModel()),
