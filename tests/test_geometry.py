@@ -379,3 +379,22 @@ def test_procrustes_on_planar_and_collinear_points_matches_svd_reference():
         assert torch.allclose(torch.linalg.det(R), torch.ones(5, dtype=torch.float64))
         # both maximise tr(R K): the aligned points agree even where R itself is not unique
         torch.testing.assert_close(Xc @ R.transpose(1, 2), Yc, atol=1e-9, rtol=0)
+
+
+def test_closed_form_symmetric_eigen_matches_eigh_including_near_degenerate_spectra():
+    from ochmr_lit.geometry import _symmetric_eigen_3x3
+
+    gen = torch.Generator().manual_seed(11)
+    K = torch.randn(2000, 3, 3, generator=gen, dtype=torch.float64)
+    A = K.transpose(1, 2) @ K  # PSD, as K^T K in the Procrustes fit
+    Q = _random_rotmats(6, seed=12)
+    spectra = torch.tensor([[1.0, 1.0, 0.2], [1.0, 0.3, 0.3], [2.0, 2.0, 2.0],  # repeated: eigh fallback
+                            [1.0, 1.0 - 1e-5, 0.1], [1.0, 0.5, 0.0], [0.0, 0.0, 0.0]], dtype=torch.float64)
+    A = torch.cat([A, Q @ torch.diag_embed(spectra) @ Q.transpose(1, 2)])
+    evals, V = _symmetric_eigen_3x3(A)
+    ref = torch.linalg.eigvalsh(A).flip(-1)
+    scale = ref[:, :1].abs().clamp_min(1.0)
+    assert ((evals - ref).abs() / scale).max() < 1e-12
+    torch.testing.assert_close(V.transpose(1, 2) @ V, torch.eye(3, dtype=torch.float64).expand_as(A), atol=1e-10,
+                               rtol=0)
+    torch.testing.assert_close(A @ V, V * evals[:, None, :], atol=1e-9 * float(scale.max()), rtol=0)
