@@ -129,14 +129,17 @@ def predict_centres(net: torch.nn.Module, batches: Iterable[dict], input_size: i
     Returns:
         ``{sample_id: (centre (2,), others (K, 2))}`` float64 image pixels.
     """
-    device = next(net.parameters()).device
+    weight = next(net.parameters())
+    memory = torch.channels_last if weight.ndim == 4 and weight.is_contiguous(
+        memory_format=torch.channels_last) else torch.contiguous_format
     table: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for batch in batches:
-        images = batch["image"].to(device)
+        images = batch["image"].to(weight.device)
         crop_size = images.shape[-1]
         if input_size and crop_size != input_size:
             images = F.interpolate(images, size=(input_size, input_size), mode="bilinear", align_corners=False)
-        maps = net(images).float().cpu()
+        with torch.inference_mode():
+            maps = net(images.contiguous(memory_format=memory)).float().cpu()
         local, others = decode_centres(maps, threshold)
         affines = batch["crop_affine"].double().numpy()
         map_size = maps.shape[-1]

@@ -62,6 +62,8 @@ class MeshRegressorModule(NumericalGuardMixin, RunConfigMixin, L.LightningModule
             (``data.predicted_centres``) when it has one, else computed per batch.
         body_model_dir: SMPL folder (None = the synthetic SMPL-format model).
         loss_weights: :class:`~ochmr_lit.lit.losses.LossWeights` fields.
+        keypoints_2d_limit: target keypoints farther than this outside the crop (normalised units, crop =
+            [-1, 1]) take no part in the 2D loss (:func:`~ochmr_lit.lit.losses.keypoint_2d_loss`); None = SPIN.
         optim: :class:`~ochmr_lit.lit.optim.OptimConfig` fields.
         crop_size: input side in px; focal_length: px at that side (SPIN: 5000 at 224).
         protocol: evaluation protocol name recorded with the results.
@@ -81,7 +83,7 @@ class MeshRegressorModule(NumericalGuardMixin, RunConfigMixin, L.LightningModule
                  crop_size: int = 224, focal_length: float = 5000.0, protocol: str = "synthcrowd",
                  channels_last: bool = True, pretrained: dict | None = None, iterations: int = 3, num_vis: int = 4,
                  dropout: float = 0.5, context_sigma: float = 2.0, compile: bool = False,
-                 compile_mode: str | None = None):
+                 compile_mode: str | None = None, keypoints_2d_limit: float | None = None):
         super().__init__()
         self.save_hyperparameters()
         conorm_depths = tuple(conorm_depths)
@@ -207,7 +209,8 @@ class MeshRegressorModule(NumericalGuardMixin, RunConfigMixin, L.LightningModule
         has_smpl = batch["has_smpl"]
         gt_rotmat = axis_angle_to_rotmat(batch["smpl_pose"].view(-1, 24, 3))
         terms = {
-            "keypoints_2d": L_.keypoint_2d_loss(pred["keypoints_2d"], batch["keypoints_2d"], self.hparams.crop_size),
+            "keypoints_2d": L_.keypoint_2d_loss(pred["keypoints_2d"], batch["keypoints_2d"], self.hparams.crop_size,
+                                                self.hparams.keypoints_2d_limit),
             "keypoints_3d": L_.keypoint_3d_loss(pred["keypoints_3d"], batch["keypoints_3d"],
                                                 batch["has_keypoints_3d"]),
             "camera": L_.camera_regulariser(pred["cam"]),

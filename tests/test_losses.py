@@ -1,0 +1,48 @@
+"""SPIN's losses: values on hand-computed cases, and the 2D keypoint limit."""
+
+import torch
+
+from ochmr_lit.lit.losses import camera_regulariser, keypoint_2d_loss, keypoint_3d_loss
+
+
+def test_keypoint_2d_loss_is_spin_normalised_mse():
+    crop = 64
+    target = torch.tensor([[[32.0, 32.0, 1.0], [0.0, 64.0, 1.0], [10.0, 10.0, 0.0]]])
+    pred = torch.tensor([[[48.0, 32.0], [0.0, 32.0], [60.0, 60.0]]])  # errors 0.5, 1.0 (normalised), unlabelled
+    expected = (0.5**2 + 0.0 + 0.0 + 1.0**2) / 6  # mean over B x J x 2 coordinates
+    assert torch.isclose(keypoint_2d_loss(pred, target, crop), torch.tensor(expected))
+    assert torch.isclose(keypoint_2d_loss(pred, target, crop, limit=1.5), torch.tensor(expected))
+
+
+def test_keypoint_2d_limit_drops_only_targets_far_outside_the_crop():
+    crop = 64
+    inside = torch.tensor([[16.0, 48.0, 1.0]])
+    edge = torch.tensor([[64.0 + 16.0, 32.0, 1.0]])  # normalised x = 1.5: kept
+    far = torch.tensor([[32.0, 32.0 + 6 * 64.0, 1.0]])  # six crops below: dropped
+    target = torch.cat([inside, edge, far])[None]
+    pred = torch.zeros(1, 3, 2)
+    kept = keypoint_2d_loss(pred, target, crop, limit=1.5)
+    manual = keypoint_2d_loss(pred[:, :2], target[:, :2], crop) * 2 / 3  # same sum, mean over 3 joints
+    assert torch.isclose(kept, manual)
+    assert keypoint_2d_loss(pred, target, crop) > 10 * kept  # the far keypoint dominates SPIN's loss
+    # no gradient reaches the prediction of the dropped keypoint
+    pred.requires_grad_(True)
+    keypoint_2d_loss(pred, target, crop, limit=1.5).backward()
+    assert pred.grad[0, 2].abs().sum() == 0 and pred.grad[0, :2].abs().sum() > 0
+
+
+def test_keypoint_3d_loss_is_pelvis_centred_and_masks_samples_without_3d():
+    target = torch.zeros(2, 17, 4)
+    target[..., 3] = 1.0
+    pred = torch.zeros(2, 17, 3)
+    pred[0] += 0.7  # a pure translation: no loss after centring on the pelvis
+    pred[1, 0, 0] = 0.3
+    has_3d = torch.tensor([True, False])
+    assert keypoint_3d_loss(pred, target, has_3d) == 0
+    assert torch.isclose(keypoint_3d_loss(pred, target, torch.tensor([False, True])),
+                         torch.tensor(0.3**2 / (17 * 3)))
+
+
+def test_camera_regulariser_penalises_a_collapsing_scale():
+    cam = torch.tensor([[0.0, 0.0, 0.0], [0.9, 0.1, -0.1]])
+    assert torch.isclose(camera_regulariser(cam), torch.tensor((1.0 + torch.exp(torch.tensor(-9.0)) ** 2) / 2))
