@@ -55,8 +55,28 @@ def format_table(metrics: Mapping[str, Any], title: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
+def summary_table(metrics: Mapping[str, Any]) -> str | None:
+    """MPJPE / PA-MPJPE / PVE (mm) by occlusion bucket and keypoint AP (%) as Markdown; None without mesh errors.
+
+    The at-a-glance view of a mesh evaluation, shown above the full list of :func:`format_table`.
+    """
+    from ochmr_lit.lit.bucket_tables import ERROR_METRICS, bucket_table, markdown_table
+
+    if any(name not in metrics for name in ERROR_METRICS):
+        return None
+    text = markdown_table(*bucket_table({k: _plain(v) for k, v in metrics.items()}))
+    ap = {k: _plain(metrics[k]) for k in ("kp_AP", "kp_AP50", "kp_AP75") if k in metrics}
+    if ap:
+        shown = [f"{k.removeprefix('kp_')} {100 * float(v):.1f} %" for k, v in ap.items()]
+        text += "\n\nkeypoint AP: " + ", ".join(shown)
+    return text + "\n"
+
+
 def print_table(metrics: Mapping[str, Any], title: str = "") -> None:
-    """Print the metrics table (with rich when it is available)."""
+    """Print the summary by occlusion bucket (mesh evaluations) and the metrics table (rich when available)."""
+    summary = summary_table(metrics)
+    if summary:
+        print(f"\n{title}\n\n{summary}" if title else f"\n{summary}")
     try:
         from rich.console import Console
         from rich.table import Table
@@ -84,7 +104,12 @@ def write_results(folder: Path, metrics: Mapping[str, Any], per_sample: Mapping[
     payload = {"metrics": _plain(metrics), "protocol": _plain(protocol), "run_config": _plain(run_config or {}),
                "per_joint": _plain(per_joint or {})}
     atomic_write_text(folder / "metrics.json", json.dumps(payload, indent=2, sort_keys=True, allow_nan=True))
-    atomic_write_text(folder / "table.md", format_table(metrics, title=f"protocol: {protocol.get('name', '?')}"))
+    title = f"protocol: {protocol.get('name', '?')}"
+    summary = summary_table(metrics)
+    table = format_table(metrics, title=title)
+    if summary:
+        table = f"### {title}\n\n{summary}\n" + table.replace(f"### {title}\n", "#### all metrics\n", 1)
+    atomic_write_text(folder / "table.md", table)
     if per_sample:
         columns = {k: np.asarray(_plain(v)) for k, v in per_sample.items()}
         lengths = {len(v) for v in columns.values()}

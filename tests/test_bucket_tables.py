@@ -114,3 +114,18 @@ def test_tiny_fit_writes_the_table_to_the_offline_wandb_run(tmp_path, tiny_synth
     people = [row[1] for row in table["data"]]
     # tiny SynthCrowd val: every person is in one bucket, and all of them are in "all"
     assert people[3] == sum(people[:3]) > 0
+
+
+def test_results_table_starts_with_the_bucket_summary(tmp_path):
+    from ochmr_lit.results import summary_table, write_results
+
+    metrics = {"mpjpe": 80.0, "pa_mpjpe": 50.0, "pve": 95.0, "count_none": 3, "mpjpe_none": 70.0,
+               "pa_mpjpe_none": 45.0, "pve_none": 85.0, "count_partial": 0, "mpjpe_partial": float("nan"),
+               "pa_mpjpe_partial": float("nan"), "pve_partial": float("nan"), "count_heavy": 1,
+               "mpjpe_heavy": 110.0, "pa_mpjpe_heavy": 65.0, "pve_heavy": 125.0, "kp_AP": 0.256}
+    text = write_results(tmp_path, metrics, None, {"name": "synthcrowd"}).joinpath("table.md").read_text()
+    assert text.startswith("### protocol: synthcrowd\n\n| bucket | people | MPJPE (mm) |")
+    assert "| heavy | 1 | 110.0 | 65.0 | 125.0 |" in text and "| partial | 0 | - | - | - |" in text
+    assert "| all | 4 | 80.0 | 50.0 | 95.0 |" in text and "keypoint AP: AP 25.6 %" in text
+    assert "| kp_AP | 0.2560 |" in text  # the full list follows
+    assert summary_table({"kp_AP": 0.3}) is None  # a keypoint-only evaluation has no bucket summary
