@@ -193,3 +193,15 @@ def test_cli_refuses_cuda_without_gpu(capsys: pytest.CaptureFixture[str]) -> Non
     assert "no CUDA device is available" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["--only", "flops", "--device", "tpu"])
+
+
+def test_peak_note_warns_where_bf16_is_emulated(monkeypatch):
+    import ochmr_lit.hardware as hardware
+
+    monkeypatch.setattr(hardware, "cpu_has_native_bf16", lambda: False)
+    emulated = flops_section.peak_note(True, 0.88e9, "cpu")
+    assert emulated.startswith("MFU against the bf16 matmul peak 0.88 GFLOP/s") and "emulated" in emulated
+    assert "emulated" not in flops_section.peak_note(False, 106e9, "cpu")  # fp32 rows
+    monkeypatch.setattr(hardware, "cpu_has_native_bf16", lambda: True)
+    assert "emulated" not in flops_section.peak_note(True, 400e9, "cpu")
+    assert float(emulated.split("peak ")[1].split(" ")[0]) == 0.88  # the peak the tests parse back

@@ -99,6 +99,20 @@ def mfu(flops_per_item: float, items_per_s: float, peak_flops: float) -> float:
     return flops_per_item * items_per_s / peak_flops
 
 
+def peak_note(bf16: bool, peak_flops: float, device: str | torch.device) -> str:
+    """The note of an MFU row: which peak it is measured against, and a warning where bf16 is emulated.
+
+    On CPUs without native bf16 (no AVX-512 BF16 / AMX) PyTorch emulates bf16 matmuls, while oneDNN's bf16
+    convolutions still run at fp32-like speed: MFU against the emulated matmul peak then exceeds 100 %.
+    """
+    from ochmr_lit.hardware import cpu_has_native_bf16
+
+    note = f"MFU against the {'bf16' if bf16 else 'fp32'} matmul peak {peak_flops / 1e9:.4g} GFLOP/s"
+    if bf16 and torch.device(device).type == "cpu" and not cpu_has_native_bf16():
+        note += " (bf16 emulated on this CPU: no AVX-512 BF16/AMX, the MFU is not a hardware fraction)"
+    return note
+
+
 def peak_rows(device: str, size: int, repeats: int) -> tuple[dict[torch.dtype, float], list[PerfRow]]:
     """The matmul peak in fp32 and bf16 (FLOP/s by dtype, the best of the run so far, see
     :func:`best_matmul_peak`) and its two rows (bf16 against fp32)."""

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ochmr_lit.bench import PerfRow
-from ochmr_lit.bench.flops import best_matmul_peak, count_flops, mfu
+from ochmr_lit.bench.flops import best_matmul_peak, count_flops, mfu, peak_note
 from ochmr_lit.bench.training import autocast, interleaved_step_times
 from ochmr_lit.models import ContextEstimator, MeshRegressor
 
@@ -93,7 +93,7 @@ def run(
         "spin": f"SPIN regressor ({backbone}) alone, {setting}",
     }
     baselines = {"pipeline": ("ochmr", "OCHMR regressor alone"), "ochmr": ("spin", "SPIN regressor alone")}
-    note = f"MFU against the {'bf16' if bf16 else 'fp32'} matmul peak {peak / 1e9:.4g} GFLOP/s"
+    note = peak_note(bf16, peak, device)
     rows = []
     for key, name in names.items():
         base, base_name = baselines.get(key, (None, ""))

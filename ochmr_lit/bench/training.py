@@ -35,6 +35,7 @@ from ochmr_lit.bench.flops import (
     count_flops,
     measure_seconds,
     mfu,
+    peak_note,
     peak_rows,
     synchronize,
     training_flops,
@@ -320,7 +321,7 @@ def run(
                     baseline_value=rates[base] if base else float("nan"),
                     gflops_per_item=flops[name] / 1e9,
                     mfu=mfu(flops[name], rates[name], peak),
-                    note=f"MFU against the {'bf16' if bf16 else 'fp32'} matmul peak {peak / 1e9:.4g} GFLOP/s",
+                    note=peak_note(bf16, peak, device),
                 )
             )
         del models
