@@ -106,9 +106,8 @@ def write_results(folder: Path, metrics: Mapping[str, Any], per_sample: Mapping[
     atomic_write_text(folder / "metrics.json", json.dumps(payload, indent=2, sort_keys=True, allow_nan=True))
     title = f"protocol: {protocol.get('name', '?')}"
     summary = summary_table(metrics)
-    table = format_table(metrics, title=title)
-    if summary:
-        table = f"### {title}\n\n{summary}\n" + table.replace(f"### {title}\n", "#### all metrics\n", 1)
+    table = (f"### {title}\n\n{summary}\n#### all metrics\n\n{format_table(metrics)}" if summary
+             else format_table(metrics, title=title))
     atomic_write_text(folder / "table.md", table)
     if per_sample:
         columns = {k: np.asarray(_plain(v)) for k, v in per_sample.items()}
