@@ -19,13 +19,12 @@ from ochmr_lit.geometry import (
     rot6d_to_rotmat,
     rotmat_to_axis_angle,
     rotmat_to_rot6d,
-    similarity_procrustes,
-    similarity_transform,
     size_to_spin_scale,
     spin_scale_to_size,
     translation_to_weak_perspective,
     weak_perspective_to_translation,
 )
+from ochmr_lit.procrustes import similarity_procrustes, similarity_transform
 
 
 def _random_rotmats(n: int, seed: int) -> torch.Tensor:
@@ -364,7 +363,7 @@ def test_procrustes_rejects_bad_shapes():
 def test_procrustes_on_planar_and_collinear_points_matches_svd_reference():
     """The eigen-decomposition path: a zero third singular value (planar joints) and the SVD fallback
     (collinear joints) give the same alignment as the plain SVD formula."""
-    from ochmr_lit.geometry import _procrustes_rotation
+    from ochmr_lit.procrustes import _procrustes_rotation
 
     gen = torch.Generator().manual_seed(3)
     planar = torch.randn(5, 10, 3, generator=gen, dtype=torch.float64)
@@ -382,7 +381,7 @@ def test_procrustes_on_planar_and_collinear_points_matches_svd_reference():
 
 
 def test_closed_form_symmetric_eigen_matches_eigh_including_near_degenerate_spectra():
-    from ochmr_lit.geometry import _symmetric_eigen_3x3
+    from ochmr_lit.procrustes import _symmetric_eigen_3x3
 
     gen = torch.Generator().manual_seed(11)
     K = torch.randn(2000, 3, 3, generator=gen, dtype=torch.float64)

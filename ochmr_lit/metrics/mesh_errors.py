@@ -23,8 +23,8 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
-from ochmr_lit.geometry import similarity_procrustes
 from ochmr_lit.metrics.results import UNKNOWN_DATASET
+from ochmr_lit.procrustes import similarity_procrustes
 
 MM_PER_M = 1000.0
 
