@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+from ochmr_lit.body.synthetic import MEAN_PARAMS_FILE
 from ochmr_lit.data.datamodule import TopDownDataModule
 from ochmr_lit.data.datasets.synthcrowd import load_synthcrowd_records
 from ochmr_lit.data.schema import PersonRecord
@@ -21,6 +22,8 @@ class SynthCrowdDataModule(TopDownDataModule):
         image_size: (H, W) of the generated images.
         generation_workers: processes used to generate.
         body_model_dir: body model the scenes are posed with (None = the synthetic model).
+        eval_split: a split that the validation and test loaders read instead of their own (``train``:
+            evaluate on the training people, for the overfit check of the whole pipeline); None = their own.
         **kwargs: :class:`TopDownDataModule` settings.
     """
 
@@ -28,13 +31,17 @@ class SynthCrowdDataModule(TopDownDataModule):
 
     def __init__(self, root: str | None = None, splits: dict | None = None, generation_seed: int = 0,
                  image_size: tuple[int, int] = (256, 256), generation_workers: int = 2,
-                 body_model_dir: str | None = None, **kwargs):
+                 body_model_dir: str | None = None, eval_split: str | None = None, **kwargs):
         super().__init__(**kwargs)
         self.splits = dict(splits or {"train": 800, "val": 60, "test": 80})
         self.generation_seed = generation_seed
         self.image_size = tuple(int(v) for v in image_size)
         self.generation_workers = generation_workers
         self.body_model_dir = body_model_dir
+        if eval_split is not None and eval_split not in self.splits:
+            raise ValueError(f"data.eval_split={eval_split!r} is not one of data.splits {sorted(self.splits)}; "
+                             "name a generated split (e.g. train) or null")
+        self.eval_split = eval_split
         h, w = self.image_size
         self.root = Path(root) if root else cache_dir() / "synthcrowd" / f"s{generation_seed}_{h}x{w}"
         self._split_dirs: dict[str, Path] | None = None
@@ -54,6 +61,8 @@ class SynthCrowdDataModule(TopDownDataModule):
 
     def split_dir(self, split: str) -> Path:
         dirs = self._ensure()
+        if self.eval_split is not None and split in ("val", "test"):
+            split = self.eval_split
         if split not in dirs:
             raise KeyError(f"SynthCrowd has no split '{split}'; data.splits defines {sorted(dirs)}")
         return Path(dirs[split])
@@ -61,6 +70,19 @@ class SynthCrowdDataModule(TopDownDataModule):
     def load_records(self, split: str) -> tuple[list[PersonRecord], Counter]:
         min_kp = self.min_keypoints if split == "train" else 0
         return load_synthcrowd_records(self.split_dir(split), min_keypoints=min_kp)
+
+    def mean_params_path(self, split: str = "train") -> Path:
+        """The split's SPIN-format mean parameters (``smpl_mean_params.npz``), written at generation.
+
+        Splits generated before the file existed get it computed here from their annotations, once.
+        """
+        from ochmr_lit.data.synthcrowd.generate import write_split_mean_params
+
+        split_dir = self.split_dir(split)
+        path = split_dir / MEAN_PARAMS_FILE
+        if not path.is_file():
+            write_split_mean_params(split_dir)
+        return path
 
     def keypoint_ground_truth(self, split: str) -> Path | None:
         return self.split_dir(split) / "annotations.json"

@@ -25,6 +25,8 @@ import numpy as np
 import torch
 
 from ochmr_lit.body import GENDERS
+from ochmr_lit.body.mean_params import mean_params_of_synthcrowd_split, save_mean_params
+from ochmr_lit.body.synthetic import MEAN_PARAMS_FILE
 from ochmr_lit.data.synthcrowd import writer
 from ochmr_lit.data.synthcrowd.annotate import occlusion_bucket
 from ochmr_lit.data.synthcrowd.builder import GeneratorConfig, SynthCrowdGenerator
@@ -313,8 +315,16 @@ def generate_synthcrowd(
     }
     writer.write_json(out_dir / "annotations.json", writer.coco_document(images, annotations, info))
     writer.write_npz(out_dir / "smpl_gt.npz", arrays)
+    write_split_mean_params(out_dir)
     writer.write_json(done, params)
     return out_dir
+
+
+def write_split_mean_params(split_dir: Path) -> Path:
+    """The split's own SPIN-format mean parameters (``smpl_mean_params.npz``): the regressor's IEF start."""
+    params, people = mean_params_of_synthcrowd_split(split_dir)
+    return save_mean_params(Path(split_dir) / MEAN_PARAMS_FILE, params, source=f"synthcrowd:{Path(split_dir).name}",
+                            num_people=people)
 
 
 def is_complete(split_dir: Path, params: Mapping[str, Any]) -> bool:
