@@ -33,6 +33,8 @@ def _data(fixtures: Path) -> dict[str, Any]:
         "vp": verts_p,
         "vt": verts_t,
         "occ": rng.uniform(size=37),
+        # 1 / 0 / NaN (unknown), from its own generator so the other inputs stay as they were
+        "distractor": np.where(np.arange(37) % 7 == 3, np.nan, np.random.default_rng(1).uniform(size=37) < 0.4),
     }
     for key, name, k in (("coco", "coco/test_coco.json", 17), ("crowd", "crowdpose/test_crowdpose.json", 14)):
         data = json.loads((fixtures / name).read_text())
@@ -84,6 +86,7 @@ def _run_metrics(data: dict[str, Any], rank: int, world: int) -> dict[str, Any]:
             sample_ids=ids,
             occlusion=t(data["occ"][sl]),
             dataset=3,
+            distractor=t(data["distractor"][sl]),
         )
         results[name] = metric.compute()
         results[f"{name}_joint"] = metric.per_joint()
@@ -147,6 +150,7 @@ def test_two_process_gloo_equals_single_process(fixtures_dir: Path, tmp_path: Pa
         _assert_same(single, distributed, f"rank{rank}")
     # the comparison is not vacuous: every metric saw data
     assert single["pa_rows"]["sample_id"].tolist() == list(range(37))
+    np.testing.assert_array_equal(single["pa_rows"]["distractor"], _data(fixtures_dir)["distractor"])
     assert 0.0 < float(single["coco_ap"]["AP"]) < 1.0
     assert float(single["crowd_ap"]["AP"]) > 0.0
     assert single["sweep"]["num_boxes"].tolist()[0] > single["sweep"]["num_boxes"].tolist()[-1] > 0

@@ -134,12 +134,16 @@ def test_per_sample_results_deduplicate_and_join() -> None:
     pred, target = random_poses(6, seed=5)
     p, t = torch.from_numpy(pred), torch.from_numpy(target)
     occ = torch.tensor([0.0, 0.1, 0.5, 0.9, float("nan"), 1.0])
+    distractor = torch.tensor([True, False, False, True, True, False])
     mp, pa = MPJPE(14, keep_per_sample=True), PAMPJPE(14, keep_per_sample=True)
     code = dataset_code("synthcrowd")
     for m in (mp, pa):
-        m.update(p[3:], t[3:], sample_ids=torch.arange(3, 6), occlusion=occ[3:], dataset=code)
+        m.update(p[3:], t[3:], sample_ids=torch.arange(3, 6), occlusion=occ[3:], dataset=code,
+                 distractor=distractor[3:])
         m.update(p[:4], t[:4], sample_ids=torch.arange(4), occlusion=occ[:4], dataset=code)  # 3 repeats
     table = mp.per_sample()
+    # the repeats carry no flag (NaN); deduplication keeps the first update's row of each sample
+    np.testing.assert_array_equal(table["distractor"], [np.nan, np.nan, np.nan, 1.0, 1.0, 0.0])
     assert table["sample_id"].tolist() == [0, 1, 2, 3, 4, 5]
     assert set(table["dataset"].tolist()) == {code}
     np.testing.assert_allclose(table["error_mm"], mpjpe_numpy_loop(pred, target), atol=1e-6)
@@ -147,10 +151,12 @@ def test_per_sample_results_deduplicate_and_join() -> None:
     merged = merge_per_sample({"mpjpe": table, "pa_mpjpe": pa.per_sample()})
     assert merged["sample_id"].tolist() == list(range(6))
     assert np.all(merged["pa_mpjpe_mm"] < merged["mpjpe_mm"])
-    rows = bucket_summary(merged["mpjpe_mm"], merged["occlusion"], [0.0, 0.5, 1.0])
-    assert [r["count"] for r in rows] == [2, 3, 1]  # [0, .5): 0, .1; [.5, 1]: .5, .9, 1.0; unknown: nan
+    np.testing.assert_array_equal(merged["distractor"], table["distractor"])
+    rows = bucket_summary(merged["mpjpe_mm"], merged["occlusion"], [0.0, 0.5, 1.0], merged["distractor"])
+    assert [r["count"] for r in rows] == [2, 3, 1, 2]  # [0, .5): 0, .1; [.5, 1]: .5, .9, 1.0; unknown: nan; 3, 4
     assert rows[0]["mean"] == pytest.approx(table["error_mm"][:2].mean())
-    assert math.isnan(rows[2]["low"])
+    assert rows[3]["mean"] == pytest.approx(table["error_mm"][3:5].mean())
+    assert math.isnan(rows[2]["low"]) and [r["name"] for r in rows[2:]] == ["unknown", "distractor"]
 
 
 def test_bad_input_is_named() -> None:

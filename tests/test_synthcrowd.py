@@ -187,12 +187,13 @@ def test_heavy_bucket_is_non_empty_at_default_settings(generator: SynthCrowdGene
 
 def test_occlusion_bucket_boundaries() -> None:
     assert OCCLUSION_BUCKETS == {"none": (0, 0.10), "partial": (0.10, 0.40), "heavy": (0.40, 1.0)}
-    assert [occlusion_bucket(r) for r in (0.0, 0.0999, 0.10, 0.25, 0.40, 0.4001, 1.0)] == [
+    assert [occlusion_bucket(r) for r in (0.0, 0.0999, 0.10, 0.25, 0.3999, 0.40, 0.4001, 1.0)] == [
         "none",
         "none",
         "partial",
         "partial",
         "partial",
+        "heavy",  # [0.40, 1]: the rule of bucket_summary too
         "heavy",
         "heavy",
     ]

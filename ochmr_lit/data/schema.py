@@ -34,6 +34,8 @@ SAMPLE_KEYS: dict[str, str] = {
     "has_smpl": "() bool",
     "gender": "() int64, 0 neutral / unknown, 1 male, 2 female",
     "occlusion_ratio": "() float32, share of the person hidden by others; NaN when unknown",
+    "distractor": "() float32, 1 when the person's crop shows more visible pixels of one other person than of "
+                  "the person (ochmr_lit.data.distractor), else 0; NaN when unknown (datasets without masks)",
     "image_id": "() int64, the dataset's image id (for keypoint AP)",
     "ann_id": "() int64, the dataset's annotation id (-1 for detector boxes)",
     "index": "() int64, position of the sample in its dataset",
@@ -59,7 +61,9 @@ class PersonRecord:
 
     ``keypoints`` is (17, 3) COCO-17 ``[x, y, v]`` with COCO's visibility flag v; ``image_centers`` holds
     the body centres (px) of every annotated person in the image, this one included (for the global
-    centermap); ``keypoints_3d`` is (17, 4) camera-frame metres + confidence.
+    centermap); ``keypoints_3d`` is (17, 4) camera-frame metres + confidence. ``occlusion_ratio`` (share of
+    the person hidden by others) and ``distractor`` (1.0 / 0.0, see ``ochmr_lit.data.distractor``) are NaN
+    where the dataset cannot tell (no masks): such people are in no occlusion or distractor bucket.
     """
 
     image_path: Path
@@ -76,6 +80,7 @@ class PersonRecord:
     smpl_betas: np.ndarray | None = None
     gender: int = 0
     occlusion_ratio: float = float("nan")
+    distractor: float = float("nan")
     extra: dict = field(default_factory=dict)
 
     @property

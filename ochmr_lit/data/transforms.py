@@ -264,6 +264,7 @@ class TopDownTransform:
             "has_smpl": torch.tensor(record.smpl_pose is not None),
             "gender": torch.tensor(int(record.gender), dtype=torch.int64),
             "occlusion_ratio": torch.tensor(record.occlusion_ratio, dtype=torch.float32),
+            "distractor": torch.tensor(record.distractor, dtype=torch.float32),
             "image_id": torch.tensor(int(record.image_id), dtype=torch.int64),
             "ann_id": torch.tensor(int(record.ann_id), dtype=torch.int64),
             "dataset": record.dataset,

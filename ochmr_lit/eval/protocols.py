@@ -22,6 +22,7 @@ from ochmr_lit.metrics.coco_tools import GroundTruthError, GroundTruthSource
 from ochmr_lit.metrics.keypoint_ap import KeypointAP
 from ochmr_lit.metrics.matched_mpjpe import PANOPTIC_SEQUENCES, MatchedMPJPE
 from ochmr_lit.metrics.mesh_errors import MPJPE, PAMPJPE, PVE
+from ochmr_lit.metrics.results import bucket_index
 
 #: Frame ranges [start, stop) of 3DPW-PC (person-crowded, from ROMP), by sequence name.
 PW3D_PC_FRAMES: dict[str, tuple[int, int]] = {
@@ -56,29 +57,55 @@ PW3D_OCC_PREFIXES: frozenset[str] = frozenset(
     }
 )
 
-#: SynthCrowd's occlusion buckets by occlusion ratio (share of a person hidden by others):
-#: none < 10 %, partial 10-40 %, heavy > 40 %.
+#: SynthCrowd's occlusion buckets by occlusion ratio (share of a person hidden by others), ``[low, high)``:
+#: none below 10 %, partial from 10 % to below 40 %, heavy from 40 % (1.0 included). Each person with a known
+#: ratio is in exactly one of them.
 OCCLUSION_BUCKETS: dict[str, tuple[float, float]] = {
     "none": (0.0, 0.10),
     "partial": (0.10, 0.40),
     "heavy": (0.40, 1.0),
 }
 
+#: The bucket edges, for per-bucket summaries (``ochmr_lit.metrics.results.bucket_summary``); the same rule
+#: (``ochmr_lit.metrics.results.bucket_index``) as :func:`occlusion_bucket`.
+OCCLUSION_BUCKET_EDGES: tuple[float, ...] = (*(low for low, _ in OCCLUSION_BUCKETS.values()),
+                                             list(OCCLUSION_BUCKETS.values())[-1][1])
+
+#: The bucket of people whose crop shows more visible pixels of one other person than of themselves
+#: (``ochmr_lit.data.distractor``). It overlaps the occlusion buckets: a person may be in one of them and in it.
+DISTRACTOR_BUCKET = "distractor"
+
+#: Every bucket of the per-bucket results, in report order: the occlusion buckets, then the distractor bucket.
+RESULT_BUCKETS: tuple[str, ...] = (*OCCLUSION_BUCKETS, DISTRACTOR_BUCKET)
+
 
 def occlusion_bucket(ratio: float) -> str:
-    """The bucket of an occlusion ratio: ``none`` below 0.10, ``heavy`` above 0.40, else ``partial``."""
+    """The bucket of an occlusion ratio: ``none`` below 0.10, ``heavy`` from 0.40, else ``partial``.
+
+    Raises:
+        ValueError: the ratio is NaN or outside [0, 1].
+    """
     ratio = float(ratio)
-    if not np.isfinite(ratio) or ratio < 0.0 or ratio > 1.0:
+    index = int(bucket_index(ratio, OCCLUSION_BUCKET_EDGES))
+    if index < 0:
         raise ValueError(f"occlusion ratio must be in [0, 1], got {ratio}")
-    if ratio < OCCLUSION_BUCKETS["none"][1]:
-        return "none"
-    if ratio > OCCLUSION_BUCKETS["heavy"][0]:
-        return "heavy"
-    return "partial"
+    return list(OCCLUSION_BUCKETS)[index]
 
 
-#: The bucket edges, for per-bucket summaries (``ochmr_lit.metrics.results.bucket_summary``).
-OCCLUSION_BUCKET_EDGES: tuple[float, ...] = (0.0, 0.10, 0.40, 1.0)
+def result_bucket_members(occlusion: np.ndarray, distractor: np.ndarray) -> dict[str, np.ndarray]:
+    """Which people each bucket of :data:`RESULT_BUCKETS` holds.
+
+    Args:
+        occlusion: (N,) occlusion ratios in [0, 1]; NaN (unknown) people are in no occlusion bucket.
+        distractor: (N,) distractor flags, 1 / 0; NaN (unknown) people are not in the distractor bucket.
+
+    Returns:
+        bucket name -> (N,) bool membership.
+    """
+    index = bucket_index(np.asarray(occlusion, dtype=np.float64).reshape(-1), OCCLUSION_BUCKET_EDGES)
+    members = {name: index == i for i, name in enumerate(OCCLUSION_BUCKETS)}
+    members[DISTRACTOR_BUCKET] = np.asarray(distractor, dtype=np.float64).reshape(-1) == 1.0
+    return members
 
 
 def _sequence_name(sequence: str) -> str:
@@ -361,8 +388,8 @@ _PROTOCOL_LIST: tuple[Protocol, ...] = (
         False,
         "gt",
         ("mpjpe", "pa_mpjpe", "pve"),
-        "generated SynthCrowd test split; results per occlusion bucket",
-        "SynthCrowd (synthetic crowds), SPIN joint protocol, per occlusion bucket, mm",
+        "generated SynthCrowd test split; results per occlusion bucket and for distractor people",
+        "SynthCrowd (synthetic crowds), SPIN joint protocol, per occlusion bucket and distractor bucket, mm",
         pipeline="mesh_vs_mesh",
         occlusion_buckets=OCCLUSION_BUCKET_EDGES,
     ),

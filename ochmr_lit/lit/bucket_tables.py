@@ -1,4 +1,8 @@
-"""Validation metrics per occlusion bucket as one table: rows none / partial / heavy / all.
+"""Validation metrics per bucket as one table: rows none / partial / heavy / all / distractor.
+
+The occlusion buckets none / partial / heavy split the people with a known occlusion ratio, and ``all`` counts
+every evaluated person; ``distractor`` (people whose crop shows more of one other person than of themselves)
+overlaps them, so it comes after ``all`` and is not part of its sum.
 
 :func:`bucket_table` is pure (metrics dict in, columns and rows out); :func:`log_bucket_table` sends the
 table to every logger that takes tables. Scalars such as ``val/mpjpe_heavy`` reach the CSV and TensorBoard
@@ -11,10 +15,10 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ochmr_lit.eval.protocols import OCCLUSION_BUCKETS
+from ochmr_lit.eval.protocols import DISTRACTOR_BUCKET, OCCLUSION_BUCKETS
 
-#: Row names, top to bottom: the occlusion buckets, then every evaluated person.
-BUCKET_ROWS: tuple[str, ...] = (*OCCLUSION_BUCKETS, "all")
+#: Row names, top to bottom: the occlusion buckets, every evaluated person, then the distractor bucket.
+BUCKET_ROWS: tuple[str, ...] = (*OCCLUSION_BUCKETS, "all", DISTRACTOR_BUCKET)
 #: Column names, left to right; the errors are in millimetres.
 BUCKET_COLUMNS: tuple[str, ...] = ("bucket", "people", "MPJPE (mm)", "PA-MPJPE (mm)", "PVE (mm)")
 #: Metric-name stems of the error columns, in :data:`BUCKET_COLUMNS` order.
@@ -29,14 +33,22 @@ def _number(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def _bucket_row(metrics: Mapping[str, Any], bucket: str) -> list[Any]:
+    """``[bucket, people, MPJPE, PA-MPJPE, PVE]`` of one bucket (errors in mm, None for an empty bucket)."""
+    count = int(metrics.get(f"count_{bucket}", 0))
+    errors = [_number(metrics.get(f"{name}_{bucket}")) if count else None for name in ERROR_METRICS]
+    return [bucket, count, *errors]
+
+
 def bucket_table(metrics: Mapping[str, Any], num_people: int | None = None) -> tuple[list[str], list[list[Any]]]:
     """The per-bucket table of one evaluation.
 
     Args:
         metrics: ``MeshEvaluation.compute()`` output: ``mpjpe``, ``pa_mpjpe``, ``pve`` (mm, all people) and
-            ``count_<bucket>``, ``<metric>_<bucket>`` for each bucket of :data:`OCCLUSION_BUCKETS`.
+            ``count_<bucket>``, ``<metric>_<bucket>`` for each bucket of :data:`OCCLUSION_BUCKETS` and for
+            ``distractor`` (a missing count reads as 0).
         num_people: people in the ``all`` row (those without an occlusion ratio included); None = the sum
-            of the bucket counts.
+            of the occlusion bucket counts.
     Returns:
         ``columns`` (:data:`BUCKET_COLUMNS`) and ``rows``, one per :data:`BUCKET_ROWS` entry:
         ``[bucket, people (int), MPJPE, PA-MPJPE, PVE]``, errors in mm as floats, None where a bucket is empty.
@@ -46,13 +58,10 @@ def bucket_table(metrics: Mapping[str, Any], num_people: int | None = None) -> t
     missing = [name for name in ERROR_METRICS if name not in metrics]
     if missing:
         raise KeyError(f"bucket_table: metrics lack {missing}; pass MeshEvaluation.compute() output")
-    rows: list[list[Any]] = []
-    for bucket in OCCLUSION_BUCKETS:
-        count = int(metrics.get(f"count_{bucket}", 0))
-        errors = [_number(metrics.get(f"{name}_{bucket}")) if count else None for name in ERROR_METRICS]
-        rows.append([bucket, count, *errors])
+    rows = [_bucket_row(metrics, bucket) for bucket in OCCLUSION_BUCKETS]
     total = int(num_people) if num_people is not None else sum(row[1] for row in rows)
     rows.append(["all", total, *(_number(metrics[name]) if total else None for name in ERROR_METRICS)])
+    rows.append(_bucket_row(metrics, DISTRACTOR_BUCKET))
     return list(BUCKET_COLUMNS), rows
 
 

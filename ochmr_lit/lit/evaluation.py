@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from ochmr_lit.body import BodyModel
 from ochmr_lit.eval import joints as J
-from ochmr_lit.eval.protocols import OCCLUSION_BUCKETS, get_protocol, occlusion_bucket
+from ochmr_lit.eval.protocols import RESULT_BUCKETS, get_protocol, occlusion_bucket, result_bucket_members
 from ochmr_lit.geometry import apply_affine, axis_angle_to_rotmat, invert_affine, perspective_projection
 from ochmr_lit.metrics import MPJPE, PAMPJPE, PVE
 from ochmr_lit.metrics.keypoint_ap import object_keypoint_similarity
@@ -122,6 +122,13 @@ class MeshEvaluation(nn.Module):
         return torch.tensor([dataset_code(name) for name, k in zip(batch["dataset"], keep.tolist(), strict=True)
                              if k], dtype=torch.int64)
 
+    @staticmethod
+    def _distractor(batch: dict, keep: Tensor) -> Tensor:
+        """(K,) float distractor flags (1 / 0, NaN unknown) of the kept samples; all NaN when the batch has none."""
+        if "distractor" not in batch:
+            return torch.full((int(keep.sum()),), math.nan)
+        return batch["distractor"][keep].float()
+
     def _update_mesh_errors(self, batch: dict, pred: dict, body: BodyModel) -> None:
         if self.target == "smpl":
             keep = batch["has_smpl"].bool()
@@ -138,7 +145,7 @@ class MeshEvaluation(nn.Module):
             joints = self.protocol.eval_joints(pred["vertices"][keep], target[keep].float(), body.J_regressor_h36m)
         mask = None if bool(joints.mask.all()) else joints.mask
         extra = {"sample_ids": batch["index"][keep], "occlusion": batch["occlusion_ratio"][keep],
-                 "dataset": self._codes(batch, keep)}
+                 "distractor": self._distractor(batch, keep), "dataset": self._codes(batch, keep)}
         self.mpjpe.update(joints.pred, joints.target, mask=mask, **extra)
         self.pa_mpjpe.update(joints.pred, joints.target, mask=mask, **extra)
         if joints.target_vertices is not None:
@@ -203,8 +210,9 @@ class MeshEvaluation(nn.Module):
           and ``oks`` (with the person's own annotation; NaN for detector boxes);
         * matched MPJPE (Panoptic): ``sample_index``, ``dataset``, ``image_id``, ``sequence``,
           ``matched_sample_index`` and ``mpjpe_mm``;
-        * otherwise: ``sample_index``, ``dataset``, ``occlusion_ratio``, ``occlusion_bucket``, ``mpjpe_mm``,
-          ``pa_mpjpe_mm`` and ``pve_mm`` (NaN where the protocol measures no PVE).
+        * otherwise: ``sample_index``, ``dataset``, ``occlusion_ratio``, ``occlusion_bucket`` (``unknown`` for
+          a NaN ratio), ``distractor`` (1.0 / 0.0, NaN unknown: see ``ochmr_lit.data.distractor``),
+          ``mpjpe_mm``, ``pa_mpjpe_mm`` and ``pve_mm`` (NaN where the protocol measures no PVE).
         """
         if self.protocol.ap_flavour and self.keypoint_rows is not None:
             rows = self.keypoint_rows.rows()
@@ -229,6 +237,7 @@ class MeshEvaluation(nn.Module):
         return {"sample_index": rows["sample_id"], "dataset": rows["dataset"], "occlusion_ratio": rows["occlusion"],
                 "occlusion_bucket": np.array([occlusion_bucket(r) if math.isfinite(r) else "unknown"
                                               for r in rows["occlusion"]]),
+                "distractor": rows["distractor"],
                 "mpjpe_mm": rows["error_mm"], "pa_mpjpe_mm": pa["error_mm"], "pve_mm": pve_mm}
 
     def per_joint(self) -> dict[str, list]:
@@ -242,8 +251,10 @@ class MeshEvaluation(nn.Module):
         """Scalar metrics by protocol.
 
         ``mpjpe``, ``pa_mpjpe``, ``pve`` in mm (NaN where not measured; for Panoptic ``mpjpe`` is the matched
-        MPJPE, with ``mpjpe_mean_of_sequences``, ``mpjpe/<sequence>`` and the counts); the same per occlusion
-        bucket for protocols with buckets; keypoint AP as ``kp_<stat>`` fractions, with ``kp_num_scored``
+        MPJPE, with ``mpjpe_mean_of_sequences``, ``mpjpe/<sequence>`` and the counts); for protocols with
+        buckets, ``count_<bucket>`` and ``<metric>_<bucket>`` for every bucket of
+        ``ochmr_lit.eval.protocols.RESULT_BUCKETS`` (none / partial / heavy, then distractor, which overlaps
+        them); keypoint AP as ``kp_<stat>`` fractions, with ``kp_num_scored``
         (predictions scored) and ``kp_num_gt_people`` (non-crowd annotated people with keypoints).
         """
         values = {name: float(metric.compute()) if metric.update_called else math.nan
@@ -252,9 +263,9 @@ class MeshEvaluation(nn.Module):
             values.update({k: float(v) for k, v in self.matched.compute().items()})
         if self.protocol.occlusion_buckets and self.mpjpe.num_samples > 0:
             rows = self.per_sample()
-            buckets = rows["occlusion_bucket"]
-            for bucket in OCCLUSION_BUCKETS:
-                chosen = buckets == bucket
+            members = result_bucket_members(rows["occlusion_ratio"], rows["distractor"])
+            for bucket in RESULT_BUCKETS:
+                chosen = members[bucket]
                 values[f"count_{bucket}"] = int(chosen.sum())
                 for name in ("mpjpe", "pa_mpjpe", "pve"):
                     column = rows[f"{name}_mm"][chosen]

@@ -7,8 +7,8 @@ never counts as zero error. Samples without a single valid point are left out of
 in ``num_empty``.
 
 States are running sums (``dist_reduce_fx="sum"``) plus, with ``keep_per_sample=True``, per-sample
-``cat`` states (sample id, error, occlusion ratio, dataset code) for the results files; both are gathered
-across processes by torchmetrics. The pipeline that produces root-relative joints for each protocol is
+``cat`` states (sample id, error, occlusion ratio, distractor flag, dataset code) for the results files;
+both are gathered across processes by torchmetrics. The pipeline that produces root-relative joints for each protocol is
 ``ochmr_lit.eval.joints``.
 """
 
@@ -27,11 +27,24 @@ from ochmr_lit.metrics.results import UNKNOWN_DATASET
 from ochmr_lit.procrustes import similarity_procrustes
 
 MM_PER_M = 1000.0
+#: Per-sample ``cat`` states (1-D float64, one entry per updated sample) kept with ``keep_per_sample=True``.
+PER_SAMPLE_STATES: tuple[str, ...] = ("sample_ids", "sample_errors", "occlusion", "distractor", "dataset")
 
 
 def point_errors_mm(pred: Tensor, target: Tensor) -> Tensor:
     """Euclidean distance of corresponding points, (B, N, 3) metres -> (B, N) millimetres."""
     return torch.linalg.vector_norm(pred - target, dim=-1) * MM_PER_M
+
+
+def _per_sample_or_nan(values: Tensor | None, batch_size: int, name: str) -> Tensor:
+    """(B,) float64 per-sample values of the ``update`` argument ``name`` (bools as 1 / 0), or B NaNs (unknown)
+    for None."""
+    if values is None:
+        return torch.full((batch_size,), math.nan, dtype=torch.float64)
+    values = torch.as_tensor(values).reshape(-1)
+    if values.shape[0] != batch_size:
+        raise ValueError(f"{name} has {values.shape[0]} entries for a batch of {batch_size}; give one per sample")
+    return values.to(torch.float64)
 
 
 class _PointError(Metric):
@@ -59,7 +72,7 @@ class _PointError(Metric):
         )
         if self.keep_per_sample:
             # 1-D float64 cat states (see KeypointAP for why): ids and dataset codes are exact integers.
-            for name in ("sample_ids", "sample_errors", "occlusion", "dataset"):
+            for name in PER_SAMPLE_STATES:
                 self.add_state(name, default=[], dist_reduce_fx="cat")
         self.set_dtype(torch.float64)
 
@@ -91,6 +104,7 @@ class _PointError(Metric):
         sample_ids: Tensor | None = None,
         occlusion: Tensor | None = None,
         dataset: Tensor | int | None = None,
+        distractor: Tensor | None = None,
     ) -> None:
         """Add a batch.
 
@@ -101,6 +115,7 @@ class _PointError(Metric):
             sample_ids: (B,) integer dataset-level sample index (needed with ``keep_per_sample``).
             occlusion: (B,) occlusion ratio in [0, 1] (NaN if unknown).
             dataset: (B,) or scalar integer dataset code (``ochmr_lit.metrics.results.DATASET_CODES``).
+            distractor: (B,) distractor flag, 1 / 0 (bool or float), NaN if unknown; None: all unknown.
         """
         self._check(pred, target, mask)
         b = pred.shape[0]
@@ -130,15 +145,12 @@ class _PointError(Metric):
             ids = torch.as_tensor(sample_ids).reshape(-1)
             if ids.shape[0] != b:
                 raise ValueError(f"sample_ids has {ids.shape[0]} entries for a batch of {b}")
-            occ = torch.full((b,), math.nan) if occlusion is None else torch.as_tensor(occlusion).reshape(-1)
             ds = torch.as_tensor(UNKNOWN_DATASET if dataset is None else dataset).reshape(-1).expand(b)
-            for name, value in (
-                ("sample_ids", ids),
-                ("sample_errors", per_sample),
-                ("occlusion", occ),
-                ("dataset", ds),
-            ):
-                getattr(self, name).append(value.detach().to(self.device, torch.float64).reshape(b))
+            columns = {"sample_ids": ids, "sample_errors": per_sample, "dataset": ds,
+                       "occlusion": _per_sample_or_nan(occlusion, b, "occlusion"),
+                       "distractor": _per_sample_or_nan(distractor, b, "distractor")}
+            for name in PER_SAMPLE_STATES:
+                getattr(self, name).append(columns[name].detach().to(self.device, torch.float64).reshape(b))
 
     def compute(self) -> Tensor:
         """Mean over samples of the per-sample mean point error, mm (0-dim float64; NaN if no sample)."""
@@ -161,8 +173,9 @@ class _PointError(Metric):
                 with repeated samples).
 
         Returns:
-            ``sample_id`` (S,) int64, ``dataset`` (S,) int64 codes, ``occlusion`` (S,) float64,
-            ``error_mm`` (S,) float64 (NaN for samples without a valid point), sorted by (dataset, id).
+            ``sample_id`` (S,) int64, ``dataset`` (S,) int64 codes, ``occlusion`` (S,) float64, ``distractor``
+            (S,) float64 (1 / 0, NaN unknown), ``error_mm`` (S,) float64 (NaN for samples without a valid point),
+            sorted by (dataset, id).
         """
         if not self.keep_per_sample:
             raise RuntimeError(f"{type(self).__name__} was built without keep_per_sample=True")
@@ -173,7 +186,7 @@ class _PointError(Metric):
                     if len(getattr(self, name))
                     else np.zeros(0)
                 )
-                for name in ("sample_ids", "sample_errors", "occlusion", "dataset")
+                for name in PER_SAMPLE_STATES
             }
         ids = cols["sample_ids"].astype(np.int64)
         ds = cols["dataset"].astype(np.int64)
@@ -187,6 +200,7 @@ class _PointError(Metric):
             "sample_id": ids[order],
             "dataset": ds[order],
             "occlusion": cols["occlusion"][order],
+            "distractor": cols["distractor"][order],
             "error_mm": cols["sample_errors"][order],
         }
 

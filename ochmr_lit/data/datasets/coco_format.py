@@ -23,6 +23,9 @@ from ochmr_lit.data.centermaps import body_centers
 from ochmr_lit.data.schema import NUM_KEYPOINTS, PersonRecord
 
 ExtraLabels = Callable[[dict], dict]
+#: ``(image entry, the image's annotations) -> {annotation id: extra PersonRecord fields}``: labels that need
+#: the whole image (every person's mask), such as the distractor flag.
+ImageLabels = Callable[[dict, list[dict]], dict[int, dict]]
 
 
 def _short(value: Any, limit: int = 40) -> str:
@@ -164,6 +167,7 @@ def load_coco_keypoint_records(
     min_keypoints: int = 0,
     extra_labels: ExtraLabels | None = None,
     num_keypoints: int = NUM_KEYPOINTS,
+    image_labels: ImageLabels | None = None,
 ) -> tuple[list[PersonRecord], Counter]:
     """Records of every usable person, and the count of skipped annotations by reason.
 
@@ -179,6 +183,9 @@ def load_coco_keypoint_records(
         min_keypoints: people with fewer labelled keypoints are skipped (reason ``too_few_keypoints``).
         extra_labels: maps an annotation dict to extra PersonRecord fields (3D labels, occlusion ratio...).
         num_keypoints: keypoints per person in the file (17 for COCO-17 files).
+        image_labels: called once per image with people, with the image entry and all its annotations
+            (crowd regions and skipped people included); its fields for an annotation id are added to that
+            person's record (after ``extra_labels``').
     """
     ann_file = Path(ann_file)
     coco = load_coco(ann_file)
@@ -212,6 +219,7 @@ def load_coco_keypoint_records(
                 people_keypoints.append(keypoints_of[ann["id"]])
         if not people:
             continue
+        per_image = image_labels(info, coco.imgToAnns.get(image_id, [])) if image_labels is not None else {}
         boxes = np.array([p["bbox"] for p in people], dtype=np.float64)
         keypoints = np.stack(people_keypoints)  # (people, num_keypoints, 3)
         centers = body_centers(keypoints if num_keypoints == NUM_KEYPOINTS else None, boxes)
@@ -221,6 +229,7 @@ def load_coco_keypoint_records(
                 skipped["too_few_keypoints"] += 1
                 continue
             fields = extra_labels(person) if extra_labels is not None else {}
+            fields.update(per_image.get(person["id"], {}))
             records.append(PersonRecord(
                 image_path=image_root / info["file_name"], image_id=int(image_id), ann_id=int(person["id"]),
                 box=boxes[i], center=centers[i], image_centers=centers, dataset=dataset,

@@ -1,4 +1,8 @@
-"""SynthCrowd splits as person records: the COCO-format JSON plus its 3D ground-truth fields."""
+"""SynthCrowd splits as person records: the COCO-format JSON plus its 3D ground-truth fields.
+
+Each record also gets its distractor flag (``ochmr_lit.data.distractor``), decided from every person's visible
+mask when the split is read (so splits generated before the flag existed get it too).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from ochmr_lit.body.keypoints import convert_keypoints
-from ochmr_lit.data.datasets.coco_format import load_coco_keypoint_records
+from ochmr_lit.data.datasets.coco_format import ImageLabels, load_coco_keypoint_records
+from ochmr_lit.data.distractor import image_distractors
 from ochmr_lit.data.schema import PersonRecord
 
 GENDERS = {"neutral": 0, "male": 1, "female": 2}
@@ -29,8 +34,28 @@ def synthcrowd_labels(ann: dict) -> dict:
     }
 
 
+def distractor_labels(ann_file: Path) -> ImageLabels:
+    """Per-image labels for the record loader: ``{annotation id: {"distractor": 1.0 | 0.0 | NaN}}``.
+
+    The returned function raises a one-line ValueError naming the file and the image when an image entry
+    lacks a positive integer ``height`` or ``width`` (the size of its masks).
+    """
+
+    def labels(image: dict, annotations: list[dict]) -> dict[int, dict]:
+        size = [image.get("height"), image.get("width")]
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size):
+            raise ValueError(f"{ann_file}: image {image.get('id')} has no positive integer 'height' and 'width' "
+                             f"(got {size}); regenerate the split (the generator writes both)")
+        flags = image_distractors(annotations, size[0], size[1])
+        return {ann_id: {"distractor": flag} for ann_id, flag in flags.items()}
+
+    return labels
+
+
 def load_synthcrowd_records(split_dir: str | Path, min_keypoints: int = 0) -> tuple[list[PersonRecord], Counter]:
-    """Records of a generated SynthCrowd split folder (``annotations.json`` + ``images/``)."""
+    """Records of a generated SynthCrowd split folder (``annotations.json`` + ``images/``), with their 3D
+    labels, occlusion ratios and distractor flags."""
     split_dir = Path(split_dir)
-    return load_coco_keypoint_records(split_dir / "annotations.json", split_dir, dataset="synthcrowd",
-                                      min_keypoints=min_keypoints, extra_labels=synthcrowd_labels)
+    ann_file = split_dir / "annotations.json"
+    return load_coco_keypoint_records(ann_file, split_dir, dataset="synthcrowd", min_keypoints=min_keypoints,
+                                      extra_labels=synthcrowd_labels, image_labels=distractor_labels(ann_file))

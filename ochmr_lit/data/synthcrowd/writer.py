@@ -66,7 +66,7 @@ ANNOTATION_FIELDS: dict[str, str] = {
     "bbox_amodal": "[x, y, w, h] px around all projected vertices, not clipped to the image",
     "visibility_code": "17 ints, 0 outside, 1 visible, 2 self-occluded, 3 occluded by another person",
     "occlusion_ratio": "share of the amodal silhouette (inside the image) hidden by other people",
-    "occlusion_bucket": "none (< 0.10), partial (0.10-0.40) or heavy (> 0.40)",
+    "occlusion_bucket": "none (< 0.10), partial (0.10 to < 0.40) or heavy (>= 0.40)",
     "body_center": "[x, y] px, mean of the labelled shoulders and hips, else the visible box centre",
     "smpl_pose": "72 axis-angle radians, global orientation in the camera frame",
     "smpl_betas": "10 shape coefficients",
