@@ -1,4 +1,7 @@
-"""Evaluate: ``python -m ochmr_lit.evaluate experiment=<name> ckpt_path=<ckpt> [protocol=<name>]``."""
+"""Evaluate: ``python -m ochmr_lit.evaluate experiment=<name> ckpt_path=<ckpt> [protocol=<name>] [context_mode=..]``.
+
+``context_mode``: ``true`` (default), ``shuffled``, ``zeroed`` or a list of them (context diagnostics).
+"""
 
 import os
 

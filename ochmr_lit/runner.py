@@ -18,7 +18,8 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from ochmr_lit.results import print_table, write_results
+from ochmr_lit.eval.context_modes import context_mode_list
+from ochmr_lit.results import atomic_write_text, context_diagnostics_document, print_table, write_results
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ def build(cfg: DictConfig) -> tuple[L.LightningModule, L.LightningDataModule, L.
         raise ValueError(f"task={cfg.task} trains a {expected}, but model._target_={cfg.model.get('_target_')}; "
                          "pick a matching model group (model=ochmr|spin: regressor, model=context_hrnet: context)")
     datamodule = instantiate(cfg.data, _convert_="all")
+    _resolve_mean_params(cfg, datamodule)
     module = instantiate(cfg.model, _convert_="all")
     module.run_config = OmegaConf.to_container(cfg, resolve=True)
     _tag_wandb_run(cfg, datamodule, module)
@@ -83,6 +85,23 @@ def build(cfg: DictConfig) -> tuple[L.LightningModule, L.LightningDataModule, L.
     for logger in trainer.loggers:
         logger.log_hyperparams(module.run_config)
     return module, datamodule, trainer
+
+
+def _resolve_mean_params(cfg: DictConfig, datamodule: Any) -> None:
+    """``model.mean_params: null`` with the synthetic body model on SynthCrowd: the training split's own mean.
+
+    Real SMPL (``body_model_dir`` set) keeps SPIN's ``smpl_mean_params.npz`` from its folder. The file used is
+    written into the config, so it is logged with the run and stored in every checkpoint.
+    """
+    model = cfg.model
+    if "mean_params" not in model or model.mean_params is not None or model.get("body_model_dir"):
+        return
+    path_of = getattr(datamodule, "mean_params_path", None)
+    if path_of is None or getattr(datamodule, "body_model_dir", None):
+        return
+    with open_dict(cfg):
+        cfg.model.mean_params = str(path_of("train"))
+    log.info("regressor starts from the training split's mean parameters: %s", cfg.model.mean_params)
 
 
 def _stage_config(cfg: DictConfig) -> DictConfig:
@@ -184,13 +203,62 @@ def _finish_loggers(trainer: L.Trainer) -> None:
             logger.experiment.finish()
 
 
-def _test(module, datamodule, trainer: L.Trainer, cfg: DictConfig) -> dict[str, Any]:
+def _test(module, datamodule, trainer: L.Trainer, cfg: DictConfig, folder: Path | None = None) -> dict[str, Any]:
+    """Test the module; write its results (and the reference predictions') to ``folder`` (default ``results/``).
+
+    Returns ``metrics`` (the model's), ``references`` (reference name -> metrics) and ``protocol``.
+    """
     trainer.test(module, datamodule=datamodule, verbose=False)
-    results = {"metrics": module.test_results, "protocol": module.evaluation_protocol().to_dict()}
+    results = {"metrics": module.test_results, "references": module.test_references,
+               "protocol": module.evaluation_protocol().to_dict()}
     if trainer.is_global_zero:
-        write_results(Path(cfg.run_dir) / "results", module.test_results, module.test_per_sample,
-                      results["protocol"], run_config=module.run_config, per_joint=module.test_per_joint)
-        print_table(module.test_results, title=f"{cfg.experiment_name}: {results['protocol']['name']} (test split)")
+        write_results(folder or Path(cfg.run_dir) / "results", module.test_results, module.test_per_sample,
+                      results["protocol"], run_config=module.run_config, per_joint=module.test_per_joint,
+                      references=module.test_references)
+        mode = "" if module.context_mode == "true" else f", context {module.context_mode}"
+        print_table(module.test_results, references=module.test_references,
+                    title=f"{cfg.experiment_name}: {results['protocol']['name']} (test split{mode})")
+    return results
+
+
+def context_modes(cfg: DictConfig) -> list[str]:
+    """The context modes an evaluation runs: ``context_modes`` (a list) when set, else ``context_mode``.
+
+    Either may be one mode or a list of ``true`` / ``shuffled`` / ``zeroed``; default ``[true]``.
+    """
+    if cfg.get("context_modes") is not None:
+        value, key = cfg.context_modes, "context_modes"
+    else:
+        value, key = cfg.get("context_mode", "true"), "context_mode"
+    if OmegaConf.is_config(value):
+        value = OmegaConf.to_container(value)
+    return context_mode_list(value, key)
+
+
+def _test_context_modes(module, datamodule, trainer: L.Trainer, cfg: DictConfig, modes: list[str]
+                        ) -> dict[str, Any]:
+    """Test once per context mode: ``results/context_<mode>/`` each, ``results/context_diagnostics.md``.
+
+    ``results/`` itself holds the ``true`` evaluation (metrics {} when ``true`` is not among the modes) with
+    ``context_diagnostics`` (mode -> metrics) in its ``metrics.json`` and ``table.md``.
+    """
+    root = Path(cfg.run_dir) / "results"
+    outcomes, per_mode, tables = {}, {}, {}
+    for mode in modes:
+        module.context_mode = mode
+        outcomes[mode] = _test(module, datamodule, trainer, cfg, folder=root / f"context_{mode}")
+        per_mode[mode] = outcomes[mode]["metrics"]
+        tables[mode] = (module.test_per_sample, module.test_per_joint)
+    module.context_mode = "true"
+    first = outcomes[modes[0]]
+    results = {**(outcomes.get("true") or {**first, "metrics": {}}), "context_diagnostics": per_mode}
+    if trainer.is_global_zero:
+        per_sample, per_joint = tables.get("true", (None, None))
+        write_results(root, results["metrics"], per_sample, results["protocol"], run_config=module.run_config,
+                      per_joint=per_joint, references=results["references"], context_diagnostics=per_mode)
+        document = context_diagnostics_document(per_mode, results["protocol"]["name"])
+        atomic_write_text(root / "context_diagnostics.md", document)
+        print(f"\n{document}")
     return results
 
 
@@ -249,6 +317,8 @@ def load_regressor_checkpoint(ckpt: str, overrides: dict[str, Any] | None = None
         kind = "a context-estimator" if task == "context" or "width" in hparams else "another module's"
         raise ValueError(f"{ckpt} is {kind} checkpoint, not a mesh regressor's (hyper-parameters {_first(foreign)}); "
                          f"{_REGRESSOR_CHECKPOINTS}, not context/checkpoints/")
+    if hparams.get("mean_params") and not Path(hparams["mean_params"]).is_file():
+        hparams["mean_params"] = None  # provenance only: the checkpoint's buffers hold the values
     module = MeshRegressorModule(**{**hparams, **(overrides or {})})
     expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
     stored = {k: tuple(v.shape) for k, v in state["state_dict"].items()}
@@ -277,7 +347,8 @@ def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
 
     The model is rebuilt from the checkpoint's own hyper-parameters (architecture, context source and
     context-estimator checkpoint); data, trainer and loggers come from the composed config; ``protocol``
-    overrides the protocol recorded in the checkpoint.
+    overrides the protocol recorded in the checkpoint. ``context_mode`` (or ``context_modes``) other than
+    ``true`` runs the context diagnostics (:func:`_test_context_modes`).
     """
     os.environ.setdefault("WANDB_MODE", "offline")
     ckpt = _resolve_ckpt_path(cfg)
@@ -285,7 +356,11 @@ def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
         raise ValueError("evaluate needs ckpt_path=<checkpoint file> (or ckpt_path=last)")
     L.seed_everything(cfg.seed, workers=True)
     overrides = {"protocol": cfg.protocol} if cfg.get("protocol") else {}
+    modes = context_modes(cfg)
     module = load_regressor_checkpoint(ckpt, overrides)
+    for mode in modes:  # every mode must apply to this model before anything runs
+        module.context_mode = mode
+    module.context_mode = "true"
     stored = OmegaConf.create(module.run_config or {})
     module.run_config = OmegaConf.to_container(OmegaConf.merge(stored, {"evaluated_with": cfg}), resolve=True)
     if module.hparams.context_source == "predicted" and not cfg.data.get("predicted_centres"):
@@ -299,6 +374,7 @@ def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
     trainer = instantiate(cfg.trainer, logger=_instantiate_group(cfg.get("logger")) or False,
                           callbacks=_instantiate_group(cfg.get("callbacks")), default_root_dir=cfg.run_dir,
                           _convert_="all")
-    results = _test(module, datamodule, trainer, cfg)
+    results = (_test(module, datamodule, trainer, cfg) if modes == ["true"]
+               else _test_context_modes(module, datamodule, trainer, cfg, modes))
     _finish_loggers(trainer)
     return {"checkpoint": ckpt, "results": results}

@@ -94,6 +94,13 @@ def test_tiny_tables_share_runs_and_write_their_files(tiny_tables, tiny_synthcro
         assert run["checkpoint"].endswith(".ckpt")
     text = (root / "occlusion" / "table.md").read_text()
     assert "| SPIN (baseline) | none | - |" in text and "Heavy-occlusion MPJPE of OCHMR" in text
+    # the reference rows come from the first run's test evaluation (they do not depend on the weights)
+    first = json.loads((root / "runs" / "spin" / "seed0" / "results" / "metrics.json").read_text())["references"]
+    references = {row["key"]: row for row in table["references"]}
+    assert set(references) == {"constant", "oracle"}
+    for key in ("constant", "oracle"):
+        assert references[key]["cells"]["mpjpe"]["mean"] == pytest.approx(first[key]["mpjpe"])
+    assert "| constant: mean pose, shape and camera | - | - |" in text and " | vs constant |" in text
     assert "Seeds: 0." in text
 
     # a run folder of other settings is refused, naming the file

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from ochmr_lit.body import BodyModel
+from ochmr_lit.eval.context_modes import CONTEXT_MODES, apply_context_mode, context_mode_name
+from ochmr_lit.eval.references import REFERENCES, reference_parameters
 from ochmr_lit.geometry import axis_angle_to_rotmat, perspective_projection, weak_perspective_to_translation
 from ochmr_lit.lit import losses as L_
 from ochmr_lit.lit.bad_samples import skip_empty_batch, skipped_step_loss
@@ -75,6 +77,9 @@ class MeshRegressorModule(NumericalGuardMixin, RunConfigMixin, L.LightningModule
             :meth:`configure_model`, in place, so the state-dict keys stay those of the eager network and
             checkpoints load either way. The frozen context estimator and the body model stay eager.
         compile_mode: ``torch.compile`` mode when ``compile`` is true; None = torch's default.
+        mean_params: SPIN-format ``smpl_mean_params.npz`` the IEF iterations start from (e.g. a SynthCrowd
+            training split's own, :mod:`ochmr_lit.body.mean_params`); None = the body model folder's file. The
+            path is provenance only once trained: the values are buffers of the checkpoint.
     """
 
     def __init__(self, backbone: str = "resnet50", conorm_depths: tuple[int, ...] = (2,), hidden_channels: int = 128,
@@ -83,7 +88,8 @@ class MeshRegressorModule(NumericalGuardMixin, RunConfigMixin, L.LightningModule
                  crop_size: int = 224, focal_length: float = 5000.0, protocol: str = "synthcrowd",
                  channels_last: bool = True, pretrained: dict | None = None, iterations: int = 3, num_vis: int = 4,
                  dropout: float = 0.5, context_sigma: float = 2.0, compile: bool = False,
-                 compile_mode: str | None = None, keypoints_2d_limit: float | None = None):
+                 compile_mode: str | None = None, keypoints_2d_limit: float | None = None,
+                 mean_params: str | None = None):
         super().__init__()
         self.save_hyperparameters()
         conorm_depths = tuple(conorm_depths)
@@ -99,7 +105,10 @@ class MeshRegressorModule(NumericalGuardMixin, RunConfigMixin, L.LightningModule
         self.body = BodyModel(body_model_dir)
         # DDP must not broadcast the body model's ~60 MB of constant buffers on every forward.
         self._ddp_params_and_buffers_to_ignore = [f"body.{name}" for name, _ in self.body.named_buffers()]
-        mean_params = self.body.model_dir / "smpl_mean_params.npz"
+        # The IEF start: a training split's own mean (SynthCrowd writes one), else the body model folder's file
+        # (SPIN's smpl_mean_params.npz for real SMPL). The values live on as buffers in every checkpoint.
+        mean_params = mean_params or str(self.body.model_dir / "smpl_mean_params.npz")
+        self.mean_params_file = mean_params
         self.model = MeshRegressor(backbone, conorm_depths, hidden_channels, mean_params=mean_params,
                                    iterations=iterations, dropout=dropout)
         if pretrained:
@@ -110,7 +119,11 @@ class MeshRegressorModule(NumericalGuardMixin, RunConfigMixin, L.LightningModule
         self.optim_cfg = OptimConfig(**(optim or {}))
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.evaluations = torch.nn.ModuleDict()  # split -> MeshEvaluation, built on first use
+        # "<split>" (the model) and "<split>/<reference>" -> MeshEvaluation, built on first use
+        self.evaluations = torch.nn.ModuleDict()
+        self._context_mode = "true"
+        self._val_references: dict[str, dict[str, float]] | None = None  # the first validation's, then reused
+        self.test_references: dict[str, dict[str, float]] = {}
 
     # -- set-up ----------------------------------------------------------------------------------------
     def _load_pretrained(self, pretrained: dict) -> None:
@@ -139,19 +152,52 @@ class MeshRegressorModule(NumericalGuardMixin, RunConfigMixin, L.LightningModule
 
         return get_protocol(self.hparams.protocol)
 
-    def _evaluation(self, split: str):
-        """The metrics of a split (built on first use: the split's keypoint ground truth differs)."""
+    def _evaluation(self, split: str, source: str = "model"):
+        """The metrics of a split for the model or a reference of :data:`REFERENCES` (``source``).
+
+        Built on first use (the split's keypoint ground truth differs), under ``split`` for the model and
+        ``split/source`` for a reference, in :attr:`evaluations` so that DDP syncs them all.
+        """
         from ochmr_lit.lit.evaluation import MeshEvaluation
 
-        if split not in self.evaluations:
+        key = split if source == "model" else f"{split}/{source}"
+        if key not in self.evaluations:
             datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
             ap_gt = datamodule.keypoint_ground_truth(split) if datamodule is not None else None
-            self.evaluations[split] = MeshEvaluation(self.hparams.protocol, keypoint_ground_truth=ap_gt).to(self.device)
-        return self.evaluations[split]
+            self.evaluations[key] = MeshEvaluation(self.hparams.protocol, keypoint_ground_truth=ap_gt).to(self.device)
+        return self.evaluations[key]
+
+    @property
+    def context_mode(self) -> str:
+        """Which context maps evaluation feeds the regressor (:data:`CONTEXT_MODES`); training always the own.
+
+        ``true`` (default): each person's own maps; ``shuffled``: another person's of the batch; ``zeroed``:
+        zeros. Only ``true`` applies to the SPIN baseline, which reads no maps.
+        """
+        return self._context_mode
+
+    @context_mode.setter
+    def context_mode(self, value: str) -> None:
+        mode = context_mode_name(value)
+        if mode != "true" and self.hparams.context_source == "none":
+            raise ValueError(f"context_mode={mode}: this model is the SPIN baseline (model.context_source=none, "
+                             "no CoNorm block), it reads no context maps to replace; evaluate it with "
+                             f"context_mode=true (modes {', '.join(CONTEXT_MODES)} apply to OCHMR models)")
+        self._context_mode = mode
 
     # -- forward ---------------------------------------------------------------------------------------
     def context_for(self, batch: dict) -> torch.Tensor | None:
-        """The (B, 2, h, w) context of the run's context source for this batch (None for the baseline)."""
+        """The (B, 2, h, w) context of the run's context source for this batch (None for the baseline).
+
+        In evaluation (not ``self.training``) the maps are replaced as :attr:`context_mode` says.
+        """
+        context = self._own_context(batch)
+        if context is None or self.training or self._context_mode == "true":
+            return context
+        return apply_context_mode(context, self._context_mode)
+
+    def _own_context(self, batch: dict) -> torch.Tensor | None:
+        """Each person's own (B, 2, h, w) context maps of the run's context source (None for the baseline)."""
         source = self.hparams.context_source
         if source == "none":
             return None
@@ -189,7 +235,16 @@ class MeshRegressorModule(NumericalGuardMixin, RunConfigMixin, L.LightningModule
         ``keypoints_3d (B,17,3)`` COCO-17 metres, ``keypoints_2d (B,17,2)`` crop px, ``cam_t (B,3)`` metres.
         """
         out = self(batch["image"], context if context is not None else self.context_for(batch))
-        rotmat, betas, cam = out.rotmat.float(), out.betas.float(), out.cam.float()
+        return self.predictions_from_parameters(out.rotmat.float(), out.betas.float(), out.cam.float())
+
+    def predictions_from_parameters(self, rotmat: torch.Tensor, betas: torch.Tensor,
+                                    cam: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The prediction dict of :meth:`predict_batch` from SMPL parameters and a camera.
+
+        Args:
+            rotmat: (B, 24, 3, 3) joint rotations, global orientation first; betas: (B, 10); cam: (B, 3)
+                weak-perspective ``[s, tx, ty]`` in normalised crop coordinates.
+        """
         # The body model and the projection run in fp32 even under bf16-mixed: bf16 keeps 3 significant
         # digits, i.e. centimetres along the kinematic chain and a quantised depth of ~2f/(S s) metres.
         with torch.autocast(rotmat.device.type, enabled=False):
@@ -203,6 +258,19 @@ class MeshRegressorModule(NumericalGuardMixin, RunConfigMixin, L.LightningModule
                 "joints_h36m": body.joints_h36m, "keypoints_3d": keypoints_3d, "keypoints_2d": keypoints_2d,
                 "cam_t": cam_t}
 
+    def reference_predictions(self, batch: dict) -> dict[str, dict[str, torch.Tensor]]:
+        """The predictions of each reference of :data:`REFERENCES` for a batch (no image is read).
+
+        ``constant``: the IEF start (``self.model.init_pose/init_shape/init_cam``) for everyone; ``oracle``: the
+        same with each person's true global orientation (:mod:`ochmr_lit.eval.references`).
+        """
+        net = self.model
+        # fp32 even under bf16-mixed: a bf16 matmul in Rodrigues' formula would bend the true orientation
+        with torch.autocast(net.init_pose.device.type, enabled=False):
+            return {name: self.predictions_from_parameters(
+                        *reference_parameters(name, net.init_pose, net.init_shape, net.init_cam, batch))
+                    for name in REFERENCES}
+
     # -- training --------------------------------------------------------------------------------------
     def compute_losses(self, batch: dict, pred: dict) -> dict[str, torch.Tensor]:
         w = self.weights
@@ -215,6 +283,10 @@ class MeshRegressorModule(NumericalGuardMixin, RunConfigMixin, L.LightningModule
                                                 batch["has_keypoints_3d"]),
             "camera": L_.camera_regulariser(pred["cam"]),
         }
+        if w.keypoints_3d_body > 0:
+            terms["keypoints_3d_body"] = L_.keypoint_3d_body_loss(
+                pred["keypoints_3d"], pred["rotmat"][:, 0], batch["keypoints_3d"], gt_rotmat[:, 0],
+                batch["has_keypoints_3d"] & has_smpl)
         terms["smpl_pose"], terms["smpl_betas"] = L_.smpl_losses(pred["rotmat"], pred["betas"], gt_rotmat,
                                                                   batch["smpl_betas"], has_smpl)
         if w.vertices > 0:
@@ -237,14 +309,22 @@ class MeshRegressorModule(NumericalGuardMixin, RunConfigMixin, L.LightningModule
         return self.guard_loss(terms["total"])
 
     # -- evaluation ------------------------------------------------------------------------------------
-    def _eval_step(self, batch: dict, split: str) -> dict[str, torch.Tensor]:
+    def _eval_step(self, batch: dict, split: str, references: bool = False) -> dict[str, torch.Tensor]:
+        """Evaluate the model on a batch and, with ``references``, the reference predictions too."""
         with torch.no_grad():
             pred = self.predict_batch(batch)
-        self._evaluation(split).update(batch, pred, self.body)
+            self._evaluation(split).update(batch, pred, self.body)
+            if references:
+                for name, reference in self.reference_predictions(batch).items():
+                    self._evaluation(split, name).update(batch, reference, self.body)
         return pred
 
+    def _validating_references(self) -> bool:
+        """References are validated once (they do not depend on the weights): first validation after sanity."""
+        return self._val_references is None and not self.trainer.sanity_checking
+
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        pred = self._eval_step(batch, "val")
+        pred = self._eval_step(batch, "val", references=self._validating_references())
         if batch_idx == 0 and self.hparams.num_vis > 0 and self.loggers:
             self._log_overlays(batch, pred)
 
@@ -272,13 +352,25 @@ class MeshRegressorModule(NumericalGuardMixin, RunConfigMixin, L.LightningModule
         log_image(self.loggers, "val/overlays", grid, self.global_step, caption="crop | context | predicted mesh")
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._eval_step(batch, "test")
+        self._eval_step(batch, "test", references=True)
 
-    def _log_evaluation(self, split: str) -> dict[str, float]:
-        evaluation = self._evaluation(split)
-        values = evaluation.compute()
+    def _log_key(self, split: str, source: str = "model") -> str:
+        """``split[/context_<mode>][/reference]``: where a source's metrics are logged."""
+        parts = [split]
+        if self._context_mode != "true":
+            parts.append(f"context_{self._context_mode}")
+        if source != "model":
+            parts.append(source)
+        return "/".join(parts)
+
+    def _log_values(self, split: str, source: str, values: dict[str, float]) -> None:
+        key = self._log_key(split, source)
         for name, value in values.items():
-            self.log(f"{split}/{name}", float(value), prog_bar=name in ("mpjpe", "pa_mpjpe"))
+            self.log(f"{key}/{name}", float(value), prog_bar=source == "model" and name in ("mpjpe", "pa_mpjpe"))
+
+    def _log_evaluation(self, split: str, source: str = "model") -> dict[str, float]:
+        values = self._evaluation(split, source).compute()
+        self._log_values(split, source, values)
         return values
 
     def on_validation_epoch_end(self) -> None:
@@ -288,12 +380,20 @@ class MeshRegressorModule(NumericalGuardMixin, RunConfigMixin, L.LightningModule
             columns, rows = bucket_table(values, num_people=people)
             log_bucket_table(self.loggers, "val/occlusion_buckets", columns, rows, self.global_step)
         self._evaluation("val").reset()
+        if self._validating_references():
+            self._val_references = {name: self._evaluation("val", name).compute() for name in REFERENCES}
+            for name in REFERENCES:
+                self._evaluation("val", name).reset()
+        for name, reference in (self._val_references or {}).items():
+            self._log_values("val", name, reference)
 
     def on_test_epoch_start(self) -> None:
-        self._evaluation("test").reset()
+        for source in ("model", *REFERENCES):
+            self._evaluation("test", source).reset()
 
     def on_test_epoch_end(self) -> None:
         self.test_results = self._log_evaluation("test")
+        self.test_references = {name: self._log_evaluation("test", name) for name in REFERENCES}
         self.test_per_sample = self._evaluation("test").per_sample()
         self.test_per_joint = self._evaluation("test").per_joint()
 

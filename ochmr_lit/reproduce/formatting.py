@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ochmr_lit.eval.references import COMPARED_METRICS, constant_verdict
+
 
 def format_cell(summary: dict[str, Any], digits: int = 1) -> str:
     """``mean ± sd`` over seeds (``mean`` alone for one seed), ``-`` when nothing was measured."""
@@ -41,13 +43,38 @@ def heavy_occlusion_gain(result: dict[str, Any], baseline: str = "spin", method:
             "of_means": 1.0 - ours["mean"] / base["mean"] if base["mean"] else math.nan}
 
 
+def versus_constant(result: dict[str, Any]) -> dict[str, str]:
+    """Row key -> the ``vs constant`` cell: each model row against the ``constant`` row of ``result["references"]``.
+
+    A model row whose seed-mean MPJPE or PA-MPJPE (any column measuring one, e.g. ``mpjpe`` or
+    ``3dpw_pc/pa_mpjpe``) is not lower than the constant's is flagged ``⚠ not better than constant``; else
+    ``better`` (``-`` when nothing is comparable); reference rows say ``reference``. {} without a constant row.
+    """
+    rows = {row["key"]: row for row in [*result.get("rows", []), *result.get("references", [])]}
+    constant = rows.get("constant")
+    if constant is None or not constant.get("reference"):
+        return {}
+    keys = [key for _, key in result["columns"] if key.rpartition("/")[2] in COMPARED_METRICS]
+    means = {key: {k: cell["mean"] for k, cell in row["cells"].items()} for key, row in rows.items()}
+    return {key: "reference" if row.get("reference") else constant_verdict(means[key], means["constant"], keys)
+            for key, row in rows.items()}
+
+
 def _mesh_section(result: dict[str, Any]) -> list[str]:
     headers = [h for h, _ in result["columns"]]
-    lines = ["| method | context | CoNorm | " + " | ".join(headers) + " |", "|" + "---|" * (3 + len(headers))]
-    for row in result["rows"]:
+    verdicts = versus_constant(result)
+    extra = ["vs constant"] if verdicts else []
+    lines = ["| method | context | CoNorm | " + " | ".join([*headers, *extra]) + " |",
+             "|" + "---|" * (3 + len(headers) + len(extra))]
+    for row in [*result["rows"], *result.get("references", [])]:
         depths = ",".join(str(d) for d in row["depths"]) or "-"
         cells = [format_cell(row["cells"][key]) for _, key in result["columns"]]
+        cells += [verdicts[row["key"]]] if verdicts else []
         lines.append(f"| {row['label']} | {row['context']} | {depths} | " + " | ".join(cells) + " |")
+    if verdicts:
+        lines += ["", "constant: every person gets the mean pose, shape and camera the regressor starts from (no "
+                  "image); oracle: the same with each person's true global orientation. Both come from the first "
+                  "run's test evaluation; a row that does not lower MPJPE or PA-MPJPE below constant is flagged."]
     counts = result["rows"][0].get("counts") or {}
     if any(v is not None for v in counts.values()):
         lines += ["", "People per occlusion bucket (test split): " + ", ".join(

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
+from ochmr_lit.eval.references import REFERENCE_LABELS, REFERENCES
 from ochmr_lit.reproduce.formatting import format_table_document
 from ochmr_lit.reproduce.tables import PRESET_SPECS, Row, default_seeds, table_rows
 from ochmr_lit.results import atomic_write_text
@@ -175,31 +176,75 @@ def machine_description() -> str:
             f"torch {torch.__version__}, {torch.get_num_threads()} torch threads")
 
 
+def _references_in(results: str | None) -> dict[str, dict[str, Any]]:
+    """The ``references`` block (reference name -> metrics) of a results folder's ``metrics.json``, or {}."""
+    path = Path(results) / "metrics.json" if results else None
+    if path is None or not path.is_file():
+        return {}
+    return _read_json(path).get("references") or {}
+
+
+def _reference_metrics(per_seed: dict[str, Any], evaluated: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each reference's metrics under the table's metric keys, from one run's test (and evaluation) results.
+
+    ``per_seed``: the run (its ``results`` folder); ``evaluated``: metric key (``<protocol>/<metric>``) -> the
+    record of the evaluation that measured it (paper preset). References missing there are left out.
+    """
+    own = _references_in(per_seed.get("results"))
+    out = {name: dict(own[name]) for name in REFERENCES if name in own}
+    for key, record in evaluated.items():
+        theirs = _references_in(record.get("results"))
+        metric = key.rpartition("/")[2]
+        for name in REFERENCES:
+            if metric in theirs.get(name, {}):
+                out.setdefault(name, {})[key] = theirs[name][metric]
+    return out
+
+
+def _reference_rows(references: dict[str, dict[str, Any]], columns: list[tuple[str, str, float]]
+                    ) -> list[dict[str, Any]]:
+    """Table rows of the reference predictions (``constant``, ``oracle``), one value each (no seed spread)."""
+    return [{"key": name, "label": REFERENCE_LABELS[name], "experiment": None, "context": "-", "depths": [],
+             "reference": True, "runs": [],
+             "cells": {key: _summary([references[name].get(key, math.nan) * scale]) for _, key, scale in columns},
+             "counts": {k: references[name].get(k) for k in ("count_none", "count_partial", "count_heavy")}}
+            for name in REFERENCES if name in references]
+
+
 def _mesh_table(runner: TableRunner, table: str, rows: list[Row], seeds: list[int]) -> dict[str, Any]:
-    """Train every row for every seed; cells are mean and spread over seeds of the test metrics."""
+    """Train every row for every seed; cells are mean and spread over seeds of the test metrics.
+
+    ``references`` holds the rows of the reference predictions (``constant``, ``oracle``), printed below the
+    trained rows, from the first run's results: they do not depend on the weights, only on the test split and
+    the mean parameters every row shares.
+    """
     evaluations = runner.spec.evaluations.get(table)
     if evaluations:
         columns = [(e.column, f"{e.protocol}/{e.metric}", 100.0 if e.metric == "kp_AP" else 1.0)
                    for e in evaluations]
     else:
         columns = list(OCCLUSION_COLUMNS if table == "occlusion" else DEPTH_COLUMNS)
-    out_rows = []
+    out_rows, references = [], None
     for row in rows:
         per_seed = []
         for seed in seeds:
             record = runner.train_row(row, seed)
-            metrics = dict(record.get("metrics") or {})
+            metrics, evaluated = dict(record.get("metrics") or {}), {}
             for e in evaluations or ():
-                evaluated = runner.evaluate(row, seed, record["checkpoint"], e.data, e.protocol)
-                metrics[f"{e.protocol}/{e.metric}"] = evaluated["metrics"][e.metric]
+                key = f"{e.protocol}/{e.metric}"
+                evaluated[key] = runner.evaluate(row, seed, record["checkpoint"], e.data, e.protocol)
+                metrics[key] = evaluated[key]["metrics"][e.metric]
             per_seed.append({"seed": seed, "metrics": metrics, "checkpoint": record["checkpoint"],
                              "results": record.get("results"), "seconds": record.get("seconds")})
+            if references is None:
+                references = _reference_metrics(per_seed[-1], evaluated)
         cells = {key: _summary([s["metrics"].get(key, math.nan) * scale for s in per_seed])
                  for _, key, scale in columns}
         counts = {k: per_seed[0]["metrics"].get(k) for k in ("count_none", "count_partial", "count_heavy")}
         out_rows.append({"key": row.key, "label": row.label, "experiment": row.experiment, "context": row.context,
                          "depths": list(row.depths), "cells": cells, "runs": per_seed, "counts": counts})
-    return {"columns": [[h, k] for h, k, _ in columns], "rows": out_rows}
+    return {"columns": [[h, k] for h, k, _ in columns], "rows": out_rows,
+            "references": _reference_rows(references or {}, columns)}
 
 
 def _sweep_inputs(runner: TableRunner, cfg: DictConfig, dataset: str, row: Row) -> tuple[Path, Path, Path]:

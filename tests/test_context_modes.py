@@ -1,0 +1,169 @@
+"""Context diagnostics: OCHMR evaluated with its own context maps, another person's, or zeros."""
+
+from __future__ import annotations
+
+import json
+
+import lightning as L
+import pytest
+import torch
+from conftest import TINY_OVERRIDES
+from hydra import compose, initialize_config_module
+
+from ochmr_lit.eval.context_modes import (
+    CONTEXT_MODES,
+    apply_context_mode,
+    context_mode_list,
+    context_mode_name,
+    shuffled_indices,
+)
+from ochmr_lit.evaluate import evaluate
+from ochmr_lit.lit import MeshRegressorModule
+from ochmr_lit.runner import context_modes
+
+TINY = {"backbone": "resnet18", "crop_size": 64, "channels_last": False, "num_vis": 0}
+
+
+def _ochmr() -> MeshRegressorModule:
+    """An untrained OCHMR (CoNorm after layer 2, randomly initialised, so the maps change the features)."""
+    torch.manual_seed(0)
+    return MeshRegressorModule(**TINY, conorm_depths=[2], hidden_channels=16, context_source="gt").eval()
+
+
+def _spin() -> MeshRegressorModule:
+    torch.manual_seed(0)
+    return MeshRegressorModule(**TINY, conorm_depths=[], context_source="none").eval()
+
+
+def _batch(size: int = 4) -> dict:
+    generator = torch.Generator().manual_seed(1)
+    return {"image": torch.randn(size, 3, 64, 64, generator=generator),
+            "centermaps": torch.rand(size, 2, 16, 16, generator=generator)}
+
+
+def _compose_evaluate(overrides: list[str]):
+    with initialize_config_module(config_module="ochmr_lit.configs", version_base="1.3"):
+        return compose(config_name="evaluate", overrides=overrides)
+
+
+def test_shuffle_is_a_derangement_for_every_batch_of_two_or_more():
+    for size in range(2, 9):
+        source = shuffled_indices(size)
+        assert sorted(source.tolist()) == list(range(size))  # a permutation: every map is used once
+        assert bool((source != torch.arange(size)).all()), source  # nobody keeps their own
+        maps = torch.arange(size, dtype=torch.float32).reshape(size, 1, 1, 1).expand(size, 2, 4, 4)
+        moved = apply_context_mode(maps, "shuffled")
+        assert moved[:, 0, 0, 0].tolist() == source.tolist() and moved.shape == maps.shape
+    assert shuffled_indices(1).tolist() == [0]  # one person: there is no other map
+    assert torch.equal(apply_context_mode(maps, "zeroed"), torch.zeros_like(maps))
+    assert apply_context_mode(maps, "true") is maps
+
+
+def test_mode_names_and_lists_are_validated_with_the_key_and_the_choices():
+    assert CONTEXT_MODES == ("true", "shuffled", "zeroed")
+    assert context_mode_name(True) == "true" and context_mode_name(" Shuffled ") == "shuffled"
+    assert context_mode_list([True, "zeroed", "zeroed", "shuffled"]) == ["true", "zeroed", "shuffled"]
+    with pytest.raises(ValueError, match=r"^context_mode='sideways': unknown context mode; use one of true, "
+                                         r"shuffled, zeroed$"):
+        context_mode_name("sideways")
+    with pytest.raises(ValueError, match=r"^context_mode=False: unknown context mode"):
+        context_mode_name(False)
+    with pytest.raises(ValueError, match=r"^context_modes=\[\]: give at least one context mode"):
+        context_mode_list([], "context_modes")
+    base = ["ckpt_path=x.ckpt", "run_dir=unused"]
+    assert context_modes(_compose_evaluate(base)) == ["true"]
+    assert context_modes(_compose_evaluate([*base, "context_mode=true"])) == ["true"]  # YAML boolean
+    assert context_modes(_compose_evaluate([*base, "context_mode=[true,shuffled,zeroed]"])) == list(CONTEXT_MODES)
+    assert context_modes(_compose_evaluate([*base, "context_modes=[zeroed,true]"])) == ["zeroed", "true"]
+    with pytest.raises(ValueError, match=r"^context_modes='off': unknown context mode"):
+        context_modes(_compose_evaluate([*base, "context_modes=[off]"]))
+
+
+def test_shuffled_context_changes_an_ochmr_prediction_to_its_neighbours_maps():
+    module, batch = _ochmr(), _batch()
+    with torch.no_grad():
+        own = module.predict_batch(batch)
+        module.context_mode = "shuffled"
+        shuffled = module.predict_batch(batch)
+        # exactly what the regressor predicts for the same crops with the maps rolled by one
+        rolled = module(batch["image"], batch["centermaps"][[3, 0, 1, 2]])
+    assert torch.equal(shuffled["rotmat"], rolled.rotmat) and torch.equal(shuffled["cam"], rolled.cam)
+    change = (shuffled["vertices"] - own["vertices"]).norm(dim=-1).amax(dim=1)  # (B,) metres
+    assert bool((change > 1e-5).all()), change  # every person's mesh moves
+    module.train()  # training always sees the own maps
+    assert torch.equal(module.context_for(batch), batch["centermaps"])
+
+
+def test_zeroed_context_reaches_the_regressor_as_zeros():
+    module, batch = _ochmr(), _batch()
+    seen = []
+    handle = module.model.register_forward_pre_hook(lambda _, args: seen.append(args[1].clone()))
+    with torch.no_grad():
+        module.predict_batch(batch)
+        module.context_mode = "zeroed"
+        zeroed = module.predict_batch(batch)
+        module.context_mode = "true"
+        own = module.predict_batch(batch)
+    handle.remove()
+    assert torch.equal(seen[0], batch["centermaps"]) and torch.equal(seen[2], batch["centermaps"])
+    assert seen[1].shape == (4, 2, 16, 16) and not bool(seen[1].any())
+    assert not torch.equal(zeroed["betas"], own["betas"])
+
+
+def test_spin_model_takes_only_its_own_context(tmp_path):
+    module = _spin()
+    module.context_mode = "true"
+    with pytest.raises(ValueError, match=r"^context_mode=shuffled: this model is the SPIN baseline "
+                                         r"\(model.context_source=none, no CoNorm block\)"):
+        module.context_mode = "shuffled"
+    with pytest.raises(ValueError, match="context_mode='upside': unknown context mode"):
+        module.context_mode = "upside"
+    assert module.context_mode == "true"
+    checkpoint = _checkpoint(module, tmp_path)
+    cfg = _compose_evaluate(["experiment=synthcrowd_spin", f"ckpt_path={checkpoint}", f"run_dir={tmp_path}",
+                             "context_mode=[true,zeroed]"])
+    with pytest.raises(ValueError, match=r"^context_mode=zeroed: this model is the SPIN baseline"):
+        evaluate(cfg)  # refused before any data is read
+    assert not (tmp_path / "results").exists()
+
+
+def _checkpoint(module: MeshRegressorModule, folder) -> str:
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False)
+    trainer.strategy.connect(module)
+    path = folder / "model.ckpt"
+    trainer.save_checkpoint(path)
+    return str(path)
+
+
+@pytest.mark.slow
+def test_evaluate_every_mode_writes_each_and_the_diagnostics(tmp_path, tiny_synthcrowd):
+    checkpoint = _checkpoint(_ochmr(), tmp_path)
+    run_dir = tmp_path / "eval"
+    cfg = _compose_evaluate(["experiment=synthcrowd", f"ckpt_path={checkpoint}", f"run_dir={run_dir}",
+                             f"++data.root={tiny_synthcrowd}", "logger=csv", "context_mode=[true,shuffled,zeroed]",
+                             *[o for o in TINY_OVERRIDES if not o.startswith(("model.", "trainer.log"))]])
+    results = evaluate(cfg)["results"]
+    root = run_dir / "results"
+    per_mode = {mode: json.loads((root / f"context_{mode}" / "metrics.json").read_text()) for mode in CONTEXT_MODES}
+    combined = json.loads((root / "metrics.json").read_text())
+    assert set(combined["context_diagnostics"]) == set(CONTEXT_MODES)
+    for mode, saved in per_mode.items():
+        assert combined["context_diagnostics"][mode]["mpjpe"] == pytest.approx(saved["metrics"]["mpjpe"])
+        assert set(saved["references"]) == {"constant", "oracle"}
+        assert (root / f"context_{mode}" / "per_sample.csv").is_file()
+    assert combined["metrics"] == per_mode["true"]["metrics"] and results["metrics"]["mpjpe"] > 0
+    people = per_mode["true"]["metrics"]["count_none"] + per_mode["true"]["metrics"]["count_partial"]
+    assert people + per_mode["true"]["metrics"]["count_heavy"] >= 2  # a batch of several people: a real shuffle
+    assert per_mode["shuffled"]["metrics"]["mpjpe"] != per_mode["true"]["metrics"]["mpjpe"]
+    assert per_mode["zeroed"]["metrics"]["mpjpe"] != per_mode["true"]["metrics"]["mpjpe"]
+    # the references do not depend on the maps
+    assert per_mode["zeroed"]["references"]["oracle"]["mpjpe"] == pytest.approx(
+        per_mode["true"]["references"]["oracle"]["mpjpe"])
+    table = (root / "context_diagnostics.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| context")]
+    assert [row.split("|")[1].strip() for row in rows] == list(CONTEXT_MODES)
+    header = next(line for line in table.splitlines() if line.startswith("| context"))
+    column = [c.strip() for c in header.split("|")].index("MPJPE all")
+    assert [row.split("|")[column].strip() for row in rows] == [
+        f"{per_mode[mode]['metrics']['mpjpe']:.1f}" for mode in CONTEXT_MODES]
+    assert "#### context diagnostics" in (root / "table.md").read_text()
