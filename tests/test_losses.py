@@ -2,7 +2,8 @@
 
 import torch
 
-from ochmr_lit.lit.losses import camera_regulariser, keypoint_2d_loss, keypoint_3d_loss
+from ochmr_lit.geometry import axis_angle_to_rotmat
+from ochmr_lit.lit.losses import camera_regulariser, keypoint_2d_loss, keypoint_3d_body_loss, keypoint_3d_loss
 
 
 def test_keypoint_2d_loss_is_spin_normalised_mse():
@@ -46,3 +47,24 @@ def test_keypoint_3d_loss_is_pelvis_centred_and_masks_samples_without_3d():
 def test_camera_regulariser_penalises_a_collapsing_scale():
     cam = torch.tensor([[0.0, 0.0, 0.0], [0.9, 0.1, -0.1]])
     assert torch.isclose(camera_regulariser(cam), torch.tensor((1.0 + torch.exp(torch.tensor(-9.0)) ** 2) / 2))
+
+
+def test_body_frame_3d_loss_sees_the_articulation_only():
+    torch.manual_seed(0)
+    body = torch.randn(3, 17, 3) * 0.3  # joints in each body's root frame, metres
+    orient = axis_angle_to_rotmat(torch.randn(3, 3))
+    other = axis_angle_to_rotmat(torch.randn(3, 3))
+    shift = torch.randn(3, 1, 3)
+    conf = torch.ones(3, 17, 1)
+    target = torch.cat([body @ orient.transpose(1, 2) + shift, conf], dim=-1)  # camera frame: R x + t
+    has = torch.ones(3, dtype=torch.bool)
+    # the same articulation under another orientation and translation: no body-frame loss, a camera-frame one
+    turned = body @ other.transpose(1, 2) - shift
+    assert keypoint_3d_body_loss(turned, other, target, orient, has) < 1e-10
+    assert keypoint_3d_loss(turned, target, has) > 1e-2
+    # another articulation under the true orientation: both losses see it, with the same value
+    bent = (body + 0.05) @ orient.transpose(1, 2)
+    bent[:, :3] += 0.1 * torch.randn(3, 3, 3)
+    assert torch.isclose(keypoint_3d_body_loss(bent, orient, target, orient, has),
+                         keypoint_3d_loss(bent, target, has), rtol=1e-5)
+    assert keypoint_3d_body_loss(bent, orient, target, orient, ~has) == 0
