@@ -68,3 +68,19 @@ def test_body_frame_3d_loss_sees_the_articulation_only():
     assert torch.isclose(keypoint_3d_body_loss(bent, orient, target, orient, has),
                          keypoint_3d_loss(bent, target, has), rtol=1e-5)
     assert keypoint_3d_body_loss(bent, orient, target, orient, ~has) == 0
+
+
+def test_camera_regulariser_is_spin_above_the_knee_and_finite_below():
+    scales = torch.tensor([2.0, 0.9, 0.1, 0.0, -0.2])
+    cam = torch.stack([scales, torch.zeros(5), torch.zeros(5)], dim=1)
+    spin = torch.exp(-10.0 * scales).pow(2)
+    for i in range(5):
+        assert torch.isclose(camera_regulariser(cam[i:i + 1]), spin[i], rtol=1e-6)
+    flipped = torch.tensor([[-50.0, 0.0, 0.0]], requires_grad=True)
+    value = camera_regulariser(flipped)
+    value.backward()
+    assert torch.isfinite(value) and torch.isinf(torch.exp(-10.0 * flipped[0, 0].detach()).pow(2))
+    assert flipped.grad[0, 0] < 0  # still pushes the scale back up
+    # continuous (and with a continuous slope) at the knee
+    below, above = (camera_regulariser(torch.tensor([[-0.25 + d, 0.0, 0.0]])) for d in (-1e-4, 1e-4))
+    assert torch.isclose(below, above, rtol=1e-2)

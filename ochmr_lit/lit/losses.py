@@ -108,6 +108,19 @@ def vertex_loss(pred: torch.Tensor, target: torch.Tensor, has_smpl: torch.Tensor
     return (pred[has_smpl] - target[has_smpl]).abs().mean()
 
 
+#: Below this weak-perspective scale the camera penalty continues as its tangent line (see camera_regulariser).
+CAMERA_PENALTY_KNEE = -0.25
+
+
 def camera_regulariser(cam: torch.Tensor) -> torch.Tensor:
-    """SPIN's ``exp(-10 s)^2`` penalty on a weak-perspective scale s that collapses towards 0."""
-    return torch.exp(-10.0 * cam[:, 0]).pow(2).mean()
+    """SPIN's ``exp(-10 s)^2`` penalty on a weak-perspective scale s that collapses towards 0 (B, 3) -> ().
+
+    Equal to SPIN's for ``s >= -0.25``; below, it continues as its tangent line there. SPIN's exponential
+    overflows to inf once a scale passes -4.4, and every later step is then skipped as non-finite: a run that
+    once flipped its camera could never recover. The line keeps pushing the scale back, with a finite loss.
+    """
+    s = cam[:, 0].float()
+    knee = CAMERA_PENALTY_KNEE
+    at_knee = torch.exp(torch.tensor(-20.0 * knee, device=s.device))
+    penalty = torch.where(s >= knee, torch.exp(-20.0 * s.clamp(min=knee)), at_knee * (1.0 - 20.0 * (s - knee)))
+    return penalty.mean()

@@ -1,0 +1,115 @@
+"""Learning curves of regressor runs from their CSV logs: ``python -m ochmr_lit.vis.curves``.
+
+Reads each run's ``csv/metrics.csv`` (Lightning's CSVLogger, as every run of this framework writes it) and draws
+validation MPJPE and PA-MPJPE (mm) against the training step, one line per run, with horizontal reference lines
+(e.g. the ``constant`` guess) when given. Also prints a markdown table of each run's per-epoch values.
+
+    python -m ochmr_lit.vis.curves --run "data mean=outputs/a/<time>" --run "T-pose=outputs/b/<time>" \\
+        --reference "constant=188.4,86.6" --out curves.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+METRICS: tuple[str, ...] = ("val/mpjpe", "val/pa_mpjpe")
+
+
+def read_validation_curve(run_dir: str | Path) -> dict[str, list[float]]:
+    """Per-validation ``step``, ``epoch``, MPJPE and PA-MPJPE (mm), in order, from a run's ``csv/metrics.csv``.
+
+    Runs that logged the ``constant`` reference on validation also give ``constant`` = [MPJPE, PA-MPJPE].
+    """
+    path = Path(run_dir) / "csv" / "metrics.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: pass a run folder written with the csv logger "
+                                "(logger=default or logger=csv)")
+    curve: dict[str, list[float]] = {"step": [], "epoch": [], **{m: [] for m in METRICS}}
+    with path.open(newline="") as f:
+        for row in csv.DictReader(f):
+            if not row.get(METRICS[0]):
+                continue
+            if row.get("val/constant/mpjpe") and "constant" not in curve:
+                curve["constant"] = [float(row["val/constant/mpjpe"]), float(row["val/constant/pa_mpjpe"])]
+            curve["step"].append(float(row["step"]))
+            curve["epoch"].append(float(row["epoch"]))
+            for metric in METRICS:
+                curve[metric].append(float(row[metric]) if row.get(metric) else math.nan)
+    if not curve["step"]:
+        raise ValueError(f"{path} has no {METRICS[0]} rows: the run has not finished a validation yet")
+    return curve
+
+
+def plot_curves(curves: Mapping[str, Mapping[str, Sequence[float]]], out: str | Path,
+                references: Mapping[str, tuple[float, float]] | None = None, title: str = "") -> Path:
+    """Two panels (MPJPE, PA-MPJPE in mm vs training step), one line per run, dashed reference lines."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    for ax, metric, label in zip(axes, METRICS, ("val MPJPE (mm)", "val PA-MPJPE (mm)"), strict=True):
+        for name, curve in curves.items():
+            ax.plot(curve["step"], curve[metric], marker="o", markersize=3, label=name)
+        for i, (name, values) in enumerate((references or {}).items()):
+            ax.axhline(values[METRICS.index(metric)], color="0.3", linestyle=("--", ":", "-.")[i % 3], label=name)
+        ax.set_xlabel("training step")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=8, loc="upper right")
+    if title:
+        fig.suptitle(title)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def _pair(text: str, what: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name or not value:
+        raise ValueError(f"{what} {text!r}: write it as NAME=VALUE")
+    return name, value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ochmr_lit.vis.curves", description=__doc__.split("\n")[0])
+    parser.add_argument("--run", action="append", required=True, help="LABEL=RUN_FOLDER (repeatable)")
+    parser.add_argument("--reference", action="append", default=[],
+                        help="NAME=MPJPE,PA_MPJPE in mm (repeatable); default: the runs' logged val constant")
+    parser.add_argument("--out", required=True, help="PNG to write")
+    parser.add_argument("--title", default="")
+    args = parser.parse_args(argv)
+    try:
+        curves = {label: read_validation_curve(folder) for label, folder in (_pair(r, "--run") for r in args.run)}
+        references = {}
+        for text in args.reference:
+            name, values = _pair(text, "--reference")
+            numbers = [float(v) for v in values.split(",")]
+            if len(numbers) != 2:
+                raise ValueError(f"--reference {text!r}: give MPJPE,PA_MPJPE in mm")
+            references[name] = (numbers[0], numbers[1])
+        logged = [c["constant"] for c in curves.values() if "constant" in c]
+        if not references and logged:  # the validation split's own constant guess, as the runs logged it
+            references["constant (val)"] = (logged[0][0], logged[0][1])
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    plot_curves(curves, args.out, references, args.title)
+    print("| run | epoch | step | val MPJPE | val PA-MPJPE |\n|---|---|---|---|---|")
+    for label, curve in curves.items():
+        for e, s, a, b in zip(curve["epoch"], curve["step"], *(curve[m] for m in METRICS), strict=True):
+            print(f"| {label} | {int(e)} | {int(s)} | {a:.1f} | {b:.1f} |")
+    print(f"curves written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""Learning curves from a run's CSV log: values, the logged constant reference, errors naming the file."""
+
+import csv
+
+import pytest
+
+from ochmr_lit.vis.curves import main, read_validation_curve
+
+
+def _write_run(folder, rows):
+    (folder / "csv").mkdir(parents=True)
+    columns = ["epoch", "step", "train/loss", "val/mpjpe", "val/pa_mpjpe",
+               "val/constant/mpjpe", "val/constant/pa_mpjpe"]
+    with (folder / "csv" / "metrics.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(row)
+
+
+def test_curve_reads_validation_rows_and_constant(tmp_path, capsys):
+    _write_run(tmp_path / "a", [{"epoch": 0, "step": 9, "train/loss": 3.0},
+                                {"epoch": 0, "step": 10, "val/mpjpe": 200.0, "val/pa_mpjpe": 100.0,
+                                 "val/constant/mpjpe": 190.0, "val/constant/pa_mpjpe": 90.0},
+                                {"epoch": 1, "step": 20, "val/mpjpe": 150.5, "val/pa_mpjpe": 80.25}])
+    curve = read_validation_curve(tmp_path / "a")
+    assert curve["step"] == [10.0, 20.0] and curve["val/mpjpe"] == [200.0, 150.5]
+    assert curve["val/pa_mpjpe"] == [100.0, 80.25] and curve["constant"] == [190.0, 90.0]
+    out = tmp_path / "curves.png"
+    assert main(["--run", f"a={tmp_path / 'a'}", "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| a | 1 | 20 | 150.5 | 80.2 |" in capsys.readouterr().out
+
+
+def test_curve_errors_name_the_file(tmp_path, capsys):
+    with pytest.raises(FileNotFoundError, match="metrics.csv not found"):
+        read_validation_curve(tmp_path / "missing")
+    _write_run(tmp_path / "b", [{"epoch": 0, "step": 9, "train/loss": 3.0}])
+    with pytest.raises(ValueError, match="no val/mpjpe rows"):
+        read_validation_curve(tmp_path / "b")
+    assert main(["--run", "nolabel", "--out", str(tmp_path / "x.png")]) == 2
+    assert capsys.readouterr().err.startswith("error: --run 'nolabel'")
