@@ -33,7 +33,7 @@ def load_frozen_context_estimator(checkpoint: str, width: int = 32) -> ContextEs
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     if "state_dict" not in state:
         raise ValueError(f"{checkpoint}: not a Lightning checkpoint of the context estimator (no 'state_dict'); "
-                         "set model.context.checkpoint to a file written by a context-estimator run")
+                         "set model.context_checkpoint to a file written by a context-estimator run")
     weights = {k[len("model."):]: v for k, v in state["state_dict"].items() if k.startswith("model.")}
     width = int(state.get("hyper_parameters", {}).get("width", width))
     net = ContextEstimator(width=width)
