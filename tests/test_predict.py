@@ -342,11 +342,12 @@ def test_predict_writes_files_and_consistent_geometry(ochuman_prediction, fixtur
             box = npz["boxes"][k]
             uv = F * placed[k, :, :2] / placed[k, :, 2:] + c
             # the mesh is where the person is: most vertices inside the box enlarged by 20 %, all but a few in
-            # the crop the regressor saw (untrained weights keep the mean pose, whose spread arms leave the
-            # narrow boxes of occluded people), and the body spans about the box height
+            # the crop the regressor saw (untrained weights keep the mean pose and the training split's mean
+            # crop camera, measured on visible boxes: an occluded person's body reaches past its box, so a
+            # hand or foot may leave the narrow boxes of occluded people), and the body spans about the box height
             assert _enlarged_box_mask(uv, box).mean() >= 0.7
             center, side = box_to_center_size(box, 1.2)
-            assert _enlarged_box_mask(uv, np.r_[center - side / 2, side, side], 1.0).mean() >= 0.99
+            assert _enlarged_box_mask(uv, np.r_[center - side / 2, side, side], 1.0).mean() >= 0.97
             assert 0.5 <= np.ptp(uv[:, 1]) / box[3] <= 1.5
             # 2D keypoints agree with the crop camera's keypoints mapped back into the image (1 % of the crop)
             cam_t = torch.as_tensor(npz["cam_t_crop"][k:k + 1]).double()
