@@ -18,13 +18,13 @@ The file also records what it was computed from (``source``, ``num_people``) so 
 from __future__ import annotations
 
 import json
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ochmr_lit.body.synthetic import save_npz_reproducible
 from ochmr_lit.geometry import axis_angle_to_rotmat
 
 NUM_JOINTS = 24
@@ -106,11 +106,7 @@ def save_mean_params(path: str | Path, params: Mapping[str, np.ndarray], source:
     arrays = {**{k: np.asarray(params[k], dtype=np.float32) for k in ("pose", "shape", "cam")},
               "source": np.asarray(source), "num_people": np.asarray(int(num_people))}
     tmp = path.with_name(f".{path.name}.tmp")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
-        for name, array in arrays.items():
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            with zf.open(info, "w", force_zip64=True) as f:
-                np.lib.format.write_array(f, array, allow_pickle=False)
+    save_npz_reproducible(tmp, arrays)
     tmp.replace(path)
     return path
 

@@ -92,7 +92,7 @@ def _mean_params() -> dict[str, np.ndarray]:
     }
 
 
-def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+def save_npz_reproducible(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """``np.savez`` with fixed zip timestamps (``np.savez`` stamps the current time; this is reproducible)."""
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
         for name, array in arrays.items():
@@ -131,7 +131,7 @@ def generate_synthetic_body_model(out_dir: str | Path) -> Path:
     for kind, names in (("h36m", H36M_JOINT_NAMES), ("extra", EXTRA_JOINT_NAMES)):
         regressor = convex_regressor(vertices, np.stack([targets[n] for n in names]))
         np.save(out / REGRESSOR_FILES[kind], regressor)
-    _save_npz(out / MEAN_PARAMS_FILE, _mean_params())
+    save_npz_reproducible(out / MEAN_PARAMS_FILE, _mean_params())
     return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -121,6 +122,6 @@ def camera_regulariser(cam: torch.Tensor) -> torch.Tensor:
     """
     s = cam[:, 0].float()
     knee = CAMERA_PENALTY_KNEE
-    at_knee = torch.exp(torch.tensor(-20.0 * knee, device=s.device))
+    at_knee = math.exp(-20.0 * knee)
     penalty = torch.where(s >= knee, torch.exp(-20.0 * s.clamp(min=knee)), at_knee * (1.0 - 20.0 * (s - knee)))
     return penalty.mean()
