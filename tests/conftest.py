@@ -10,13 +10,29 @@ os.environ.setdefault("WANDB_MODE", "offline")
 # One cache for the whole suite (synthetic body model, SynthCrowd), inside the checkout and git-ignored.
 os.environ.setdefault("OCHMR_CACHE", str(Path(__file__).resolve().parents[1] / ".cache"))
 
+import lightning as L  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+import torch.distributed as dist  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = REPO_ROOT.parent / "shared" / "fixtures"
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+class EndProcessGroup(L.Callback):
+    """Ends a spawned DDP worker's process group together with the other ranks when the trainer is done.
+
+    Left to interpreter shutdown, each gloo worker tears its group down on its own while the other rank may still
+    be writing its results; now and then one of them aborts (``terminate called without an active exception``).
+    A barrier, then ``destroy_process_group`` in every rank, ends them in step.
+    """
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if dist.is_available() and dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
 
 
 @pytest.fixture(scope="session")

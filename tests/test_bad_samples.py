@@ -12,6 +12,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from conftest import EndProcessGroup
 from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import CSVLogger
@@ -204,7 +205,7 @@ def test_counts_are_summed_over_ddp_ranks_and_empty_batches_skipped_together(rec
     trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp_spawn", max_epochs=1,
                         logger=CSVLogger(tmp_path, name="csv", version=0), enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                        use_distributed_sampler=False)
+                        use_distributed_sampler=False, callbacks=[EndProcessGroup()])
     trainer.fit(TinyModule(), datamodule=module)
     logged = _logged(trainer)
     rows = list(csv.DictReader(Path(trainer.logger.log_dir, "metrics.csv").open()))

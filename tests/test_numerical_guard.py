@@ -3,6 +3,7 @@
 import lightning as L
 import pytest
 import torch
+from conftest import EndProcessGroup
 from torch.utils.data import DataLoader, TensorDataset
 
 from ochmr_lit.lit.guard import NonFiniteError, NumericalGuardMixin
@@ -71,7 +72,8 @@ def test_bad_steps_are_skipped_under_ddp_too(tmp_path):
     module = _TinyChecked(bad_steps={2, 3}, report=str(tmp_path / "rank"))
     data = DataLoader(TensorDataset(torch.ones(12, 2)), batch_size=1)
     trainer = L.Trainer(max_epochs=1, accelerator="cpu", devices=2, strategy="ddp_spawn", logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        callbacks=[EndProcessGroup()])
     trainer.fit(module, data)
     for rank in (0, 1):
         assert (tmp_path / f"rank.{rank}").read_text() == "True True 2 True"
