@@ -46,7 +46,7 @@ def _data(fixtures: Path) -> dict[str, Any]:
             fixtures / name,
             np.array([a["image_id"] for a in anns]),
             kps,
-            rng.uniform(size=len(anns)),
+            np.round(rng.uniform(size=len(anns)) * 4) / 4,  # person scores with ties, ranked by sample index
             rng.uniform(size=len(anns)),
         )
     scenes = []
@@ -96,12 +96,15 @@ def _run_metrics(data: dict[str, Any], rank: int, world: int) -> dict[str, Any]:
     results["pve"], results["pve_rows"] = pve.compute(), pve.per_sample()
 
     path, img, kps, scores, boxes = data["coco"]
-    sl = _part(len(img), rank, world)
+    # split as the evaluation sampler splits samples (rank r: r, r + world, ...), so the gathered order is
+    # not the sample order; each prediction carries its sample index, which ranks the score ties
+    sl = slice(rank, None, world)
+    index = torch.arange(len(img))[sl]
     ap = KeypointAP(path, get_convention("coco17").sigmas)
-    ap.update(t(img[sl]), t(kps[sl]), t(scores[sl]))
+    ap.update(t(img[sl]), t(kps[sl]), t(scores[sl]), index)
     results["coco_ap"] = ap.compute()
     sweep = DetectorSweep(path, get_convention("coco17").sigmas, thresholds=(0.0, 0.3, 0.7))
-    sweep.update(t(img[sl]), t(kps[sl]), t(scores[sl]), t(boxes[sl]))
+    sweep.update(t(img[sl]), t(kps[sl]), t(scores[sl]), t(boxes[sl]), index)
     results["sweep"] = sweep.compute()
 
     path, img, kps, scores, _ = data["crowd"]
@@ -152,6 +155,14 @@ def test_two_process_gloo_equals_single_process(fixtures_dir: Path, tmp_path: Pa
     assert single["pa_rows"]["sample_id"].tolist() == list(range(37))
     np.testing.assert_array_equal(single["pa_rows"]["distractor"], _data(fixtures_dir)["distractor"])
     assert 0.0 < float(single["coco_ap"]["AP"]) < 1.0
+    # the AP comparison includes score ties whose order matters: ranked by the gathered order (rank 0's
+    # shard, then rank 1's) instead of the sample index, they give another AP
+    path, img, kps, scores, _ = _data(fixtures_dir)["coco"]
+    gathered = np.concatenate([np.arange(r, len(img), WORLD) for r in range(WORLD)])
+    by_gather = KeypointAP(path, get_convention("coco17").sigmas)
+    by_gather.update(torch.from_numpy(img[gathered]), torch.from_numpy(kps[gathered]),
+                     torch.from_numpy(scores[gathered]))
+    assert abs(float(by_gather.compute()["AP"]) - float(single["coco_ap"]["AP"])) > 1e-3
     assert float(single["crowd_ap"]["AP"]) > 0.0
     assert single["sweep"]["num_boxes"].tolist()[0] > single["sweep"]["num_boxes"].tolist()[-1] > 0
     assert float(single["matched"]["num_people"]) > 0

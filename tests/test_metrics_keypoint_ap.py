@@ -223,15 +223,22 @@ def test_crowdpose_dropped_people_and_noise(crowdpose_val: tuple[Path, dict]) ->
         previous = float(out["AP"])
 
 
-def test_order_of_predictions_does_not_matter(fixtures_dir: Path) -> None:
+def test_order_of_predictions_does_not_matter(fixtures_dir: Path, tmp_path: Path) -> None:
     gt_file = fixtures_dir / "coco" / "test_coco.json"
     ids, kps, scores = _perturbed(json.loads(gt_file.read_text()), 17, 4, 0.06, 0.1, 4)
-    scores[::2] = 0.5  # ties, which pycocotools breaks by input order
+    scores[::2] = 0.5  # ties, which pycocotools breaks by results-file order
     perm = np.random.default_rng(1).permutation(len(ids))
     a, b = KeypointAP(gt_file, COCO_SIGMAS), KeypointAP(gt_file, COCO_SIGMAS)
     a.update(torch.from_numpy(ids), torch.from_numpy(kps), torch.from_numpy(scores))
-    b.update(torch.from_numpy(ids[perm]), torch.from_numpy(kps[perm]), torch.from_numpy(scores[perm]))
-    assert {k: float(v) for k, v in a.compute().items()} == {k: float(v) for k, v in b.compute().items()}
+    # received in another order, each prediction with its results-file position
+    b.update(
+        torch.from_numpy(ids[perm]), torch.from_numpy(kps[perm]), torch.from_numpy(scores[perm]),
+        torch.from_numpy(perm),
+    )
+    ours = {k: float(v) for k, v in a.compute().items()}
+    assert {k: float(v) for k, v in b.compute().items()} == ours
+    ref = _pycocotools_stats(gt_file, ids, kps, scores, tmp_path)
+    np.testing.assert_allclose(list(ours.values()), ref, rtol=0, atol=1e-12)
 
 
 def test_no_predictions_gives_zero(fixtures_dir: Path) -> None:

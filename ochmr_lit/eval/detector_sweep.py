@@ -28,8 +28,9 @@ class DetectorSweep(KeypointAP):
         ground_truth, sigmas, flavour, category_id: as ``KeypointAP``.
         thresholds: detection-score thresholds; a box is kept when its score is >= the threshold.
 
-    ``update(image_ids (N,), keypoints (N, K, 3) pixels, scores (N,), box_scores (N,))`` where ``scores``
-    rank the people for AP and ``box_scores`` are the detector's scores. ``compute()`` returns a dict of
+    ``update(image_ids (N,), keypoints (N, K, 3) pixels, scores (N,), box_scores (N,), indices (N,))`` where
+    ``scores`` rank the people for AP, ``box_scores`` are the detector's scores and ``indices`` the
+    per-prediction indices that rank score ties (see ``KeypointAP``). ``compute()`` returns a dict of
     float64 tensors of shape (T,): ``threshold``, ``num_boxes`` and every AP/AR number of the flavour.
     """
 
@@ -55,18 +56,25 @@ class DetectorSweep(KeypointAP):
         keypoints: Tensor,
         scores: Tensor,  # type: ignore[override]
         box_scores: Tensor,
+        indices: Tensor | None = None,
     ) -> None:
-        """Add N predicted people and the detection scores of their boxes (see the class doc)."""
+        """Add N predicted people and the detection scores of their boxes (see the class doc).
+
+        Args:
+            image_ids, keypoints, scores, indices: as ``KeypointAP.update``.
+            box_scores: (N,) detection scores of the boxes, compared with the thresholds.
+        """
         box_scores = torch.as_tensor(box_scores)
         if box_scores.shape != (torch.as_tensor(image_ids).shape[0],):
             raise ValueError(f"box_scores must be (N,) like image_ids, got {tuple(box_scores.shape)}")
-        super().update(image_ids, keypoints, scores)
+        super().update(image_ids, keypoints, scores, indices)
         self.box_scores.append(box_scores.detach().to(self.device, torch.float64).reshape(-1))
 
     def compute(self) -> dict[str, Tensor]:  # type: ignore[override]
         """AP and kept box count per threshold (see the class doc)."""
-        ids, kps, sc = self.predictions()
+        ids, kps, sc = self.predictions()  # in results-file order
         box = dim_zero_cat(self.box_scores).cpu().numpy() if len(self.box_scores) else np.zeros(0)
+        box = box[self.prediction_order()] if box.size else box
         rows = sweep(self.evaluate, ids, kps, sc, box, self.thresholds)
         return {k: torch.tensor([r[k] for r in rows], dtype=torch.float64) for k in rows[0]}
 

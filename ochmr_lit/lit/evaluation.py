@@ -186,7 +186,8 @@ class MeshEvaluation(nn.Module):
         keypoints, scores = keypoints[scored.to(keypoints.device)], batch["box_score"].double()[scored]
         image_ids = batch["image_id"][scored]
         confidence = torch.ones_like(keypoints[..., :1])
-        self.keypoint_ap.update(image_ids, torch.cat([keypoints, confidence], dim=-1), scores)
+        # the sample index ranks equal scores as a results file in dataset order would, on any number of processes
+        self.keypoint_ap.update(image_ids, torch.cat([keypoints, confidence], dim=-1), scores, batch["index"][scored])
         self.keypoint_rows.update(sample_id=batch["index"][scored], dataset=self._codes(batch, scored),
                                   image_id=image_ids, ann_id=batch["ann_id"][scored], score=scores,
                                   oks=self._own_oks(keypoints.cpu().numpy(), batch["ann_id"][scored].tolist()))

@@ -4,10 +4,18 @@ Predictions (2D keypoints in image pixels with a person score) are accumulated a
 under DDP ``compute()`` evaluates the predictions of every process. The evaluation itself is
 pycocotools' ``COCOeval(..., "keypoints")`` with the dataset's OKS sigmas; for CrowdPose, see
 ``crowdpose_eval``.
+
+Score ties. pycocotools (and CrowdPose's fork of it) sort detections with a stable sort on ``-score``:
+within an image ties keep the order of the results file, and over the accumulated detections they keep
+the per-image order of the sorted image ids. Every prediction therefore carries a per-prediction index,
+its position in the results file (the dataset sample index, or the order of ``update`` calls), gathered
+with the other states; ``compute()`` lists the predictions by that index before evaluating, which
+restores the results-file order after a DDP gather and breaks ties exactly as the official tools do.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -75,17 +83,16 @@ def object_keypoint_similarity(
     return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
-def canonical_order(image_ids: np.ndarray, keypoints: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """A permutation that sorts predictions by (image id, score descending, keypoint values).
+def results_order(indices: np.ndarray) -> np.ndarray:
+    """A permutation that lists predictions by their per-prediction index (the results-file order).
 
-    pycocotools breaks score ties by input order; sorting first makes the result independent of the
-    order in which processes' predictions were gathered.
+    Args:
+        indices: (N,) per-prediction indices (integers; position of each prediction in the results file).
+
+    Returns:
+        (N,) int64 permutation; a stable sort, so predictions with the same index keep their given order.
     """
-    if len(image_ids) == 0:
-        return np.zeros(0, dtype=np.int64)
-    flat = keypoints.reshape(len(image_ids), -1)
-    keys = [flat[:, j] for j in range(flat.shape[1] - 1, -1, -1)] + [-scores, image_ids]
-    return np.lexsort(keys)
+    return np.argsort(np.asarray(indices).reshape(-1), kind="stable").astype(np.int64)
 
 
 class KeypointAP(Metric):
@@ -98,7 +105,12 @@ class KeypointAP(Metric):
             semantics: box-derived areas, maxDets 20, AP easy/medium/hard by ``crowdIndex``).
         category_id: the person category id of the file.
 
-    ``update(image_ids (N,), keypoints (N, K, 3) [x, y, confidence] pixels, scores (N,))``;
+    ``update(image_ids (N,), keypoints (N, K, 3) [x, y, confidence] pixels, scores (N,), indices (N,))``,
+    where ``indices`` are per-prediction indices: each prediction's position in the results file, e.g. the
+    dataset sample index. Predictions with equal scores are ranked by it, as pycocotools ranks them by
+    results-file order; pass it whenever the predictions come from several processes (DDP), so that the
+    result does not depend on how the samples were split among them. Without it, a prediction's index is
+    the order in which this process received it (the results-file order of a single process).
     ``compute()`` returns a dict of 0-dim float64 tensors: AP, AP50, AP75, APm, APl, AR, AR50, AR75, ARm,
     ARl for "coco"; AP, AP50, AP75, AR, AR50, AR75, AP_easy, AP_medium, AP_hard for "crowdpose".
     Values are fractions in [0, 1]; -1 means no valid ground truth for that number.
@@ -139,7 +151,11 @@ class KeypointAP(Metric):
         self.add_state("image_ids", default=[], dist_reduce_fx="cat")
         self.add_state("keypoints", default=[], dist_reduce_fx="cat")
         self.add_state("scores", default=[], dist_reduce_fx="cat")
+        # Per-prediction index (results-file position): orders score ties; float64 is exact up to 2**53.
+        self.add_state("indices", default=[], dist_reduce_fx="cat")
         self.set_dtype(torch.float64)
+        # Next index given to a prediction that comes without one (never reset: only the order matters).
+        self._next_index = 0
 
     @property
     def coco_gt(self) -> COCO:
@@ -166,43 +182,84 @@ class KeypointAP(Metric):
                 f"{self.ground_truth_label}; predictions must use the file's image ids"
             )
 
-    def update(self, image_ids: Tensor, keypoints: Tensor, scores: Tensor) -> None:
+    def update(
+        self, image_ids: Tensor, keypoints: Tensor, scores: Tensor, indices: Tensor | None = None
+    ) -> None:
         """Add N predicted people.
 
         Args:
             image_ids: (N,) integer image ids of the ground-truth file.
             keypoints: (N, K, 3) ``[x, y, confidence]`` in image pixels.
             scores: (N,) person scores (higher first; e.g. box score x mean keypoint confidence).
+            indices: (N,) integer per-prediction indices, each prediction's position in the results file
+                (e.g. the dataset sample index), unique over everything evaluated together; ties in
+                ``scores`` are ranked by it. None: the order in which this process receives them.
         """
         image_ids, keypoints, scores = (torch.as_tensor(t) for t in (image_ids, keypoints, scores))
         self._check(image_ids, keypoints, scores)
+        n = image_ids.shape[0]
+        if indices is None:
+            indices = torch.arange(self._next_index, self._next_index + n, dtype=torch.float64)
+            self._next_index += n
+        else:
+            indices = torch.as_tensor(indices)
+            if indices.shape != (n,) or indices.is_floating_point() or indices.is_complex():
+                raise ValueError(
+                    f"KeypointAP.update expects integer indices (N,) = ({n},) like image_ids, got "
+                    f"{indices.dtype} {tuple(indices.shape)}"
+                )
         self.image_ids.append(image_ids.detach().to(self.device, torch.float64).reshape(-1))
         self.keypoints.append(keypoints.detach().to(self.device, torch.float64).reshape(-1))
         self.scores.append(scores.detach().to(self.device, torch.float64).reshape(-1))
+        self.indices.append(indices.detach().to(self.device, torch.float64).reshape(-1))
+
+    def prediction_order(self) -> np.ndarray:
+        """(N,) int64 permutation that lists the accumulated predictions by their per-prediction index.
+
+        Applied to the concatenated ``cat`` states (local, or gathered while ``compute`` runs), it restores
+        the results-file order whatever the order of the processes' shards.
+        """
+        if len(self.indices) == 0:
+            return np.zeros(0, dtype=np.int64)
+        return results_order(dim_zero_cat(self.indices).cpu().numpy())
 
     def predictions(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The accumulated predictions (local, or gathered while ``compute`` runs).
+        """The accumulated predictions in results-file order (local, or gathered while ``compute`` runs).
+
+        The order is that of the per-prediction indices (``prediction_order``).
 
         Returns:
             image_ids (N,) int64, keypoints (N, K, 3) float64 pixels, scores (N,) float64.
         """
         if len(self.image_ids) == 0:
             return (np.zeros(0, np.int64), np.zeros((0, self.num_keypoints, 3)), np.zeros(0))
-        ids = dim_zero_cat(self.image_ids).cpu().numpy().astype(np.int64)
-        kps = dim_zero_cat(self.keypoints).cpu().numpy().reshape(-1, self.num_keypoints, 3)
-        sc = dim_zero_cat(self.scores).cpu().numpy()
+        order = self.prediction_order()
+        index = dim_zero_cat(self.indices).cpu().numpy()
+        if np.unique(index).size != index.size:
+            warnings.warn(
+                "KeypointAP: some per-prediction indices repeat (were predictions of several processes "
+                "updated without indices?); score ties among them follow the gather order. Pass each "
+                "prediction's dataset sample index to update().",
+                UserWarning,
+                stacklevel=2,
+            )
+        ids = dim_zero_cat(self.image_ids).cpu().numpy().astype(np.int64)[order]
+        kps = dim_zero_cat(self.keypoints).cpu().numpy().reshape(-1, self.num_keypoints, 3)[order]
+        sc = dim_zero_cat(self.scores).cpu().numpy()[order]
         return ids, kps, sc
 
     def evaluate(self, image_ids: np.ndarray, keypoints: np.ndarray, scores: np.ndarray) -> dict[str, float]:
         """Evaluate the given predictions against this metric's ground truth (no state involved).
 
-        The predictions are put in ``canonical_order`` first, so the result does not depend on their order.
+        Args:
+            image_ids: (N,) image ids; keypoints: (N, K, 3) ``[x, y, confidence]`` pixels; scores: (N,),
+                listed in results-file order: as pycocotools, predictions with equal scores in an image are
+                ranked by their order here.
 
         Returns:
             the summary numbers by name (``stat_names``), fractions in [0, 1].
         """
-        order = canonical_order(image_ids, keypoints, scores)
-        results = keypoint_results(image_ids[order], keypoints[order], scores[order], self.category_id)
+        results = keypoint_results(image_ids, keypoints, scores, self.category_id)
         coco_dt = load_results(self._coco_gt, results)
         if self.flavour == "crowdpose":
             return evaluate_crowdpose(self._coco_gt, coco_dt, self.sigmas)
