@@ -174,7 +174,7 @@ def test_mesh_vs_spin24_roots_and_masks() -> None:
     s = torch.cat([torch.randn(2, 24, 3, generator=g, dtype=torch.float64), torch.ones(2, 24, 1)], -1)
     spin = get_convention("spin24")
     lh, rh, pelvis = spin.index("left_hip"), spin.index("right_hip"), spin.index("pelvis")
-    s[:, pelvis, :3] = 0.5 * (s[:, lh, :3] + s[:, rh, :3])  # H36M: the pelvis is the midpoint of the hips
+    s[:, pelvis, :3] = 0.5 * (s[:, lh, :3] + s[:, rh, :3])  # a pelvis at the hip midpoint: both roots agree
     s[1, 0, 3] = 0  # an unlabelled right ankle
     pred_v, reg = torch.randn(2, 30, 3, generator=g, dtype=torch.float64), _regressor(30)
     mid = J.mesh_vs_spin24(pred_v, s, reg, gt_root="mid_hips")
@@ -189,6 +189,74 @@ def test_mesh_vs_spin24_roots_and_masks() -> None:
     assert mpi.pred.shape == (2, 17, 3) and float(mpi.target[:, 14].abs().max()) == 0.0  # pelvis at origin
     with pytest.raises(ValueError, match=r"\(B, 24, 4\)"):
         J.mesh_vs_spin24(pred_v, s[..., :3], reg)
+
+
+# SPIN's datasets/preprocess/h36m.py: where its 17 extracted H36M joints (pelvis first) go in the 24.
+SPIN_H36M_GLOBAL_IDX = [14, 3, 4, 5, 2, 1, 0, 16, 12, 17, 18, 9, 10, 11, 8, 7, 6]
+
+
+def _spin_s24(s17: np.ndarray, centre: bool) -> np.ndarray:
+    """(B, 24, 4) S as SPIN's H36M preprocessing writes it; ``centre=False`` leaves out its ``S17 -= S17[0]``."""
+    s17 = s17 - s17[:, :1] if centre else s17
+    s24 = np.zeros((s17.shape[0], 24, 4))
+    s24[:, SPIN_H36M_GLOBAL_IDX, :3] = s17
+    s24[:, SPIN_H36M_GLOBAL_IDX, 3] = 1.0
+    return s24
+
+
+def _spin_eval_mpjpe_mm(pred_vertices: np.ndarray, s24: np.ndarray, regressor: np.ndarray) -> float:
+    """SPIN's eval.py for h36m-p1/p2, written out: GT is the stored S as it is, pred minus its pelvis."""
+    gt_keypoints_3d = s24[:, SPIN_J24_TO_J17[:14], :-1]
+    pred_keypoints_3d = np.einsum("jv,bvc->bjc", regressor, pred_vertices)
+    pred_pelvis = pred_keypoints_3d[:, [0], :]
+    pred_keypoints_3d = pred_keypoints_3d[:, SPIN_H36M_TO_J17[:14], :] - pred_pelvis
+    error = np.sqrt(((pred_keypoints_3d - gt_keypoints_3d) ** 2).sum(-1)).mean(-1)
+    return float(1000 * error.mean())
+
+
+def _h36m_case(seed: int = 5) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """Predicted vertices (4, 50, 3), a regressor (17, 50) and 17 GT joints (4, 17, 3) in SPIN's extraction
+    order, in camera coordinates about 5 m away, whose hips do not sit symmetrically about the pelvis."""
+    g = torch.Generator().manual_seed(seed)
+    pred_v = torch.randn(4, 50, 3, generator=g, dtype=torch.float64)
+    s17 = 0.3 * torch.randn(4, 17, 3, generator=g, dtype=torch.float64).numpy() + np.array([0.1, -0.2, 5.0])
+    return pred_v, _regressor(50, seed=1), s17
+
+
+def _protocol_mpjpe_mm(name: str, pred_v: torch.Tensor, s24: np.ndarray, reg: torch.Tensor, **root: str) -> float:
+    """The protocol's MPJPE (its joint pipeline and metric); ``root`` overrides its ``gt_root``."""
+    p = get_protocol(name)
+    target = torch.from_numpy(s24)
+    ej = J.mesh_vs_spin24(pred_v, target, reg, p.joint_set, **root) if root else p.eval_joints(pred_v, target, reg)
+    assert bool(ej.mask.all())  # every J24_TO_J14 joint is in SPIN's H36M S
+    metric = build_metrics(p, keep_per_sample=False)["mpjpe"]
+    metric.update(ej.pred, ej.target)
+    return float(metric.compute())
+
+
+@pytest.mark.parametrize("name", ["h36m_p1", "h36m_p2"])
+def test_h36m_protocols_use_spins_pelvis_centred_s_as_stored(name: str) -> None:
+    pred_v, reg, s17 = _h36m_case()
+    stored = _spin_s24(s17, centre=True)  # SPIN's file
+    assert np.all(stored[:, get_convention("spin24").index("pelvis"), :3] == 0.0)
+    spin_mm = _spin_eval_mpjpe_mm(pred_v.numpy(), stored, reg.numpy())
+    assert _protocol_mpjpe_mm(name, pred_v, stored, reg) == pytest.approx(spin_mm, rel=0, abs=1e-9)
+    ej = get_protocol(name).eval_joints(pred_v, torch.from_numpy(stored), reg)
+    assert torch.equal(ej.target, torch.from_numpy(stored[:, SPIN_J24_TO_J17[:14], :3]))  # untouched, bit for bit
+    # not vacuous: centring on the hip midpoint (the previous rule) gives another number on these arrays
+    spin = get_convention("spin24")
+    mid = 0.5 * (stored[:, spin.index("left_hip"), :3] + stored[:, spin.index("right_hip"), :3])
+    assert np.linalg.norm(mid, axis=-1).min() > 0.05
+    assert abs(_protocol_mpjpe_mm(name, pred_v, stored, reg, gt_root="mid_hips") - spin_mm) > 1.0
+
+
+@pytest.mark.parametrize("name", ["h36m_p1", "h36m_p2"])
+def test_h36m_protocols_centre_an_uncentred_s_as_spin_preprocessing_does(name: str) -> None:
+    pred_v, reg, s17 = _h36m_case()
+    raw = _spin_s24(s17, centre=False)  # camera coordinates, without SPIN's S17 -= S17[0]
+    spin_mm = _spin_eval_mpjpe_mm(pred_v.numpy(), _spin_s24(s17, centre=True), reg.numpy())
+    assert _protocol_mpjpe_mm(name, pred_v, raw, reg) == pytest.approx(spin_mm, rel=0, abs=1e-9)
+    assert _spin_eval_mpjpe_mm(pred_v.numpy(), raw, reg.numpy()) > spin_mm + 1000  # as stored it is unusable
 
 
 def test_panoptic_joints_visibility_follows_crmh() -> None:

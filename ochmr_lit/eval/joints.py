@@ -152,19 +152,25 @@ def mesh_vs_spin24(
     target_s: Tensor,
     j_regressor_h36m: Tensor | np.ndarray,
     joint_set: str = "lsp14",
-    gt_root: GTRoot = "mid_hips",
+    gt_root: GTRoot = "pelvis",
 ) -> EvalJoints:
     """H36M / MPI-INF-3DHP: GT is SPIN's ``S`` array of 24 joints with a confidence column.
+
+    SPIN's ``eval.py`` uses the stored ``S`` as it is (``batch['pose_3d'][:, J24_TO_J14, :-1]``, no
+    centring), because SPIN's preprocessing stores it centred on the dataset's pelvis: for H36M
+    (``datasets/preprocess/h36m.py``) ``S17 -= S17[0]`` before the 17 joints are written into the 24, the
+    pelvis going to the ``pelvis`` slot (J24 index 14), which is therefore exactly zero. Subtracting the
+    stored ``pelvis`` joint (``gt_root="pelvis"``) is thus a no-op on SPIN's files (``x - 0.0 == x``) and
+    re-centres an ``S`` stored otherwise exactly as SPIN's preprocessing would have, before SPIN's formula.
 
     Args:
         pred_vertices: (B, V, 3) metres.
         target_s: (B, 24, 4) ``[x, y, z, conf]`` metres in the ``spin24`` convention.
         j_regressor_h36m: (17, V).
         joint_set: ``"lsp14"`` (H36M, SPIN's J24_TO_J14) or ``"lsp14_h36m3"`` (MPI-INF-3DHP, J24_TO_J17).
-        gt_root: the GT point subtracted: ``"mid_hips"`` (midpoint of the hips) or ``"pelvis"`` (the
-            ``pelvis`` joint). SPIN's preprocessing stores ``S`` already centred on the dataset's pelvis
-            (H36M joint 0, MPI-INF-3DHP joint 14). In H36M's skeleton the hips sit symmetrically about the
-            pelvis, so both choices agree there; MPI-INF-3DHP needs ``"pelvis"``.
+        gt_root: the GT point subtracted: ``"pelvis"`` (the stored ``pelvis`` joint: SPIN's protocol, for
+            H36M and MPI-INF-3DHP) or ``"mid_hips"`` (midpoint of the stored hips; not SPIN's: it differs
+            wherever the hips do not sit symmetrically about the pelvis).
 
     Returns:
         pred: regressed joints minus regressed pelvis, selected; target: selected GT minus its root;

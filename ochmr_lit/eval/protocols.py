@@ -143,7 +143,7 @@ class Protocol:
         subset: which samples (split, frames, sequences, cameras).
         description: one line for tables.
         pipeline: the ``ochmr_lit.eval.joints`` function that builds the evaluation joints, or ``""``.
-        gt_root: ``"mid_hips"`` or ``"pelvis"`` for ``mesh_vs_spin24``; ``""`` otherwise.
+        gt_root: ``"pelvis"`` (SPIN's) or ``"mid_hips"`` for ``mesh_vs_spin24``; ``""`` otherwise.
         ap_flavour: ``"coco"`` or ``"crowdpose"`` for keypoint AP; ``""`` otherwise.
         occlusion_buckets: bucket edges for per-occlusion results (SynthCrowd), else empty.
         score_thresholds: detection-score thresholds (detector sweep), else empty.
@@ -231,6 +231,9 @@ _KP_REG = (
     "neck from J_regressor_extra where the convention has them"
 )
 _PELVIS_BOTH = "regressed pelvis (H36M joint 0) subtracted from pred and GT before selecting the joints"
+#: SPIN's eval.py uses H36M's S as stored: its preprocessing centres it on the H36M pelvis (stored as the
+#: ``pelvis`` joint, then exactly zero); subtracting that joint changes nothing there and centres any other S.
+_H36M_ROOT = "pred: regressed pelvis (H36M joint 0); GT S: its pelvis joint (zero in SPIN's pelvis-centred S)"
 
 _PROTOCOL_LIST: tuple[Protocol, ...] = (
     Protocol(
@@ -290,28 +293,28 @@ _PROTOCOL_LIST: tuple[Protocol, ...] = (
         "h36m",
         "lsp14",
         _SPIN_REG,
-        "pred: regressed pelvis (H36M joint 0); GT S: midpoint of the hips",
+        _H36M_ROOT,
         False,
         "gt",
         ("mpjpe", "pa_mpjpe"),
         "S9 and S11, all cameras, every 5th frame; GT S (24 joints) -> 14 (J24_TO_J14)",
         "Human3.6M protocol 1, mm",
         pipeline="mesh_vs_spin24",
-        gt_root="mid_hips",
+        gt_root="pelvis",
     ),
     Protocol(
         "h36m_p2",
         "h36m",
         "lsp14",
         _SPIN_REG,
-        "pred: regressed pelvis (H36M joint 0); GT S: midpoint of the hips",
+        _H36M_ROOT,
         False,
         "gt",
         ("mpjpe", "pa_mpjpe"),
         "S9 and S11, camera 60457274, every 5th frame; GT S (24 joints) -> 14 (J24_TO_J14)",
         "Human3.6M protocol 2, mm",
         pipeline="mesh_vs_spin24",
-        gt_root="mid_hips",
+        gt_root="pelvis",
     ),
     Protocol(
         "mpi_inf_3dhp",
