@@ -36,11 +36,11 @@ def test_crowdpose_fixture_people_and_coco17_mapping(fixtures_dir):
     np.testing.assert_allclose(first.image_centers, [r.center for r in same_image])
 
 
-def test_crowdpose_full_val_file_counts(fixtures_dir):
-    ann_file = fixtures_dir / "crowdpose_val" / "crowdpose_val.json"
+def test_crowdpose_full_val_file_counts(crowdpose_val_file):
+    ann_file = crowdpose_val_file
     raw = json.loads(ann_file.read_text())
     expected = sum(1 for a in raw["annotations"] if not a["iscrowd"] and a["bbox"][2] > 1 and a["bbox"][3] > 1)
-    records, skipped = load_crowdpose_records(ann_file, fixtures_dir)
+    records, skipped = load_crowdpose_records(ann_file, ann_file.parent)
     assert len(raw["annotations"]) == 8527
     assert len(records) == expected and len(records) + sum(skipped.values()) == 8527
 

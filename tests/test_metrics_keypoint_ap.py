@@ -142,16 +142,15 @@ def test_oks_area_semantics_by_hand(offset: float) -> None:
             assert float(out["AP_medium"]) == -1.0 and float(out["AP_hard"]) == -1.0  # no GT there
 
 
-def test_crowdpose_val_split_counts(fixtures_dir: Path) -> None:
-    data = json.loads((fixtures_dir / "crowdpose_val" / "crowdpose_val.json").read_text())
+def test_crowdpose_val_split_counts(crowdpose_val_file: Path) -> None:
+    data = json.loads(crowdpose_val_file.read_text())
     splits = split_by_crowd_index(data["images"])
     assert [len(splits[k]) for k in ("easy", "medium", "hard")] == [411, 1240, 349]
 
 
 @pytest.fixture(scope="module")
-def crowdpose_val(fixtures_dir: Path) -> tuple[Path, dict]:
-    path = fixtures_dir / "crowdpose_val" / "crowdpose_val.json"
-    return path, json.loads(path.read_text())
+def crowdpose_val(crowdpose_val_file: Path) -> tuple[Path, dict]:
+    return crowdpose_val_file, json.loads(crowdpose_val_file.read_text())
 
 
 def _exact(dataset: dict) -> tuple[np.ndarray, np.ndarray, list[dict]]:
