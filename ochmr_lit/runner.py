@@ -19,6 +19,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ochmr_lit.eval.context_modes import context_mode_list
+from ochmr_lit.lit.checkpoints import load_regressor_checkpoint
 from ochmr_lit.results import atomic_write_text, context_diagnostics_document, print_table, write_results
 
 log = logging.getLogger(__name__)
@@ -277,69 +278,6 @@ def run_fit(cfg: DictConfig) -> dict[str, Any]:
     if cfg.task not in TASK_MODULES:
         raise ValueError(f"task={cfg.task!r}; use regressor, context or pipeline")
     return _fit_one(cfg)
-
-
-_REGRESSOR_CHECKPOINTS = "evaluate takes the checkpoints/*.ckpt of task=regressor or task=pipeline runs"
-
-
-def _first(keys: list[str], n: int = 3) -> str:
-    return ", ".join(keys[:n]) + (", ..." if len(keys) > n else "")
-
-
-def load_regressor_checkpoint(ckpt: str, overrides: dict[str, Any] | None = None):
-    """The :class:`MeshRegressorModule` of a checkpoint, rebuilt from its hyper-parameters (``weights_only``).
-
-    Raises a one-line ValueError naming the checkpoint and the fix when the file is not a Lightning
-    checkpoint, holds another module (e.g. the context estimator), or holds weights that do not fit the
-    architecture its hyper-parameters describe (missing, unexpected and differently shaped keys).
-    """
-    import inspect
-
-    import torch
-
-    from ochmr_lit.lit import MeshRegressorModule
-
-    try:
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
-    except Exception as error:  # any failure to read it means: not a usable checkpoint
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(f"{ckpt} cannot be read as a checkpoint ({reason}); {_REGRESSOR_CHECKPOINTS}") from None
-    if not isinstance(state, dict) or "state_dict" not in state or not state.get("hyper_parameters"):
-        keys = sorted(map(str, state))[:6] if isinstance(state, dict) else type(state).__name__
-        raise ValueError(f"{ckpt} is not a checkpoint of this framework (top-level {keys}, no state_dict with "
-                         f"hyper_parameters); {_REGRESSOR_CHECKPOINTS} (SPIN or torchvision weight files start a "
-                         "training run through model.pretrained)")
-    hparams = dict(state["hyper_parameters"])
-    accepted = set(inspect.signature(MeshRegressorModule.__init__).parameters) - {"self"}
-    foreign = sorted(set(hparams) - accepted)
-    if foreign:
-        task = (state.get("run_config") or {}).get("task")
-        kind = "a context-estimator" if task == "context" or "width" in hparams else "another module's"
-        raise ValueError(f"{ckpt} is {kind} checkpoint, not a mesh regressor's (hyper-parameters {_first(foreign)}); "
-                         f"{_REGRESSOR_CHECKPOINTS}, not context/checkpoints/")
-    if hparams.get("mean_params") and not Path(hparams["mean_params"]).is_file():
-        hparams["mean_params"] = None  # provenance only: the checkpoint's buffers hold the values
-    module = MeshRegressorModule(**{**hparams, **(overrides or {})})
-    expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
-    stored = {k: tuple(v.shape) for k, v in state["state_dict"].items()}
-    missing = sorted(set(expected) - set(stored))
-    unexpected = sorted(set(stored) - set(expected))
-    reshaped = [f"{k}: checkpoint {stored[k]} vs model {expected[k]}" for k in sorted(set(stored) & set(expected))
-                if stored[k] != expected[k]]
-    if missing or unexpected or reshaped:
-        arch = ", ".join(f"{k}={hparams.get(k)}" for k in ("backbone", "conorm_depths", "context_source"))
-        found = [f"{len(keys)} {what} ({_first(keys, 2 if what == 'of another shape' else 3)})"
-                 for what, keys in (("missing", missing), ("unexpected", unexpected), ("of another shape", reshaped))
-                 if keys]
-        raise ValueError(
-            f"{ckpt}: its weights are not those of the architecture its hyper-parameters name ({arch}): "
-            f"{', '.join(found)}; it was written by another model (or version of the code) under these "
-            "hyper-parameters: evaluate the checkpoint of the run that trained this architecture, or retrain it")
-    module.on_load_checkpoint(state)
-    module.load_state_dict(state["state_dict"])
-    log.info("evaluating %s as trained: %s", ckpt,
-             ", ".join(f"{k}={hparams.get(k)}" for k in ("backbone", "conorm_depths", "context_source")))
-    return module
 
 
 def run_evaluate(cfg: DictConfig) -> dict[str, Any]:

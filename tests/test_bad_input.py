@@ -355,12 +355,14 @@ def test_context_estimator_or_foreign_files_given_to_evaluate_are_named(tmp_path
                context)
     assert _evaluate(context, tmp_path) == (
         f"{context} is a context-estimator checkpoint, not a mesh regressor's (hyper-parameters pck_threshold, width)"
-        "; evaluate takes the checkpoints/*.ckpt of task=regressor or task=pipeline runs, not context/checkpoints/")
+        "; evaluate, predict and compare take the checkpoints/*.ckpt of task=regressor or task=pipeline runs, "
+        "not context/checkpoints/")
     spin_weights = tmp_path / "model_checkpoint.pt"
     torch.save({"model": {"fc1.weight": torch.zeros(2, 2)}, "optimizer": {}}, spin_weights)
     assert _evaluate(spin_weights, tmp_path) == (
         f"{spin_weights} is not a checkpoint of this framework (top-level ['model', 'optimizer'], no state_dict "
-        "with hyper_parameters); evaluate takes the checkpoints/*.ckpt of task=regressor or task=pipeline runs "
+        "with hyper_parameters); evaluate, predict and compare take the checkpoints/*.ckpt of task=regressor or "
+        "task=pipeline runs "
         "(SPIN or torchvision weight files start a training run through model.pretrained)")
     text = tmp_path / "notes.ckpt"
     text.write_text("not a checkpoint")

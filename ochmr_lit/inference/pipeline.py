@@ -21,6 +21,7 @@ from ochmr_lit.data.transforms import TopDownTransform, read_image_rgb
 from ochmr_lit.geometry import perspective_projection, rotmat_to_axis_angle
 from ochmr_lit.inference.boxes import ImageBoxes
 from ochmr_lit.inference.camera import crop_to_image_camera
+from ochmr_lit.lit.checkpoints import load_regressor_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -75,19 +76,11 @@ class ImagePrediction:
 
 
 def load_regressor(ckpt_path: str | Path, device: str | torch.device = "cpu"):
-    """A :class:`~ochmr_lit.lit.MeshRegressorModule` in eval mode from its checkpoint (``weights_only=True``)."""
-    from ochmr_lit.lit import MeshRegressorModule
+    """A :class:`~ochmr_lit.lit.MeshRegressorModule` in eval mode from its checkpoint (``weights_only=True``).
 
-    path = Path(ckpt_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"ckpt_path={path}: no such file (a checkpoint of a task=regressor or "
-                                "task=pipeline run)")
-    try:
-        module = MeshRegressorModule.load_from_checkpoint(path, map_location=device, weights_only=True)
-    except (KeyError, TypeError, RuntimeError) as error:
-        raise ValueError(f"{path} is not a mesh-regressor checkpoint of this framework ({error}); predict takes "
-                         "checkpoints written by task=regressor or task=pipeline runs") from error
-    return module.eval().to(device)
+    Self-contained and checked as :func:`~ochmr_lit.lit.checkpoints.load_regressor_checkpoint` describes.
+    """
+    return load_regressor_checkpoint(ckpt_path).eval().to(device)
 
 
 def _crop_settings(module) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from pathlib import Path
 
 import lightning as L
 import numpy as np
@@ -25,11 +26,21 @@ from ochmr_lit.models import ContextEstimator, MeshRegressor
 CONTEXT_SOURCES = ("gt", "predicted", "none")
 
 
+def _freeze(net: ContextEstimator) -> ContextEstimator:
+    net.eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net
+
+
 def load_frozen_context_estimator(checkpoint: str, width: int = 32) -> ContextEstimator:
     """A ContextEstimator in eval mode with frozen weights, from a ContextEstimatorModule checkpoint.
 
     The checkpoint is read with ``weights_only=True``; its ``state_dict`` must hold ``model.*`` keys.
     """
+    if not Path(checkpoint).is_file():
+        raise FileNotFoundError(f"model.context_checkpoint={checkpoint}: no such file; give the checkpoint of a "
+                                "context-estimator run (experiment=synthcrowd_context, its checkpoints/last.ckpt)")
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     if "state_dict" not in state:
         raise ValueError(f"{checkpoint}: not a Lightning checkpoint of the context estimator (no 'state_dict'); "
@@ -41,10 +52,7 @@ def load_frozen_context_estimator(checkpoint: str, width: int = 32) -> ContextEs
     if missing or unexpected:
         raise ValueError(f"{checkpoint}: context estimator weights do not match HRNet-W{width} "
                          f"(missing {missing[:5]}, unexpected {unexpected[:5]}); is it a context-estimator checkpoint?")
-    net.eval()
-    for p in net.parameters():
-        p.requires_grad_(False)
-    return net
+    return _freeze(net)
 
 
 class MeshRegressorModule(NumericalGuardMixin, RunConfigMixin, L.LightningModule):
@@ -56,7 +64,14 @@ class MeshRegressorModule(NumericalGuardMixin, RunConfigMixin, L.LightningModule
         hidden_channels: CoNorm latent width K.
         context_source: ``gt`` (centermaps from annotations), ``predicted`` (a frozen context estimator
             from ``context_checkpoint``) or ``none`` (the SPIN baseline; requires ``conorm_depths=[]``).
-        context_checkpoint: ContextEstimatorModule checkpoint for ``predicted``.
+        context_checkpoint: ContextEstimatorModule checkpoint for ``predicted``, read when training starts. A
+            regressor checkpoint holds the context estimator's weights itself (``context_net.*``), so once trained
+            this path is provenance only: see ``context_width``.
+        context_width: HRNet width of the context estimator. None (training): read ``context_checkpoint``. Set
+            (restoring a trained regressor, :func:`~ochmr_lit.lit.checkpoints.load_regressor_checkpoint`): the
+            network is built at this width and its weights come from the regressor checkpoint being loaded, so
+            the context-estimator file may have moved or gone. Using it before such weights were loaded is an
+            error.
         context_input_size: side the crop is resized to for the context estimator (its training crop size).
         context_sigma: Gaussian sigma (map px) the predicted centres are rendered with (``data.sigma``).
             Predicted context = the estimator's decoded body centres rendered like ground-truth maps
@@ -80,6 +95,8 @@ class MeshRegressorModule(NumericalGuardMixin, RunConfigMixin, L.LightningModule
         mean_params: SPIN-format ``smpl_mean_params.npz`` the IEF iterations start from (e.g. a SynthCrowd
             training split's own, :mod:`ochmr_lit.body.mean_params`); None = the body model folder's file. The
             path is provenance only once trained: the values are buffers of the checkpoint.
+        pooling_grid: the backbone's last map is pooled to ``g x g`` cells for the head (1 = SPIN's global
+            average; see :class:`~ochmr_lit.models.hmr.MeshRegressor`).
     """
 
     def __init__(self, backbone: str = "resnet50", conorm_depths: tuple[int, ...] = (2,), hidden_channels: int = 128,
@@ -89,7 +106,7 @@ class MeshRegressorModule(NumericalGuardMixin, RunConfigMixin, L.LightningModule
                  channels_last: bool = True, pretrained: dict | None = None, iterations: int = 3, num_vis: int = 4,
                  dropout: float = 0.5, context_sigma: float = 2.0, compile: bool = False,
                  compile_mode: str | None = None, keypoints_2d_limit: float | None = None,
-                 mean_params: str | None = None):
+                 mean_params: str | None = None, pooling_grid: int = 1, context_width: int | None = None):
         super().__init__()
         self.save_hyperparameters()
         conorm_depths = tuple(conorm_depths)
@@ -99,7 +116,7 @@ class MeshRegressorModule(NumericalGuardMixin, RunConfigMixin, L.LightningModule
             raise ValueError(f"model.conorm_depths={list(conorm_depths)} with context_source={context_source!r}: "
                              "CoNorm blocks need a context (gt or predicted); the SPIN baseline "
                              "(conorm_depths=[]) takes context_source=none")
-        if context_source == "predicted" and not context_checkpoint:
+        if context_source == "predicted" and not context_checkpoint and context_width is None:
             raise ValueError("model.context_source=predicted needs model.context_checkpoint (a context-estimator "
                              "checkpoint); train one with experiment=synthcrowd_context")
         self.body = BodyModel(body_model_dir)
@@ -110,11 +127,17 @@ class MeshRegressorModule(NumericalGuardMixin, RunConfigMixin, L.LightningModule
         mean_params = mean_params or str(self.body.model_dir / "smpl_mean_params.npz")
         self.mean_params_file = mean_params
         self.model = MeshRegressor(backbone, conorm_depths, hidden_channels, mean_params=mean_params,
-                                   iterations=iterations, dropout=dropout)
+                                   iterations=iterations, dropout=dropout, pooling_grid=pooling_grid)
         if pretrained:
             self._load_pretrained(pretrained)
-        self.context_net = (load_frozen_context_estimator(context_checkpoint)
-                            if context_source == "predicted" else None)
+        self.context_net: ContextEstimator | None = None
+        self._context_weights_pending = False  # built at context_width, waiting for a checkpoint's weights
+        if context_source == "predicted" and context_width is None:
+            self.context_net = load_frozen_context_estimator(context_checkpoint)
+            self.hparams.context_width = self.context_net.width
+        elif context_source == "predicted":
+            self.context_net = _freeze(ContextEstimator(width=int(context_width)))
+            self._context_weights_pending = True
         self.weights = L_.LossWeights(**(loss_weights or {}))
         self.optim_cfg = OptimConfig(**(optim or {}))
         if channels_last:
@@ -214,9 +237,20 @@ class MeshRegressorModule(NumericalGuardMixin, RunConfigMixin, L.LightningModule
         images = batch["image"]
         if images.shape[-1] != size:
             images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
+        if self._context_weights_pending:
+            raise ValueError(f"model.context_width={self.hparams.context_width} builds the context estimator for a "
+                             "regressor checkpoint's stored weights, but none were loaded; train with "
+                             "model.context_checkpoint (and context_width=null), or load a regressor checkpoint")
         self.context_net.eval()
         with torch.no_grad():
             return rerender_context(self.context_net(images).float(), self.hparams.context_sigma)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """``nn.Module.load_state_dict``; a state holding ``context_net.*`` provides the context estimator."""
+        result = super().load_state_dict(state_dict, strict=strict, assign=assign)
+        if any(key.startswith("context_net.") for key in state_dict):
+            self._context_weights_pending = False
+        return result
 
     def _centres_cached(self) -> bool:
         """Whether the batches' centermaps come from predicted centres (``data.predicted_centres``)."""
@@ -398,7 +432,7 @@ class MeshRegressorModule(NumericalGuardMixin, RunConfigMixin, L.LightningModule
         self.test_per_joint = self._evaluation("test").per_joint()
 
     def configure_optimizers(self):
-        optimizer = build_optimizer(self.model.parameters(), self.optim_cfg)
+        optimizer = build_optimizer(self.model.parameters(), self.optim_cfg, head=self.model.head_parameters())
         scheduler = build_scheduler(optimizer, self.optim_cfg, int(self.trainer.estimated_stepping_batches))
         return optimizer if scheduler is None else {"optimizer": optimizer, "lr_scheduler": scheduler}
 

@@ -10,7 +10,13 @@ import torch
 
 @dataclass
 class OptimConfig:
-    """``name``: sgd | adam | adamw. ``schedule``: constant | cosine | step (milestones in epochs)."""
+    """``name``: sgd | adam | adamw. ``schedule``: constant | cosine | step (milestones in epochs).
+
+    ``head_lr_scale``: learning rate of a model's regression head relative to ``lr`` (modules that name a head:
+    the mesh regressor's IEF layers). Adam moves every weight by about ``lr`` per step whatever the gradient's
+    size, so a 1024-input linear layer can move its outputs by O(1) in one step at ``lr`` 1e-3; a smaller head rate
+    keeps a from-scratch backbone's rate without that.
+    """
 
     name: str = "adam"
     lr: float = 5e-5
@@ -20,10 +26,22 @@ class OptimConfig:
     warmup_steps: int = 0
     milestones: tuple[int, ...] = ()
     gamma: float = 0.1
+    head_lr_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.lr > 0:
+            raise ValueError(f"optim.lr={self.lr}: the learning rate must be positive")
+        if not self.head_lr_scale > 0:
+            raise ValueError(f"optim.head_lr_scale={self.head_lr_scale}: must be positive (1 = the same rate as lr)")
 
 
-def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: OptimConfig) -> torch.optim.Optimizer:
-    params = [p for p in params if p.requires_grad]
+def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: OptimConfig,
+                    head: Iterable[torch.nn.Parameter] = ()) -> torch.optim.Optimizer:
+    """The optimiser over ``params``; those also in ``head`` learn at ``lr * head_lr_scale`` (a second group)."""
+    head_ids = {id(p) for p in head}
+    body = [p for p in params if p.requires_grad and id(p) not in head_ids]
+    heads = [p for p in head if p.requires_grad]
+    params = [{"params": body}] + ([{"params": heads, "lr": cfg.lr * cfg.head_lr_scale}] if heads else [])
     name = cfg.name.lower()
     if name == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)

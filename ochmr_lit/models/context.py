@@ -22,6 +22,7 @@ class ContextEstimator(nn.Module):
 
     def __init__(self, width: int = 32, num_maps: int = 2) -> None:
         super().__init__()
+        self.width = width
         self.backbone = HRNet(width=width, num_joints=None)
         self.head = nn.Conv2d(self.backbone.out_channels, num_maps, kernel_size=1)
         # HRNet's own initialisation for the new head: N(0, 0.001) weights, zero bias.

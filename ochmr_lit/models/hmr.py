@@ -114,6 +114,9 @@ class MeshRegressor(nn.Module):
         iterations: number of IEF iterations (3 in SPIN).
         dropout: drop probability of ``drop1``/``drop2`` (SPIN: 0.5, made for a pretrained backbone and
             long schedules; short from-scratch runs learn faster with less).
+        pooling_grid: the last feature map is average-pooled to ``g x g`` cells and flattened, so the head
+            sees where in the crop a feature fired. 1 is SPIN's global average (and the only setting a SPIN
+            checkpoint fits); 2 keeps the whole 2 x 2 map of a 64 px crop.
     """
 
     def __init__(
@@ -124,6 +127,7 @@ class MeshRegressor(nn.Module):
         mean_params: str | Path | Mapping[str, np.ndarray | torch.Tensor] | None = None,
         iterations: int = 3,
         dropout: float = 0.5,
+        pooling_grid: int = 1,
     ) -> None:
         super().__init__()
         if not 0.0 <= dropout < 1.0:
@@ -137,6 +141,8 @@ class MeshRegressor(nn.Module):
             )
         if iterations < 1:
             raise ValueError(f"iterations must be at least 1, got {iterations}")
+        if pooling_grid < 1:
+            raise ValueError(f"pooling_grid must be at least 1 (1 = SPIN's global average), got {pooling_grid}")
         self.backbone_name = backbone
         self.conorm_depths = tuple(depths)
         self.iterations = iterations
@@ -151,8 +157,9 @@ class MeshRegressor(nn.Module):
         self.layer3 = resnet.layer3
         self.layer4 = resnet.layer4
         # torchvision's adaptive pooling equals SPIN's AvgPool2d(7) at 224x224 and works at other sizes too.
-        self.avgpool = resnet.avgpool
+        self.avgpool = resnet.avgpool if pooling_grid == 1 else nn.AdaptiveAvgPool2d(pooling_grid)
         self.num_features = resnet.fc.in_features  # 512 (resnet18/34) or 2048 (resnet50/101)
+        self.pooling_grid = pooling_grid
 
         self.conorm = nn.ModuleDict(
             {
@@ -161,7 +168,7 @@ class MeshRegressor(nn.Module):
             }
         )
 
-        self.fc1 = nn.Linear(self.num_features + NPOSE + NUM_BETAS + NUM_CAM, 1024)
+        self.fc1 = nn.Linear(self.num_features * pooling_grid**2 + NPOSE + NUM_BETAS + NUM_CAM, 1024)
         self.drop1 = nn.Dropout(dropout)
         self.fc2 = nn.Linear(1024, 1024)
         self.drop2 = nn.Dropout(dropout)
@@ -175,6 +182,11 @@ class MeshRegressor(nn.Module):
         self.register_buffer("init_pose", mean["pose"].unsqueeze(0))
         self.register_buffer("init_shape", mean["shape"].unsqueeze(0))
         self.register_buffer("init_cam", mean["cam"].unsqueeze(0))
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        """Parameters of the IEF regression head (``fc1``, ``fc2``, ``decpose``, ``decshape``, ``deccam``)."""
+        layers = (self.fc1, self.fc2, self.decpose, self.decshape, self.deccam)
+        return [p for layer in layers for p in layer.parameters()]
 
     def _check_context(self, images: torch.Tensor, context: torch.Tensor | None) -> None:
         if not self.conorm_depths:
@@ -203,7 +215,7 @@ class MeshRegressor(nn.Module):
             context: (B, 2, h, w) centermaps [local, global], required iff the model has CoNorm blocks.
 
         Returns:
-            (B, F) pooled features, F = 2048 for resnet50/101, 512 for resnet18/34.
+            (B, F g^2) pooled features, F = 2048 for resnet50/101, 512 for resnet18/34, g = ``pooling_grid``.
         """
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")

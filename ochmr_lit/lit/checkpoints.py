@@ -1,0 +1,101 @@
+"""A trained mesh regressor back from its checkpoint, self-contained and checked for what it is.
+
+One loader for ``evaluate``, ``predict``, ``vis.compare`` and the reproduction sweeps, so the same file gets the
+same one-line answer everywhere it is given.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ochmr_lit.lit.mesh_regressor import MeshRegressorModule
+
+log = logging.getLogger(__name__)
+
+REGRESSOR_CHECKPOINTS = ("evaluate, predict and compare take the checkpoints/*.ckpt of task=regressor or "
+                         "task=pipeline runs")
+
+#: A key of the context estimator whose first dimension is its HRNet width (the first high-resolution branch).
+_CONTEXT_WIDTH_KEY = "context_net.backbone.transition1.0.0.weight"
+
+
+def _first(keys: list[str], n: int = 3) -> str:
+    return ", ".join(keys[:n]) + (", ..." if len(keys) > n else "")
+
+
+def stored_context_width(state_dict: dict[str, torch.Tensor]) -> int | None:
+    """HRNet width of the context estimator a regressor checkpoint's ``state_dict`` holds (None: it holds none)."""
+    weight = state_dict.get(_CONTEXT_WIDTH_KEY)
+    return None if weight is None else int(weight.shape[0])
+
+
+def _read(ckpt: str | Path) -> dict[str, Any]:
+    if not Path(ckpt).is_file():
+        raise FileNotFoundError(f"ckpt_path={ckpt}: no such file; {REGRESSOR_CHECKPOINTS}")
+    try:
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    except Exception as error:  # any failure to read it means: not a usable checkpoint
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"{ckpt} cannot be read as a checkpoint ({reason}); {REGRESSOR_CHECKPOINTS}") from None
+    if not isinstance(state, dict) or "state_dict" not in state or not state.get("hyper_parameters"):
+        keys = sorted(map(str, state))[:6] if isinstance(state, dict) else type(state).__name__
+        raise ValueError(f"{ckpt} is not a checkpoint of this framework (top-level {keys}, no state_dict with "
+                         f"hyper_parameters); {REGRESSOR_CHECKPOINTS} (SPIN or torchvision weight files start a "
+                         "training run through model.pretrained)")
+    return state
+
+
+def load_regressor_checkpoint(ckpt: str | Path, overrides: dict[str, Any] | None = None) -> MeshRegressorModule:
+    """The :class:`MeshRegressorModule` of a checkpoint, rebuilt from its hyper-parameters (``weights_only``).
+
+    Self-contained: the context estimator of a ``predicted``-context regressor is rebuilt from the weights the
+    checkpoint stores (``context_net.*``), and its mean parameters from the stored buffers, so the files it
+    was trained with (``context_checkpoint``, ``mean_params``) are provenance only and may have moved.
+
+    Raises a one-line error naming the checkpoint and the fix when the file is missing, is not a Lightning
+    checkpoint, holds another module (e.g. the context estimator), or holds weights that do not fit the
+    architecture its hyper-parameters describe (missing, unexpected and differently shaped keys).
+    """
+    state = _read(ckpt)
+    hparams = dict(state["hyper_parameters"])
+    accepted = set(inspect.signature(MeshRegressorModule.__init__).parameters) - {"self"}
+    foreign = sorted(set(hparams) - accepted)
+    if foreign:
+        task = (state.get("run_config") or {}).get("task")
+        kind = "a context-estimator" if task == "context" or "width" in hparams else "another module's"
+        raise ValueError(f"{ckpt} is {kind} checkpoint, not a mesh regressor's (hyper-parameters {_first(foreign)}); "
+                         f"{REGRESSOR_CHECKPOINTS}, not context/checkpoints/")
+    if hparams.get("mean_params") and not Path(hparams["mean_params"]).is_file():
+        hparams["mean_params"] = None  # provenance only: the checkpoint's buffers hold the values
+    if hparams.get("context_source") == "predicted":
+        width = stored_context_width(state["state_dict"])
+        if width is None:
+            raise ValueError(f"{ckpt}: a predicted-context regressor without its context estimator's weights "
+                             "(no context_net.* tensors); it was not written by this framework's training, retrain it")
+        hparams["context_width"] = width  # the stored weights are used; context_checkpoint is provenance
+    module = MeshRegressorModule(**{**hparams, **(overrides or {})})
+    expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    stored = {k: tuple(v.shape) for k, v in state["state_dict"].items()}
+    missing = sorted(set(expected) - set(stored))
+    unexpected = sorted(set(stored) - set(expected))
+    reshaped = [f"{k}: checkpoint {stored[k]} vs model {expected[k]}" for k in sorted(set(stored) & set(expected))
+                if stored[k] != expected[k]]
+    if missing or unexpected or reshaped:
+        arch = ", ".join(f"{k}={hparams.get(k)}" for k in ("backbone", "conorm_depths", "context_source"))
+        found = [f"{len(keys)} {what} ({_first(keys, 2 if what == 'of another shape' else 3)})"
+                 for what, keys in (("missing", missing), ("unexpected", unexpected), ("of another shape", reshaped))
+                 if keys]
+        raise ValueError(
+            f"{ckpt}: its weights are not those of the architecture its hyper-parameters name ({arch}): "
+            f"{', '.join(found)}; it was written by another model (or version of the code) under these "
+            "hyper-parameters: evaluate the checkpoint of the run that trained this architecture, or retrain it")
+    module.on_load_checkpoint(state)
+    module.load_state_dict(state["state_dict"])
+    log.info("loaded %s as trained: %s", ckpt,
+             ", ".join(f"{k}={hparams.get(k)}" for k in ("backbone", "conorm_depths", "context_source")))
+    return module
