@@ -3,10 +3,14 @@
 from pathlib import Path
 
 import pytest
+import torch
+import torchvision
 from conftest import REPO_ROOT
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf, open_dict
 
+from ochmr_lit.models.hrnet import HRNet
+from ochmr_lit.models.pretrained import TORCHVISION_FILES
 from ochmr_lit.runner import build, run_fit
 
 EXPERIMENTS = sorted(p.stem for p in (REPO_ROOT / "experiments").glob("*.yaml"))
@@ -65,14 +69,28 @@ def test_experiment_composes_with_its_paper_settings(name):
         assert resolved["model"]["context_source"] in ("gt", "predicted", "none")
 
 
+def weight_files(tmp_dir: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The paper presets' starting weights where they look for them, in the official formats (random values):
+    torchvision's ResNet-18 file in torch's hub cache (TORCH_HOME) and HRNet-W32's COCO file in paths.weights_dir."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_dir / "torch"))
+    hub = tmp_dir / "torch" / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    torch.save(torchvision.models.resnet18().state_dict(), hub / TORCHVISION_FILES["resnet18"])
+    (tmp_dir / "weights").mkdir()
+    torch.save(HRNet(width=32, num_joints=17).state_dict(), tmp_dir / "weights" / "pose_hrnet_w32_256x192.pth")
+    return [f"paths.weights_dir={tmp_dir / 'weights'}"]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", EXPERIMENTS)
-def test_experiment_runs_fast_dev_run(name, tmp_path, tiny_synthcrowd, fixtures_dir):
-    cfg = compose_experiment(name, tiny_overrides(tmp_path, tiny_synthcrowd, fixtures_dir))
+def test_experiment_runs_fast_dev_run(name, tmp_path, tiny_synthcrowd, fixtures_dir, monkeypatch):
+    overrides = [*tiny_overrides(tmp_path, tiny_synthcrowd, fixtures_dir), *weight_files(tmp_path, monkeypatch)]
+    cfg = compose_experiment(name, overrides)
     if cfg.task == "pipeline":
         outcome = run_fit(cfg)
         assert Path(outcome["context_checkpoint"]).is_file()
     else:
         module, datamodule, trainer = build(cfg)
+        assert len(module.pretrained_reports or []) == len(cfg.model.get("pretrained") or [])  # the paper's starts
         trainer.fit(module, datamodule=datamodule)
         assert trainer.global_step == 1

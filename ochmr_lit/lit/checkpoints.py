@@ -55,7 +55,8 @@ def load_regressor_checkpoint(ckpt: str | Path, overrides: dict[str, Any] | None
 
     Self-contained: the context estimator of a ``predicted``-context regressor is rebuilt from the weights the
     checkpoint stores (``context_net.*``), and its mean parameters from the stored buffers, so the files it
-    was trained with (``context_checkpoint``, ``mean_params``) are provenance only and may have moved.
+    was trained with (``context_checkpoint``, ``mean_params``, the ``pretrained`` starting weights) are provenance
+    only and may have moved.
 
     Raises a one-line error naming the checkpoint and the fix when the file is missing, is not a Lightning
     checkpoint, holds another module (e.g. the context estimator), or holds weights that do not fit the
@@ -70,6 +71,7 @@ def load_regressor_checkpoint(ckpt: str | Path, overrides: dict[str, Any] | None
         kind = "a context-estimator" if task == "context" or "width" in hparams else "another module's"
         raise ValueError(f"{ckpt} is {kind} checkpoint, not a mesh regressor's (hyper-parameters {_first(foreign)}); "
                          f"{REGRESSOR_CHECKPOINTS}, not context/checkpoints/")
+    hparams["pretrained"] = None  # provenance only: the trained weights are in the checkpoint
     if hparams.get("mean_params") and not Path(hparams["mean_params"]).is_file():
         hparams["mean_params"] = None  # provenance only: the checkpoint's buffers hold the values
     if hparams.get("context_source") == "predicted":

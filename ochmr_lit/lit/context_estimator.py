@@ -15,6 +15,7 @@ from ochmr_lit.lit.guard import NumericalGuardMixin
 from ochmr_lit.lit.optim import OptimConfig, build_optimizer, build_scheduler
 from ochmr_lit.lit.run_config import RunConfigMixin
 from ochmr_lit.models import ContextEstimator
+from ochmr_lit.models.pretrained import apply_pretrained
 
 
 def compile_in_place(module: torch.nn.Module, mode: str | None = None, option: str = "model.compile_mode") -> None:
@@ -52,14 +53,17 @@ class ContextEstimatorModule(NumericalGuardMixin, RunConfigMixin, L.LightningMod
         compile: compile the HRNet with :func:`torch.compile` in :meth:`configure_model` (in place: the
             state-dict keys stay those of the eager network).
         compile_mode: ``torch.compile`` mode when ``compile`` is true; None = torch's default.
+        pretrained: starting weights, a list of ``{source: hrnet_coco | ochmr, path, strict}`` applied in order
+            (:mod:`ochmr_lit.models.pretrained`); None = from scratch.
     """
 
     def __init__(self, width: int = 32, optim: dict | None = None, pck_threshold: float = 0.05,
                  channels_last: bool = True, num_vis: int = 4, compile: bool = False,
-                 compile_mode: str | None = None):
+                 compile_mode: str | None = None, pretrained: list | dict | None = None):
         super().__init__()
         self.save_hyperparameters()
         self.model = ContextEstimator(width=width)
+        self.pretrained_reports = [str(r) for r in apply_pretrained(self.model, pretrained)]
         self.optim_cfg = OptimConfig(**(optim or {"name": "adam", "lr": 1e-3}))
         self.channels_last = channels_last
         if channels_last:

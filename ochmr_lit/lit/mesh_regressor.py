@@ -22,6 +22,7 @@ from ochmr_lit.lit.guard import NumericalGuardMixin
 from ochmr_lit.lit.optim import OptimConfig, build_optimizer, build_scheduler
 from ochmr_lit.lit.run_config import RunConfigMixin
 from ochmr_lit.models import ContextEstimator, MeshRegressor
+from ochmr_lit.models.pretrained import apply_pretrained
 
 CONTEXT_SOURCES = ("gt", "predicted", "none")
 
@@ -85,7 +86,8 @@ class MeshRegressorModule(NumericalGuardMixin, RunConfigMixin, L.LightningModule
         crop_size: input side in px; focal_length: px at that side (SPIN: 5000 at 224).
         protocol: evaluation protocol name recorded with the results.
         channels_last: channels_last memory format for the backbone.
-        pretrained: optional ``{"spin": path}`` or ``{"torchvision": path}`` weight file to start from.
+        pretrained: starting weights, a list of ``{source: torchvision | spin | ochmr, path, strict, download}``
+            applied in order (:mod:`ochmr_lit.models.pretrained`; strict by default); None = from scratch.
         dropout: drop probability of the regressor head's two dropout layers (SPIN: 0.5).
         num_vis: validation samples drawn (crop, context, mesh) into the loggers each epoch; 0 disables.
         compile: compile the regressor network (``self.model``) with :func:`torch.compile` in
@@ -103,7 +105,8 @@ class MeshRegressorModule(NumericalGuardMixin, RunConfigMixin, L.LightningModule
                  context_source: str = "gt", context_checkpoint: str | None = None, context_input_size: int = 256,
                  body_model_dir: str | None = None, loss_weights: dict | None = None, optim: dict | None = None,
                  crop_size: int = 224, focal_length: float = 5000.0, protocol: str = "synthcrowd",
-                 channels_last: bool = True, pretrained: dict | None = None, iterations: int = 3, num_vis: int = 4,
+                 channels_last: bool = True, pretrained: list | dict | None = None, iterations: int = 3,
+                 num_vis: int = 4,
                  dropout: float = 0.5, context_sigma: float = 2.0, compile: bool = False,
                  compile_mode: str | None = None, keypoints_2d_limit: float | None = None,
                  mean_params: str | None = None, pooling_grid: int = 1, context_width: int | None = None):
@@ -128,8 +131,7 @@ class MeshRegressorModule(NumericalGuardMixin, RunConfigMixin, L.LightningModule
         self.mean_params_file = mean_params
         self.model = MeshRegressor(backbone, conorm_depths, hidden_channels, mean_params=mean_params,
                                    iterations=iterations, dropout=dropout, pooling_grid=pooling_grid)
-        if pretrained:
-            self._load_pretrained(pretrained)
+        self.pretrained_reports = [str(r) for r in apply_pretrained(self.model, pretrained)]
         self.context_net: ContextEstimator | None = None
         self._context_weights_pending = False  # built at context_width, waiting for a checkpoint's weights
         if context_source == "predicted" and context_width is None:
@@ -149,17 +151,6 @@ class MeshRegressorModule(NumericalGuardMixin, RunConfigMixin, L.LightningModule
         self.test_references: dict[str, dict[str, float]] = {}
 
     # -- set-up ----------------------------------------------------------------------------------------
-    def _load_pretrained(self, pretrained: dict) -> None:
-        from ochmr_lit.models.weights import load_spin_checkpoint, load_torchvision_resnet
-
-        loaders = {"spin": load_spin_checkpoint, "torchvision": load_torchvision_resnet}
-        for kind, path in pretrained.items():
-            if kind not in loaders:
-                raise ValueError(f"model.pretrained.{kind}: unknown weight format; use one of {sorted(loaders)}")
-            if path:
-                report = loaders[kind](self.model, path, strict=False)
-                print(report)
-
     def configure_model(self) -> None:
         """Compile the regressor when ``compile`` is set (once: the Trainer calls this hook for every stage).
 

@@ -70,6 +70,17 @@ class LoadReport:
         ]
         return "\n".join(lines)
 
+    def fault_summary(self) -> str:
+        """One line: how many keys are missing, unexpected or of another shape, with the first few of each."""
+
+        def first(keys: Sequence[str]) -> str:
+            return ", ".join(keys[:3]) + (", ..." if len(keys) > 3 else "")
+
+        mismatched = [f"{k} file {list(a)} vs model {list(b)}" for k, a, b in self.shape_mismatched]
+        parts = [f"{len(keys)} {what} ({first(keys)})" for what, keys in
+                 (("missing", self.missing), ("unexpected", self.unexpected), ("of another shape", mismatched)) if keys]
+        return ", ".join(parts) if parts else "no faults"
+
     def __str__(self) -> str:
         def show(keys: Sequence[str]) -> str:
             if not keys:
@@ -85,6 +96,14 @@ class LoadReport:
             f"{len(self.unexpected)} unexpected{show(self.unexpected)}; "
             f"{len(mismatched)} shape-mismatched{show(mismatched)}"
         )
+
+
+class StrictImportError(ValueError):
+    """A strict import found faults and loaded nothing; ``report`` says which keys."""
+
+    def __init__(self, message: str, report: LoadReport) -> None:
+        super().__init__(message)
+        self.report = report
 
 
 def read_checkpoint(path: str | Path) -> object:
@@ -172,10 +191,11 @@ def load_weights(
         else:
             report.missing.append(model_key)
     if strict and not report.ok:
-        raise ValueError(
-            f"strict import of {source} into {report.target} failed; nothing was loaded:\n{report.faults()}\n"
-            "Check that the file and the model configuration (backbone, width) match, or import with "
-            "strict=False to load the matching keys"
+        raise StrictImportError(
+            f"strict import of {source} into {report.target} failed, nothing was loaded: {report.fault_summary()}; "
+            "use the file made for this model configuration (backbone, width) or import with strict=False to load "
+            "the matching keys",
+            report,
         )
     result = module.load_state_dict(to_load, strict=False)
     if result.unexpected_keys:  # cannot happen: every key in to_load was checked against the model
