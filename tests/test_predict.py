@@ -27,7 +27,7 @@ from ochmr_lit.geometry import (
     weak_perspective_to_translation,
 )
 from ochmr_lit.inference.boxes import PersonDetector, list_images, load_json_boxes
-from ochmr_lit.inference.camera import crop_geometry, crop_to_image_camera
+from ochmr_lit.inference.camera import crop_focal_length, crop_geometry, crop_to_image_camera
 from ochmr_lit.inference.writers import write_meshes, write_obj, write_ply
 from ochmr_lit.vis.figures import FIGURE_PAD, centermaps_to_image, render_people, side_view
 from ochmr_lit.vis.render import Mesh, MeshRenderer, RendererUnavailableError
@@ -53,7 +53,8 @@ def _enlarged_box_mask(uv: np.ndarray, box: np.ndarray, factor: float = 1.2) -> 
 
 # -- full-image camera ---------------------------------------------------------------------------------------------
 def test_image_camera_reproduces_the_crop_projection():
-    """The body origin lands exactly where the crop camera puts it; other points within 1 % of the crop side."""
+    """The body origin lands exactly where the crop camera puts it; with the image focal length that gives the
+    image the crop's field of view per pixel (``f * max(W, H) / S``), other points within 1 % of the crop side."""
     gen = torch.Generator().manual_seed(0)
     crop, f, width, height = 224, 5000.0, 900, 640
     boxes = torch.tensor([[100.0, 50.0, 200.0, 500.0], [600.0, 300.0, 150.0, 200.0], [10.0, 10.0, 80.0, 60.0]],
@@ -65,7 +66,8 @@ def test_image_camera_reproduces_the_crop_projection():
     points = torch.cat([torch.zeros(3, 1, 3), (torch.rand(3, 200, 3, generator=gen) - 0.5).double() * 1.8], dim=1)
     points[..., 2] *= 0.3  # a body's depth extent
 
-    F, principal, transl = crop_to_image_camera(cam, affine, (width, height), f, crop)
+    F, principal, transl = crop_to_image_camera(cam, affine, (width, height), crop,
+                                                focal_length=f * max(width, height) / crop)
     assert F == pytest.approx(f * max(width, height) / crop)
     assert principal.tolist() == [width / 2.0, height / 2.0]
     in_image = perspective_projection(points, transl, F, principal.expand(3, 2))
@@ -313,12 +315,17 @@ def test_predict_writes_files_and_consistent_geometry(ochuman_prediction, fixtur
     _renderer_or_skip()
     from ochmr_lit.body import BodyModel
 
-    out, summary, _ = ochuman_prediction
+    out, summary, checkpoint = ochuman_prediction
     faces = BodyModel(None).faces.numpy()
     folder = fixtures_dir / "ochuman"
     gt = json.loads((folder / "test_ochuman.json").read_text())
     people = {im["file_name"]: sum(a["image_id"] == im["id"] for a in gt["annotations"]) for im in gt["images"]}
     assert summary["images"] == 3 and summary["people"] == 5 == sum(people.values())
+    # the crop camera: the checkpoint's focal length, or SPIN's field of view at its crop size when it has none
+    stored = torch.load(checkpoint, map_location="cpu", weights_only=True)["hyper_parameters"].get("focal_length")
+    crop_focal = crop_focal_length(summary["crop"]["crop_size"], stored)
+    assert summary["crop"]["focal_length"] == pytest.approx(crop_focal)
+    assert summary["image_focal_length"] == "image_diagonal"
     for name, count in people.items():
         stem = Path(name).stem
         assert sorted(p.name for p in out.glob(f"{stem}*")) == sorted(
@@ -327,15 +334,27 @@ def test_predict_writes_files_and_consistent_geometry(ochuman_prediction, fixtur
         assert len(result["people"]) == count and (result["width"], result["height"]) == cv2.imread(
             str(folder / name)).shape[1::-1]
         F, c = result["camera"]["focal_length"], np.array(result["camera"]["principal_point"])
+        # the image camera: focal length the image diagonal, principal point the image centre
+        assert F == pytest.approx(np.hypot(result["width"], result["height"]))
+        assert result["camera"]["focal_length_source"] == "image_diagonal"
+        np.testing.assert_allclose(c, [result["width"] / 2, result["height"] / 2])
         for person in result["people"]:
-            # the written 2D keypoints are the projection of the written 3D keypoints
-            kp3 = np.array(person["keypoints_3d"]) + np.array(person["camera"]["translation"])
+            # people of a photo at photo depths (they stood 100+ m away with the crop's 5000 px scaled to the image)
+            assert person["cam_t"] == person["camera"]["translation"]
+            assert person["cam_crop"] == person["camera"]["crop_weak_perspective"]
+            assert 1.0 <= person["cam_t"][2] <= 60.0, person["cam_t"]
+            assert person["camera"]["crop_focal_length"] == pytest.approx(crop_focal)
+            # the image camera's projection of the 3D keypoints lands on the written 2D keypoints: exactly at the
+            # body origin, elsewhere up to the perspective the crop camera does not have
+            kp3 = np.array(person["keypoints_3d"]) + np.array(person["cam_t"])
             kp2 = np.array(person["keypoints_2d"])
-            np.testing.assert_allclose(kp2[:, :2], F * kp3[:, :2] / kp3[:, 2:] + c, atol=1e-2)
+            side = box_to_center_size(np.array(person["box"]), 1.2)[1]
+            assert np.abs(F * kp3[:, :2] / kp3[:, 2:] + c - kp2[:, :2]).max() < 0.1 * side
             np.testing.assert_allclose(kp2[:, 2], person["box_score"])
 
         npz = np.load(out / f"{stem}.npz")
-        placed = npz["vertices"].astype(np.float64) + npz["translation"][:, None]
+        np.testing.assert_array_equal(npz["cam_t"], npz["translation"])
+        placed = npz["vertices"].astype(np.float64) + npz["cam_t"][:, None]
         image = cv2.cvtColor(cv2.imread(str(folder / name)), cv2.COLOR_BGR2RGB)
         height, width = image.shape[:2]
         for k in range(count):
@@ -349,12 +368,22 @@ def test_predict_writes_files_and_consistent_geometry(ochuman_prediction, fixtur
             center, side = box_to_center_size(box, 1.2)
             assert _enlarged_box_mask(uv, np.r_[center - side / 2, side, side], 1.0).mean() >= 0.97
             assert 0.5 <= np.ptp(uv[:, 1]) / box[3] <= 1.5
-            # 2D keypoints agree with the crop camera's keypoints mapped back into the image (1 % of the crop)
+            # the 2D keypoints are the crop camera's keypoints mapped back into the image
             cam_t = torch.as_tensor(npz["cam_t_crop"][k:k + 1]).double()
-            in_crop = perspective_projection(torch.as_tensor(npz["keypoints_3d"][k:k + 1]), cam_t, 5000.0,
-                                             torch.full((1, 2), summary["crop"]["crop_size"] / 2.0).double())
+            crop_size = int(npz["crop_size"])
+            assert crop_size == summary["crop"]["crop_size"]
+            in_crop = perspective_projection(torch.as_tensor(npz["keypoints_3d"][k:k + 1]), cam_t,
+                                             float(npz["crop_focal_length"]),
+                                             torch.full((1, 2), crop_size / 2.0).double())
             back = apply_affine(invert_affine(npz["crop_affine"][k]), in_crop[0].numpy())
-            assert np.abs(back - npz["keypoints_2d"][k, :, :2]).max() < 0.01 * side
+            np.testing.assert_allclose(back, npz["keypoints_2d"][k, :, :2], atol=1e-6 * side)
+            # and the image camera puts the body origin where the crop camera does
+            origin = F * npz["cam_t"][k, :2] / npz["cam_t"][k, 2] + c
+            in_crop = perspective_projection(torch.zeros(1, 1, 3, dtype=torch.float64), cam_t,
+                                             float(npz["crop_focal_length"]),
+                                             torch.full((1, 2), crop_size / 2.0).double())
+            np.testing.assert_allclose(apply_affine(invert_affine(npz["crop_affine"][k]), in_crop[0].numpy())[0],
+                                       origin, atol=1e-6 * side)
             # the mesh file is the person in the camera frame
             obj = [ln.split()[1:] for ln in (out / f"{stem}_person{k}.obj").read_text().splitlines()
                    if ln.startswith("v ")]
@@ -424,6 +453,44 @@ def test_batching_across_images_does_not_change_predictions(tiny_run, fixtures_d
         np.testing.assert_allclose(a.vertices, b.vertices, atol=1e-4)
         np.testing.assert_allclose(a.keypoints_2d, b.keypoints_2d, atol=1e-2)
     assert prediction_to_dict(one[1])["people"] == [] and one[1].vertices.shape == (0, 6890, 3)
+
+
+@pytest.mark.slow
+def test_a_given_focal_length_moves_people_in_depth_only(tiny_run, fixtures_dir):
+    """``focal_length=``: every image gets that camera; depths scale with it, x, y and 2D keypoints stay."""
+    from ochmr_lit.inference.pipeline import Predictor, load_regressor
+
+    folder = fixtures_dir / "ochuman"
+    items, _ = load_json_boxes(folder / "test_ochuman.json", list_images(folder))
+    module = load_regressor(tiny_run[1]["checkpoint"])
+    default = list(Predictor(module, keep_context=False).predict(items))
+    given = list(Predictor(module, keep_context=False, focal_length=1500.0).predict(items))
+    for a, b in zip(default, given, strict=True):
+        assert a.focal_length == pytest.approx(np.hypot(*a.image_size)) and a.focal_length_source == "image_diagonal"
+        assert b.focal_length == 1500.0 and b.focal_length_source == "given"
+        np.testing.assert_allclose(b.cam_t[:, 2], a.cam_t[:, 2] * 1500.0 / a.focal_length, rtol=1e-9)
+        np.testing.assert_allclose(b.cam_t[:, :2], a.cam_t[:, :2], rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(b.keypoints_2d, a.keypoints_2d, atol=1e-6)
+        np.testing.assert_array_equal(b.cam_crop, a.cam_crop)
+    with pytest.raises(ValueError, match="focal_length=0.0: must be a positive number of pixels"):
+        Predictor(module, focal_length=0.0)
+
+
+def test_predict_takes_a_focal_length_and_refuses_a_bad_one(tmp_path):
+    from hydra import compose, initialize_config_module
+
+    from ochmr_lit.inference.run import run_predict
+
+    settings = ["ckpt_path=none.ckpt", f"input={tmp_path}", f"boxes={tmp_path / 'boxes.json'}"]
+    with initialize_config_module(config_module="ochmr_lit.configs", version_base="1.3"):
+        assert compose(config_name="predict", overrides=[*settings, "out=x"]).focal_length is None
+        assert compose(config_name="predict", overrides=[*settings, "out=x", "focal_length=1500"]).focal_length == 1500
+        bad = [compose(config_name="predict", overrides=[*settings, f"out={tmp_path / 'out'}", f"focal_length={v}"])
+               for v in ("-1", "abc")]
+    for cfg in bad:
+        with pytest.raises(ValueError, match=r"focal_length=(-1|abc): the image camera's focal length in pixels"):
+            run_predict(cfg)
+    assert not (tmp_path / "out").exists()  # refused before anything was written
 
 
 # -- PLY meshes ----------------------------------------------------------------------------------------------------

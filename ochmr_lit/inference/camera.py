@@ -1,25 +1,82 @@
-"""From the crop camera the regressor predicts to one perspective camera of the full image.
+"""The regressor's crop camera, and one perspective camera of the full image that people are placed in.
 
-The regressor's camera is weak-perspective in the crop, ``[s, tx, ty]``, turned into a perspective one
-with focal length ``f`` px at the crop side ``S`` px (SPIN: 5000 at 224) and translation
-``t = [tx, ty, 2 f / (S s)]`` (:func:`ochmr_lit.geometry.weak_perspective_to_translation`).
+**Crop camera.** The regressor predicts a weak-perspective camera of its crop, ``[s, tx, ty]`` in normalised
+crop coordinates (the crop spans [-1, 1]), turned into a perspective one with focal length ``f`` px at the
+crop side ``S`` px and translation ``t = [tx, ty, 2 f / (S s)]`` metres
+(:func:`ochmr_lit.geometry.weak_perspective_to_translation`). SPIN uses ``f = 5000`` at ``S = 224``; a model
+trained at another crop size uses ``f = 5000 S / 224`` (:func:`crop_focal_length`), the same field of view
+(2.57 deg), so that the conversion describes the same camera at every crop size.
 
-In the image, all people share one camera, so they form one scene (depth-correct compositing, side
-views): principal point at the image centre, focal length ``F = f * max(W, H) / S`` (the crop's focal
-length scaled to image pixels), and each person gets the translation that keeps the crop's projection:
+**Image camera.** In the image, all people share one camera, so they form one scene (depth-correct
+compositing, side views, exported meshes that overlay the image): principal point at the image centre and
+focal length ``F`` px, by default the image diagonal ``F = sqrt(W^2 + H^2)`` (:func:`image_focal_length`;
+CLIFF's choice, a 53 deg diagonal field of view, a common guess for photos), or one that is given. Each person
+gets the translation that keeps the crop's projection of its body origin (CLIFF's ``cam_crop2full``):
 
 * scale: a metre at the body's origin spans ``s * b / 2`` image px, ``b`` the crop side in image px, so
   ``t_z = 2 F / (s b)``;
 * position: the body's origin lands where the crop puts it, ``c + b s [tx, ty] / 2`` with ``c`` the crop
   centre in the image, so ``t_xy = [tx, ty] + 2 (c - image centre) / (s b)``.
 
-This is exact at the body's origin (the pelvis) and holds elsewhere up to the perspective difference
-between the two depths (a fraction of a pixel for people whose depth extent is small against ``t_z``).
+This is exact at the body's origin (near the pelvis) and in the plane through it parallel to the image; other
+points differ by the two cameras' different perspective: the image camera enlarges a point ``dz`` metres
+nearer by ``1 / (1 - dz / t_z)`` about the origin, the crop camera by ``1 / (1 - dz s S / (2 f))``. The 2D
+keypoints :mod:`ochmr_lit.inference.pipeline` writes are the crop camera's (the model's own 2D prediction,
+which the 2D loss and the keypoint evaluation use), mapped back to the image (:func:`crop_points_to_image`).
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
+
+from ochmr_lit.geometry import apply_affine, invert_affine, perspective_projection
+
+#: SPIN's crop camera: focal length in px at a crop of :data:`SPIN_CROP_SIZE` px.
+SPIN_FOCAL_LENGTH = 5000.0
+SPIN_CROP_SIZE = 224
+
+#: ``focal_length_source`` of an image camera whose focal length is the image diagonal, or was given.
+FOCAL_FROM_DIAGONAL = "image_diagonal"
+FOCAL_GIVEN = "given"
+
+
+def positive_pixels(value: float, name: str = "focal_length") -> float:
+    """``value`` as a float; a ValueError naming ``name`` unless it is a finite positive number (of px)."""
+    value = float(value)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name}={value}: must be a positive number of pixels")
+    return value
+
+
+def crop_focal_length(crop_size: int, focal_length: float | None = None,
+                      focal_length_224: float = SPIN_FOCAL_LENGTH) -> float:
+    """Focal length in px of the crop camera of a model with ``crop_size`` px crops.
+
+    Args:
+        crop_size: crop side S in px.
+        focal_length: the model's focal length in px at ``crop_size``; None = the rule below.
+        focal_length_224: focal length in px at a 224 px crop (SPIN: 5000).
+    Returns:
+        ``focal_length`` when given, else ``focal_length_224 * crop_size / 224``: SPIN's field of view at any
+        crop size (e.g. 1428.57 px at 64 px, 5000 px at 224 px).
+    """
+    if focal_length is not None:
+        return positive_pixels(focal_length, "focal_length")
+    scale = positive_pixels(crop_size, "crop_size") / SPIN_CROP_SIZE
+    return positive_pixels(focal_length_224, "focal_length_224") * scale
+
+
+def image_focal_length(image_size: tuple[int, int], focal_length: float | None = None) -> float:
+    """Focal length in px of the full-image camera of a ``(W, H)`` px image.
+
+    ``focal_length`` when given, else the image diagonal ``sqrt(W^2 + H^2)`` (800 px for 640 x 480).
+    """
+    if focal_length is not None:
+        return positive_pixels(focal_length, "focal_length")
+    width, height = image_size
+    return math.hypot(float(width), float(height))
 
 
 def crop_geometry(crop_affine: torch.Tensor, crop_size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -43,32 +100,46 @@ def crop_geometry(crop_affine: torch.Tensor, crop_size: int) -> tuple[torch.Tens
     return center, crop_size / k
 
 
-def image_focal_length(image_size: tuple[int, int], focal_length: float, crop_size: int) -> float:
-    """``F = focal_length * max(W, H) / crop_size``: the crop focal length scaled to image pixels."""
-    width, height = image_size
-    return float(focal_length) * max(width, height) / float(crop_size)
-
-
 def crop_to_image_camera(cam: torch.Tensor, crop_affine: torch.Tensor, image_size: tuple[int, int],
-                         focal_length: float, crop_size: int) -> tuple[float, torch.Tensor, torch.Tensor]:
+                         crop_size: int, *, focal_length: float | None = None,
+                         ) -> tuple[float, torch.Tensor, torch.Tensor]:
     """The full-image perspective camera of people predicted in crops of one image.
 
     Args:
         cam: (B, 3) weak-perspective ``[s, tx, ty]`` in normalised crop coordinates.
         crop_affine: (B, 2, 3) image px -> crop px of each person's crop.
         image_size: ``(W, H)`` px.
-        focal_length: crop camera focal length in px at ``crop_size``.
         crop_size: crop side S in px.
+        focal_length: the image camera's focal length in px; None = the image diagonal
+            (:func:`image_focal_length`).
     Returns:
         ``F`` (px), ``principal_point (2,)`` px (the image centre) and ``translation (B, 3)`` metres: a body
-        point ``X`` (metres, body frame) projects to ``F (X + t)_xy / (X + t)_z + principal_point``.
+        point ``X`` (metres, body frame) projects to ``F (X + t)_xy / (X + t)_z + principal_point``. The crop
+        camera's focal length plays no part: ``t_z = 2 F / (s b)`` with ``b`` the crop side in image px.
     """
     center, side = crop_geometry(crop_affine.to(cam.dtype), crop_size)
     width, height = image_size
-    F = image_focal_length(image_size, focal_length, crop_size)
+    F = image_focal_length(image_size, focal_length)
     principal = torch.tensor([width / 2.0, height / 2.0], dtype=cam.dtype, device=cam.device)
     s, txy = cam[:, 0], cam[:, 1:]
     scale = s * side  # image px per metre x 2
     tz = 2.0 * F / (scale + 1e-9)
     txy = txy + 2.0 * (center - principal) / (scale[:, None] + 1e-9)
     return F, principal, torch.cat([txy, tz[:, None]], dim=1)
+
+
+def crop_points_to_image(points: torch.Tensor, cam_t_crop: torch.Tensor, crop_focal: float, crop_size: int,
+                         crop_affine: torch.Tensor) -> torch.Tensor:
+    """Body points projected by each person's crop camera, in image px.
+
+    Args:
+        points: (B, N, 3) metres, body frame.
+        cam_t_crop: (B, 3) metres, the crop camera's translation (focal ``crop_focal`` at ``crop_size``).
+        crop_focal: crop camera focal length in px; crop_size: crop side S in px.
+        crop_affine: (B, 2, 3) image px -> crop px.
+    Returns:
+        (B, N, 2) image px: the crop projection (principal point ``S / 2``) mapped back by the inverse crop affine.
+    """
+    centre = torch.full((points.shape[0], 2), crop_size / 2.0, dtype=points.dtype, device=points.device)
+    in_crop = perspective_projection(points, cam_t_crop.to(points.dtype), crop_focal, centre)
+    return apply_affine(invert_affine(crop_affine.to(points.dtype)), in_crop)

@@ -18,9 +18,16 @@ import torch
 from torch.utils.data import default_collate
 
 from ochmr_lit.data.transforms import TopDownTransform, read_image_rgb
-from ochmr_lit.geometry import perspective_projection, rotmat_to_axis_angle
+from ochmr_lit.geometry import rotmat_to_axis_angle
 from ochmr_lit.inference.boxes import ImageBoxes
-from ochmr_lit.inference.camera import crop_to_image_camera
+from ochmr_lit.inference.camera import (
+    FOCAL_FROM_DIAGONAL,
+    FOCAL_GIVEN,
+    crop_focal_length,
+    crop_points_to_image,
+    crop_to_image_camera,
+    positive_pixels,
+)
 from ochmr_lit.lit.checkpoints import load_regressor_checkpoint
 
 log = logging.getLogger(__name__)
@@ -30,22 +37,29 @@ log = logging.getLogger(__name__)
 class ImagePrediction:
     """Everything predicted for one image (N people; arrays are numpy, metres and pixels).
 
+    The cameras are described in :mod:`ochmr_lit.inference.camera`.
+
     Attributes:
         boxes: the input :class:`ImageBoxes`.
         image: (H, W, 3) uint8 RGB.
         pose: (N, 72) axis-angle SMPL pose (global orientation first), radians.
         betas: (N, 10).
-        cam_crop: (N, 3) weak-perspective ``[s, tx, ty]`` of the crop.
+        cam_crop: (N, 3) weak-perspective ``[s, tx, ty]`` of the crop (normalised crop coordinates).
         cam_t_crop: (N, 3) metres, translation of the crop camera (focal ``crop_focal_length`` at ``crop_size``).
-        focal_length: F px of the full-image camera; principal_point: (2,) px.
-        translation: (N, 3) metres, each person's translation in the full-image camera.
+        focal_length: F px of the full-image camera (one per image, shared by its people);
+            principal_point: (2,) px, the image centre.
+        translation: (N, 3) metres, each person's translation in the full-image camera (also :attr:`cam_t`).
         vertices: (N, 6890, 3) metres, body frame (add ``translation`` for the camera frame).
         keypoints_3d: (N, 17, 3) COCO-17 metres, body frame.
-        keypoints_2d: (N, 17, 3) COCO-17 image px ``[x, y, score]``: the projection of ``keypoints_3d +
-            translation`` by the full-image camera; the score is the box score (no per-joint confidence).
+        keypoints_2d: (N, 17, 3) COCO-17 image px ``[x, y, score]``: the model's 2D keypoints, its crop camera's
+            projection of ``keypoints_3d`` mapped back to the image (as the keypoint evaluation reads them; they
+            do not depend on ``focal_length``). The full-image camera's projection of ``keypoints_3d +
+            translation`` equals them at the body origin and differs elsewhere by the two cameras' different
+            perspective. The score is the box score (no per-joint confidence).
         crop_affine: (N, 2, 3) image px -> crop px.
         context: (N, 2, h, w) [local, global] centermaps the regressor used (None for the SPIN baseline).
-        crop_size, crop_focal_length: the crop camera.
+        crop_size, crop_focal_length: the crop camera (px).
+        focal_length_source: ``image_diagonal`` (the default) or ``given``.
     """
 
     boxes: ImageBoxes
@@ -64,10 +78,16 @@ class ImagePrediction:
     context: np.ndarray | None
     crop_size: int
     crop_focal_length: float
+    focal_length_source: str = FOCAL_FROM_DIAGONAL
 
     @property
     def num_people(self) -> int:
         return len(self.boxes)
+
+    @property
+    def cam_t(self) -> np.ndarray:
+        """(N, 3) metres: each person's translation in the full-image camera (:attr:`translation`)."""
+        return self.translation
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -110,15 +130,23 @@ class Predictor:
         batch_size: people per forward pass.
         keep_context: keep each person's context maps (for figures; the context estimator of a
             ``predicted``-context model then runs once more per batch).
+        focal_length: focal length in px of every image's full-image camera; None = each image's diagonal
+            ``sqrt(W^2 + H^2)`` (:func:`~ochmr_lit.inference.camera.image_focal_length`).
+
+    Attributes:
+        crop_focal_length: the model's crop camera focal length in px (its ``focal_length`` hyper-parameter;
+            when that is None, :func:`~ochmr_lit.inference.camera.crop_focal_length` of its crop size).
     """
 
-    def __init__(self, module, batch_size: int = 16, keep_context: bool = True):
+    def __init__(self, module, batch_size: int = 16, keep_context: bool = True, focal_length: float | None = None):
         self.module = module
         self.batch_size = int(batch_size)
         if self.batch_size < 1:
             raise ValueError(f"batch_size={batch_size}: must be at least 1")
         self.keep_context = keep_context
+        self.focal_length = None if focal_length is None else positive_pixels(focal_length)
         self.settings = _crop_settings(module)
+        self.crop_focal_length = crop_focal_length(self.settings["crop_size"], module.hparams.get("focal_length"))
         self.transform = TopDownTransform(augment=None, **self.settings)
         self.device = next(module.parameters()).device
 
@@ -147,7 +175,7 @@ class Predictor:
     def _finish(self, pending: _Pending) -> ImagePrediction:
         n = len(pending.boxes)
         height, width = pending.image.shape[:2]
-        hp = self.module.hparams
+        crop_size = self.settings["crop_size"]
         if n:
             out = {k: torch.stack([o[k] for o in pending.outputs]) for k in pending.outputs[0]}
         else:
@@ -156,12 +184,12 @@ class Predictor:
                    "cam_t_crop": torch.zeros(0, 3), "vertices": torch.zeros(0, num_vertices, 3),
                    "keypoints_3d": torch.zeros(0, 17, 3), "crop_affine": torch.zeros(0, 2, 3),
                    "box_score": torch.zeros(0)}
-        cam = out["cam_crop"].double()
-        F, principal, transl = crop_to_image_camera(cam, out["crop_affine"].double(), (width, height),
-                                                    hp.focal_length, self.settings["crop_size"])
+        cam, affine = out["cam_crop"].double(), out["crop_affine"].double()
+        F, principal, transl = crop_to_image_camera(cam, affine, (width, height), crop_size,
+                                                    focal_length=self.focal_length)
         kp3 = out["keypoints_3d"].double()
-        kp2 = (perspective_projection(kp3, transl, F, principal.expand(n, 2)) if n
-               else torch.zeros(0, 17, 2, dtype=torch.float64))
+        kp2 = (crop_points_to_image(kp3, out["cam_t_crop"].double(), self.crop_focal_length, crop_size, affine)
+               if n else torch.zeros(0, 17, 2, dtype=torch.float64))
         scores = out["box_score"].double()[:, None, None].expand(n, 17, 1)
         context = out.get("context")
         return ImagePrediction(
@@ -170,7 +198,8 @@ class Predictor:
             principal_point=principal.numpy(), translation=transl.numpy(), vertices=out["vertices"].numpy(),
             keypoints_3d=kp3.numpy(), keypoints_2d=torch.cat([kp2, scores], dim=-1).numpy(),
             crop_affine=out["crop_affine"].numpy(), context=None if context is None else context.numpy(),
-            crop_size=self.settings["crop_size"], crop_focal_length=float(hp.focal_length))
+            crop_size=crop_size, crop_focal_length=self.crop_focal_length,
+            focal_length_source=FOCAL_FROM_DIAGONAL if self.focal_length is None else FOCAL_GIVEN)
 
     def predict(self, items: Iterable[ImageBoxes | tuple[ImageBoxes, np.ndarray]]) -> Iterator[ImagePrediction]:
         """Predictions of each image, in input order.

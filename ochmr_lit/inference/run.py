@@ -20,6 +20,7 @@ from ochmr_lit.inference.boxes import (
     list_images,
     load_json_boxes,
 )
+from ochmr_lit.inference.camera import FOCAL_FROM_DIAGONAL, positive_pixels
 from ochmr_lit.inference.pipeline import ImagePrediction, Predictor, load_regressor
 from ochmr_lit.inference.writers import MESH_FORMATS, write_json, write_meshes, write_npz
 
@@ -69,8 +70,10 @@ def write_outputs(pred: ImagePrediction, out_dir: Path, faces: np.ndarray, save_
 def run_predict(cfg: DictConfig) -> dict[str, Any]:
     """Predict meshes for every input image and write the result files into ``cfg.out``.
 
-    Returns a summary dict (also written to ``<out>/summary.json``): images, people, the box report,
-    the checkpoint and the files written.
+    ``cfg.focal_length`` (px, optional) sets the focal length of every image's camera; null = each image's
+    diagonal. Returns a summary dict (also written to ``<out>/summary.json``): images, people, the box report,
+    the crop settings with the crop camera's focal length (px), the image camera's focal length (px, or
+    ``image_diagonal``), the checkpoint and the files written.
     """
     for key in ("ckpt_path", "input", "boxes", "out"):
         if cfg.get(key) in (None, "", "???"):
@@ -79,13 +82,21 @@ def run_predict(cfg: DictConfig) -> dict[str, Any]:
     mesh_format = str(cfg.get("mesh_format") or "obj")
     if mesh_format not in MESH_FORMATS:  # before any work: a typo must not cost a whole run
         raise ValueError(f"mesh_format={mesh_format}; use one of {'|'.join(MESH_FORMATS)}")
+    focal_length = cfg.get("focal_length")
+    if focal_length is not None:
+        try:
+            focal_length = positive_pixels(focal_length)
+        except (TypeError, ValueError):
+            raise ValueError(f"focal_length={focal_length}: the image camera's focal length in pixels, a positive "
+                             "number, or null for the image diagonal") from None
     images = list_images(cfg.input)
     device = resolve_device(cfg.get("device"))
     out_dir = Path(cfg.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     items, report = box_items(cfg, images, device)  # before the model: a bad box source fails fast
     module = load_regressor(cfg.ckpt_path, device)
-    predictor = Predictor(module, batch_size=int(cfg.batch_size), keep_context=bool(cfg.save_figures))
+    predictor = Predictor(module, batch_size=int(cfg.batch_size), keep_context=bool(cfg.save_figures),
+                          focal_length=focal_length)
     faces = predictor.faces
     files: list[str] = []
     people = 0
@@ -95,7 +106,8 @@ def run_predict(cfg: DictConfig) -> dict[str, Any]:
         people += pred.num_people
         log.info("%s: %d people", pred.boxes.image_path.name, pred.num_people)
     summary = {"checkpoint": str(cfg.ckpt_path), "input": str(cfg.input), "images": len(images), "people": people,
-               "boxes": report.to_dict(), "crop": predictor.settings,
+               "boxes": report.to_dict(), "crop": {**predictor.settings, "focal_length": predictor.crop_focal_length},
+               "image_focal_length": FOCAL_FROM_DIAGONAL if focal_length is None else focal_length,
                "context_source": module.hparams.context_source, "files": files}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     print(report.summary())

@@ -3,18 +3,29 @@
 JSON layout (metres, radians, image pixels)::
 
     {"image": "003799.jpg", "width": 900, "height": 864, "box_source": "gt",
-     "camera": {"focal_length": F, "principal_point": [cx, cy]},
+     "camera": {"focal_length": F, "principal_point": [cx, cy], "focal_length_source": "image_diagonal"},
      "people": [{"box": [x, y, w, h], "box_score": 1.0, "ann_id": 1, "center": [x, y],
                  "smpl": {"global_orient": [3], "body_pose": [69], "betas": [10]},
+                 "cam_t": [x, y, z], "cam_crop": [s, tx, ty],
                  "camera": {"translation": [3], "crop_weak_perspective": [s, tx, ty],
-                            "crop_translation": [3], "crop_focal_length": 5000.0, "crop_size": 224},
+                            "crop_translation": [3], "crop_focal_length": 1428.571429, "crop_size": 64},
                  "keypoints_3d": [[x, y, z] x 17], "keypoints_2d": [[x, y, score] x 17]}, ...],
      "keypoint_convention": "coco17"}
 
-A person's body point ``X`` (body frame) is at ``X + translation`` in the camera frame and projects to
-``focal_length * (X + t)_xy / (X + t)_z + principal_point``; ``keypoints_2d`` is exactly that projection of
-``keypoints_3d``. The npz holds the same numbers as arrays (``pose (N, 72)``, ``betas``, ``translation``,
-``keypoints_3d``, ``keypoints_2d``, ``vertices (N, 6890, 3)``, ``boxes``, ...).
+The image camera (:mod:`ochmr_lit.inference.camera`), shared by all people of the image: focal length
+``camera.focal_length`` px (by default the image diagonal ``sqrt(W^2 + H^2)``, ``focal_length_source``
+``image_diagonal``; ``given`` when set with ``focal_length=``) and principal point ``camera.principal_point`` px
+(the image centre). A person's body point ``X`` (metres, body frame) is at ``X + cam_t`` in the camera frame
+(metres, x right, y down, z forward) and projects to ``focal_length * (X + cam_t)_xy / (X + cam_t)_z +
+principal_point``. ``cam_crop`` is the regressor's weak-perspective camera of the person's crop (normalised crop
+coordinates, unitless); the person's ``camera`` block keeps the same numbers under their older names
+(``translation`` = ``cam_t``, ``crop_weak_perspective`` = ``cam_crop``) with the crop camera's perspective
+translation (metres) at its focal length (px) and crop side (px). ``keypoints_2d`` is the model's 2D prediction:
+the crop camera's projection of ``keypoints_3d``, mapped back to the image; the image camera's projection agrees
+with it exactly at the body origin. The npz holds the same numbers as arrays (``pose (N, 72)``, ``betas``,
+``cam_t`` and ``translation (N, 3)``, ``cam_crop``, ``cam_t_crop``, ``focal_length``, ``principal_point``,
+``crop_focal_length``, ``crop_size``, ``keypoints_3d``, ``keypoints_2d``, ``vertices (N, 6890, 3)``, ``boxes``,
+...).
 """
 
 from __future__ import annotations
@@ -43,6 +54,7 @@ def prediction_to_dict(pred: ImagePrediction) -> dict:
             "center": _round(boxes.centers[i], 3),
             "smpl": {"global_orient": _round(pred.pose[i, :3]), "body_pose": _round(pred.pose[i, 3:]),
                      "betas": _round(pred.betas[i])},
+            "cam_t": _round(pred.translation[i]), "cam_crop": _round(pred.cam_crop[i]),
             "camera": {"translation": _round(pred.translation[i]), "crop_weak_perspective": _round(pred.cam_crop[i]),
                        "crop_translation": _round(pred.cam_t_crop[i]), "crop_focal_length": pred.crop_focal_length,
                        "crop_size": pred.crop_size},
@@ -51,7 +63,8 @@ def prediction_to_dict(pred: ImagePrediction) -> dict:
         })
     return {"image": boxes.image_path.name, "image_id": int(boxes.image_id), "width": width, "height": height,
             "box_source": boxes.source, "keypoint_convention": KEYPOINT_CONVENTION,
-            "camera": {"focal_length": pred.focal_length, "principal_point": _round(pred.principal_point)},
+            "camera": {"focal_length": pred.focal_length, "principal_point": _round(pred.principal_point),
+                       "focal_length_source": pred.focal_length_source},
             "people": people}
 
 
@@ -70,8 +83,10 @@ def write_npz(pred: ImagePrediction, path: str | Path) -> Path:
         path, image=np.array(boxes.image_path.name), boxes=boxes.boxes, box_scores=boxes.scores,
         centers=boxes.centers, ann_ids=boxes.ann_ids, pose=pred.pose.astype(np.float32),
         betas=pred.betas.astype(np.float32), cam_crop=pred.cam_crop, cam_t_crop=pred.cam_t_crop,
-        crop_affine=pred.crop_affine, focal_length=np.float64(pred.focal_length),
-        principal_point=pred.principal_point, translation=pred.translation, keypoints_3d=pred.keypoints_3d,
+        crop_affine=pred.crop_affine, crop_focal_length=np.float64(pred.crop_focal_length),
+        crop_size=np.int64(pred.crop_size), focal_length=np.float64(pred.focal_length),
+        focal_length_source=np.array(pred.focal_length_source), principal_point=pred.principal_point,
+        cam_t=pred.translation, translation=pred.translation, keypoints_3d=pred.keypoints_3d,
         keypoints_2d=pred.keypoints_2d, vertices=pred.vertices.astype(np.float32))
     return path
 
@@ -132,6 +147,9 @@ def write_ply(path: str | Path, vertices: np.ndarray, faces: np.ndarray) -> Path
 def write_meshes(pred: ImagePrediction, faces: np.ndarray, out_dir: str | Path, stem: str,
                  mesh_format: str = "obj") -> list[Path]:
     """One mesh file per person, ``<stem>_person<k>.<mesh_format>``, vertices in the full-image camera frame.
+
+    Each mesh is placed at its person's ``translation`` (``cam_t``), so all of them together overlay the image
+    under its camera (focal length ``pred.focal_length`` px, principal point ``pred.principal_point`` px).
 
     Args:
         pred: the image's prediction (N people).

@@ -3,7 +3,7 @@
 Meshes are rendered with :class:`~ochmr_lit.vis.render.MeshRenderer` in one full-image camera (one colour
 per person, depth-correct compositing). Perspective projection does not change when the whole scene is
 scaled about the camera centre, so scenes are scaled to a nearest depth of a few metres before rendering:
-the depth buffer then resolves the body's own relief even for the distant cameras of a 5000 px focal length.
+the depth buffer then resolves the body's own relief even for people tens of metres away (long focal lengths).
 """
 
 from __future__ import annotations
@@ -122,8 +122,8 @@ def side_view(vertices: np.ndarray, faces: np.ndarray, image_size: tuple[int, in
     """The people seen from the side: the scene turned by ``angle_deg`` about the vertical (camera y) axis
     through its centre, framed to fill ``margin`` of an image of ``image_size``.
 
-    With a long focal length (5000 px at the crop) people of different box sizes lie tens of metres apart in
-    depth, which would leave each body a few pixels tall. Bodies are therefore drawn enlarged about their own
+    People of different box sizes can lie many metres apart in depth (tens of metres with a long focal length),
+    which would leave each body a few pixels tall. Bodies are therefore drawn enlarged about their own
     centre (one factor for all) until the tallest spans ``min_person_size`` of the scene's extent; their
     positions, and so the depth order and spacing, stay true.
 
