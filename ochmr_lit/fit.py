@@ -92,6 +92,25 @@ def check_command_line(config_name: str, argv: list[str]) -> None:
         raise SystemExit(2)
 
 
+def resume_folder_override(argv: list[str]) -> list[str]:
+    """``ckpt_path=last`` continues the run folder it resumes: Hydra is pointed at that folder (``hydra.run.dir``)
+    instead of creating a new, timestamped one. Nothing changes when the command names its folder itself."""
+    if "ckpt_path=last" not in argv or any(a.startswith(("hydra.run.dir=", "run_dir=", "-")) for a in argv):
+        return []
+    from hydra import compose, initialize_config_module
+
+    from ochmr_lit.runner import find_resume_folder
+
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+        cfg = compose(config_name="fit", overrides=argv)
+    try:
+        folder = find_resume_folder(cfg.paths.output_dir, cfg.experiment_name)
+    except FileNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return [f"hydra.run.dir={folder}"]
+
+
 @hydra.main(version_base="1.3", config_path="configs", config_name="fit")
 def main(cfg: DictConfig) -> None:
     from ochmr_lit.runner import run_fit
@@ -101,4 +120,5 @@ def main(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     check_command_line("fit", sys.argv[1:])
+    sys.argv += resume_folder_override(sys.argv[1:])
     main()

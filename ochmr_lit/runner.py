@@ -6,8 +6,10 @@
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -30,14 +32,48 @@ TASK_MODULES = {"regressor": "MeshRegressorModule", "context": "ContextEstimator
 PREEMPTED_EXIT_CODE = 143
 
 
+#: Written into a pipeline stage's folder when the stage has finished: ``{"checkpoint": <path in the folder>}``.
+STAGE_FINISHED = "finished.json"
+#: Where each stage of a run folder keeps its newest checkpoint.
+_STAGE_LAST = ("checkpoints/last.ckpt", "context/checkpoints/last.ckpt")
+
+
 def find_last_checkpoint(output_dir: str | Path, experiment_name: str) -> Path:
-    """The newest ``last.ckpt`` of an experiment's runs (what ``ckpt_path=last`` resumes from)."""
+    """The newest ``last.ckpt`` of an experiment's runs (what ``evaluate ckpt_path=last`` reads)."""
     candidates = sorted(Path(output_dir, experiment_name).glob("*/checkpoints/last.ckpt"),
                         key=lambda p: p.stat().st_mtime)
     if not candidates:
         raise FileNotFoundError(f"ckpt_path=last: no {output_dir}/{experiment_name}/*/checkpoints/last.ckpt; "
                                 "start without ckpt_path or give a checkpoint file")
     return candidates[-1]
+
+
+def _has_stage_checkpoint(run_dir: Path) -> bool:
+    return any((run_dir / last).is_file() for last in _STAGE_LAST)
+
+
+def find_resume_folder(output_dir: str | Path, experiment_name: str) -> Path:
+    """The run folder ``fit ckpt_path=last`` continues: the experiment's newest with a ``last.ckpt`` of any stage."""
+    root = Path(output_dir, experiment_name)
+    found = [(path.stat().st_mtime, folder) for folder in root.glob("*") if folder.is_dir()
+             for path in (folder / last for last in _STAGE_LAST) if path.is_file()]
+    if not found:
+        raise FileNotFoundError(f"ckpt_path=last: no run of {experiment_name} to resume under {root} (no "
+                                "checkpoints/last.ckpt in any run folder); start without ckpt_path or give a "
+                                "checkpoint file")
+    return max(found)[1]
+
+
+def _resume_in_place(cfg: DictConfig) -> DictConfig:
+    """``ckpt_path=last`` continues the run in the folder it resumes: checkpoints, logs and results in one place."""
+    if cfg.get("ckpt_path") != "last" or _has_stage_checkpoint(Path(cfg.run_dir)):
+        return cfg
+    folder = find_resume_folder(cfg.paths.output_dir, cfg.experiment_name)
+    cfg = copy.deepcopy(cfg)
+    with open_dict(cfg):
+        cfg.run_dir = str(folder)
+    log.info("ckpt_path=last: continuing the run in %s", folder)
+    return cfg
 
 
 def _resolve_ckpt_path(cfg: DictConfig) -> str | None:
@@ -48,6 +84,14 @@ def _resolve_ckpt_path(cfg: DictConfig) -> str | None:
     if not Path(cfg.ckpt_path).is_file():
         raise FileNotFoundError(f"ckpt_path={cfg.ckpt_path}: no such file")
     return str(cfg.ckpt_path)
+
+
+def _stage_ckpt_path(cfg: DictConfig) -> str | None:
+    """The checkpoint a training stage starts from: with ``last``, its own folder's (None: the stage starts)."""
+    if cfg.get("ckpt_path") == "last":
+        last = Path(cfg.run_dir) / "checkpoints" / "last.ckpt"
+        return str(last) if last.is_file() else None
+    return _resolve_ckpt_path(cfg)
 
 
 def _instantiate_group(group: DictConfig | None) -> list[Any]:
@@ -67,6 +111,15 @@ def _tag_wandb_run(cfg: DictConfig, datamodule: Any, module: Any) -> None:
         tags.append(f"protocol:{protocol}")
     with open_dict(cfg):
         cfg.logger.wandb.tags = list(dict.fromkeys(tags))
+        if not cfg.logger.wandb.get("id"):  # one W&B run per run folder (stage): a resume continues it
+            cfg.logger.wandb.id = wandb_run_id(cfg.run_dir)
+            cfg.logger.wandb.resume = "allow"
+
+
+def wandb_run_id(run_dir: str | Path) -> str:
+    """A W&B run id naming a run folder (a pipeline stage's own): its last three path parts, W&B's characters only."""
+    parts = Path(run_dir).resolve().parts[-3:]
+    return re.sub(r"[^A-Za-z0-9_-]", "-", "-".join(parts))[-120:]
 
 
 def build(cfg: DictConfig) -> tuple[L.LightningModule, L.LightningDataModule, L.Trainer]:
@@ -110,8 +163,9 @@ def _stage_config(cfg: DictConfig) -> DictConfig:
     stage = cfg.context_stage
     if stage is None:
         raise ValueError("task=pipeline needs a context_stage block (see experiments/synthcrowd.yaml)")
+    resume = "last" if cfg.get("ckpt_path") == "last" else None  # a given file is the regressor's
     stage_cfg = OmegaConf.merge(cfg, {"task": "context", "context_stage": None, "test_after_fit": False,
-                                      "run_dir": str(Path(cfg.run_dir) / "context"), "ckpt_path": None})
+                                      "run_dir": str(Path(cfg.run_dir) / "context"), "ckpt_path": resume})
     with open_dict(stage_cfg):
         stage_cfg.model = stage.model
         for key in ("data", "trainer"):
@@ -173,7 +227,7 @@ def _fit_one(cfg: DictConfig) -> dict[str, Any]:
         cfg = _with_predicted_centres(cfg, ("train", "val", "test") if cfg.get("test_after_fit") else ("train", "val"))
     module, datamodule, trainer = build(cfg)
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=_resolve_ckpt_path(cfg))
+        trainer.fit(module, datamodule=datamodule, ckpt_path=_stage_ckpt_path(cfg))
     except SIGTERMException:
         saved = [c.saved_path for c in trainer.callbacks if getattr(c, "saved_path", None)]
         where = f"saved {saved[0]}" if saved else "no PreemptionCheckpoint callback: only earlier checkpoints exist"
@@ -267,7 +321,8 @@ def run_fit(cfg: DictConfig) -> dict[str, Any]:
     """Train as the config says; returns the final checkpoint path(s) and test metrics."""
     os.environ.setdefault("WANDB_MODE", "offline")
     if cfg.task == "pipeline":
-        context = _fit_one(_stage_config(cfg))
+        cfg = _resume_in_place(cfg)
+        context = _context_stage(_stage_config(cfg))
         regressor_cfg = OmegaConf.merge(cfg, {"task": "regressor"})
         with open_dict(regressor_cfg):
             regressor_cfg.model.context_source = "predicted"
@@ -277,7 +332,22 @@ def run_fit(cfg: DictConfig) -> dict[str, Any]:
         return outcome
     if cfg.task not in TASK_MODULES:
         raise ValueError(f"task={cfg.task!r}; use regressor, context or pipeline")
-    return _fit_one(cfg)
+    return _fit_one(_resume_in_place(cfg))
+
+
+def _context_stage(stage_cfg: DictConfig) -> dict[str, Any]:
+    """The pipeline's context stage: reused when it finished before (its marker), else trained or resumed."""
+    folder = Path(stage_cfg.run_dir)
+    marker = folder / STAGE_FINISHED
+    if stage_cfg.get("ckpt_path") == "last" and marker.is_file():
+        checkpoint = folder / json.loads(marker.read_text())["checkpoint"]
+        if checkpoint.is_file():
+            log.info("context stage finished before: reusing %s", checkpoint)
+            return {"checkpoint": str(checkpoint)}
+    outcome = _fit_one(stage_cfg)
+    relative = os.path.relpath(outcome["checkpoint"], folder)
+    atomic_write_text(marker, json.dumps({"checkpoint": relative}))
+    return outcome
 
 
 def run_evaluate(cfg: DictConfig) -> dict[str, Any]:

@@ -54,6 +54,29 @@ class SkipEmptyBatchesLoader(DataLoader):
             yield held
 
 
+class ResumableTrainLoader(DataLoader):
+    """The training DataLoader, resumable mid-epoch through Lightning's stateful-loader protocol.
+
+    Lightning stores ``state_dict()`` in every checkpoint (``loops.fit_loop.combined_loader``) and hands it back
+    to ``load_state_dict`` before the first resumed batch is drawn. The state is how many batches of the epoch
+    were trained on, as counted by the training-progress object the trainer's callbacks keep
+    (:class:`~ochmr_lit.lit.callbacks.ExactResume`, set as ``progress``); resuming makes the sampler (a fixed order
+    per seed and epoch) leave those batches out, so the run continues on exactly the batches it would have seen.
+    """
+
+    progress = None  # ExactResume sets itself here; without it the state is empty and a resume restarts the epoch
+
+    def state_dict(self) -> dict:
+        return self.progress.loader_state() if self.progress is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        done = int(state.get("batches_done", 0))
+        if done:
+            self.sampler.skip_samples = done * self.batch_size
+        if self.progress is not None and "epoch" in state:
+            self.progress.resume_from(int(state["epoch"]), done)
+
+
 class TopDownDataModule(L.LightningDataModule):
     """Crops of people, seeded augmentation, and DataLoaders with workers and pinned memory.
 
@@ -107,7 +130,8 @@ class TopDownDataModule(L.LightningDataModule):
         self.min_keypoints = min_keypoints
         self.datasets: dict[str, TopDownDataset] = {}
         #: Training batches of the first epoch to leave out (set by ExactResume when resuming mid-epoch).
-        self.resume_skip_batches = 0
+        self.resume_skip_batches = 0  # checkpoints written before the loader kept its own state
+        self.train_progress = None  # the trainer's ExactResume callback, when it has one
         self.skipped: dict[str, Counter] = {}
 
     # -- format-specific -------------------------------------------------------------------------------
@@ -172,8 +196,8 @@ class TopDownDataModule(L.LightningDataModule):
         workers = self.num_workers
         skip = self.on_bad_sample == "skip"
         # training steps skip empty batches themselves (in step on every DDP rank); evaluation cannot
-        loader = SkipEmptyBatchesLoader if skip and not train else DataLoader
-        return loader(
+        loader = ResumableTrainLoader if train else SkipEmptyBatchesLoader if skip else DataLoader
+        built = loader(
             dataset, batch_size=self.batch_size if train else self.eval_batch_size, sampler=sampler,
             collate_fn=collate_skipping_bad if skip else None,
             num_workers=workers, pin_memory=self.pin_memory and torch.cuda.is_available(),
@@ -181,6 +205,9 @@ class TopDownDataModule(L.LightningDataModule):
             persistent_workers=self.persistent_workers and workers > 0,
             prefetch_factor=self.prefetch_factor if workers > 0 else None,
         )
+        if train:
+            built.progress = self.train_progress
+        return built
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)

@@ -134,11 +134,12 @@ class AtomicCheckpoints(Callback):
 class ExactResume(Callback):
     """Resume mid-epoch on exactly the batches and random numbers an uninterrupted run would see.
 
-    The checkpoint stores how many training batches of the current epoch are done and the torch /
-    numpy / Python RNG states (dropout draws from torch's). On resume, the data module's training
-    sampler (a deterministic order per (seed, epoch)) skips the batches already trained on, and the RNG
-    states are restored just before the first resumed batch (after the data iterator has drawn its own
-    seed, as it had in the uninterrupted run). Needs a :class:`TopDownDataModule` (``resume_skip_batches``).
+    It counts the training batches of the current epoch; the checkpoint holds that count (here and in the
+    training DataLoader's state, :class:`~ochmr_lit.data.datamodule.ResumableTrainLoader`, through Lightning's
+    stateful-loader protocol) and, on resume, the sampler (a deterministic order per (seed, epoch)) skips the
+    batches already trained on. This callback stores the torch / numpy / Python RNG states
+    (dropout draws from torch's) and restores them just before the first resumed batch (after the data iterator
+    has drawn its own seed, as it had in the uninterrupted run). Needs a :class:`TopDownDataModule`.
     """
 
     def __init__(self) -> None:
@@ -151,6 +152,8 @@ class ExactResume(Callback):
         # setup() runs before the checkpoint is restored, which runs before the training loader is built.
         self._datamodule = trainer.datamodule
         self._trainer = trainer
+        if self._datamodule is not None and hasattr(self._datamodule, "train_progress"):
+            self._datamodule.train_progress = self  # the training loader's state comes from here
 
     def _skip_resumed_batches(self, batches: int) -> None:
         datamodule = getattr(self, "_datamodule", None)
@@ -158,6 +161,17 @@ class ExactResume(Callback):
             raise RuntimeError("cannot resume mid-epoch exactly: the data module cannot skip batches; use the "
                                "framework's DataModules or resume from an end-of-epoch checkpoint")
         datamodule.resume_skip_batches = batches
+
+    def loader_state(self) -> dict[str, int]:
+        """The training loader's checkpoint state: the epoch and the batches of it trained on."""
+        trainer = getattr(self, "_trainer", None)
+        epoch_batches = trainer.num_training_batches if trainer is not None else float("inf")
+        # a checkpoint written after the epoch's last batch resumes at the next epoch: nothing to skip
+        return {"epoch": self.epoch, "batches_done": self.batches_done if self.batches_done < epoch_batches else 0}
+
+    def resume_from(self, epoch: int, batches_done: int) -> None:
+        """Continue counting from a checkpoint's loader state (the loader skips the batches itself)."""
+        self._resume = (epoch, batches_done)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.epoch = trainer.current_epoch
@@ -180,15 +194,15 @@ class ExactResume(Callback):
     def state_dict(self) -> dict[str, Any]:
         # Only tensors and plain types, so that the checkpoint loads with torch.load(weights_only=True).
         kind, keys, pos, has_gauss, gauss = np.random.get_state()
-        trainer = getattr(self, "_trainer", None)
-        epoch_batches = trainer.num_training_batches if trainer is not None else float("inf")
-        # a checkpoint written after the epoch's last batch resumes at the next epoch: nothing to skip
-        batches_done = self.batches_done if self.batches_done < epoch_batches else 0
-        return {"epoch": self.epoch, "batches_done": batches_done, "torch_rng": torch.get_rng_state(),
+        return {**self.loader_state(), "torch_rng": torch.get_rng_state(),
                 "numpy_rng": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
                 "python_rng": random.getstate()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        # Callback states are restored before the optimisers are configured, which is where Lightning may build
+        # the training loader (``estimated_stepping_batches``) and then never hand it its saved state: the
+        # skip is therefore scheduled here too. When Lightning does call the loader's ``load_state_dict``, it
+        # sets the same skip again (an assignment, before the first batch), so nothing is skipped twice.
         self._resume = (int(state["epoch"]), int(state["batches_done"]))
         if self._resume[1]:
             self._skip_resumed_batches(self._resume[1])

@@ -1,0 +1,107 @@
+"""The default two-stage pipeline, stopped by SIGTERM in either stage, resumes with ``ckpt_path=last`` in its own
+run folder and ends with the weights of an uninterrupted run: a finished context stage is reused, an interrupted one
+continues from its own last.ckpt, and the CSV log runs on without gaps or repeated steps."""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import REPO_ROOT, TINY_OVERRIDES
+from hydra import compose, initialize_config_module
+
+from ochmr_lit.runner import PREEMPTED_EXIT_CODE, STAGE_FINISHED, run_fit
+
+PIPELINE = ["experiment=synthcrowd", "logger=csv", "trainer.max_epochs=2", "++context_stage.trainer.max_epochs=2",
+            "++context_stage.data={crop_size:64,map_size:16}", "model.context_input_size=64",
+            "callbacks.last_checkpoint.every_n_train_steps=1", "trainer.enable_progress_bar=false",
+            "+trainer.max_time=null", *TINY_OVERRIDES]
+
+
+def _weights(checkpoint: Path) -> dict[str, torch.Tensor]:
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    return {k: v for k, v in state["state_dict"].items() if v.is_floating_point()}
+
+
+def _assert_same_weights(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    worst = max((a[k] - b[k]).abs().max().item() for k in a)
+    assert worst < 1e-5, f"weights differ by up to {worst}"
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, tiny_synthcrowd):
+    root = tmp_path_factory.mktemp("pipeline_uninterrupted")
+    with initialize_config_module(config_module="ochmr_lit.configs", version_base="1.3"):
+        cfg = compose(config_name="fit", overrides=[*PIPELINE, f"++data.root={tiny_synthcrowd}", f"run_dir={root}"])
+    outcome = run_fit(cfg)
+    return _weights(Path(outcome["context_checkpoint"])), _weights(Path(outcome["checkpoint"]))
+
+
+def _fit(output_dir: Path, synthcrowd: Path, *extra: str) -> subprocess.Popen:
+    env = dict(os.environ, NO_ALBUMENTATIONS_UPDATE="1", WANDB_MODE="offline", PYTHONPATH=str(REPO_ROOT))
+    cmd = [sys.executable, "-m", "ochmr_lit.fit", *PIPELINE, f"++data.root={synthcrowd}",
+           f"paths.output_dir={output_dir}", *extra]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _stop_at_step(path: Path, proc: subprocess.Popen, step: int, timeout: float = 600) -> None:
+    """SIGTERM once ``path`` holds a checkpoint of at least ``step``."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if path.is_file():
+            try:
+                if torch.load(path, map_location="cpu", weights_only=True)["global_step"] >= step:
+                    proc.send_signal(signal.SIGTERM)
+                    out = proc.communicate(timeout=300)[0]
+                    assert proc.returncode == PREEMPTED_EXIT_CODE, out[-3000:]
+                    return
+            except (EOFError, RuntimeError):  # being replaced right now: read the next one
+                pass
+        time.sleep(0.1)
+    raise AssertionError(f"run ended or stalled before step {step}: {proc.communicate()[0][-3000:]}")
+
+
+def _csv_steps(path: Path) -> list[int]:
+    rows = list(csv.DictReader(path.open()))
+    return [int(float(r["step"])) for r in rows if r.get("train/loss")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", ["context", "regressor"])
+def test_sigterm_in_either_stage_resumes_in_place_to_the_uninterrupted_weights(stage, tmp_path, tiny_synthcrowd,
+                                                                                 uninterrupted):
+    context_weights, regressor_weights = uninterrupted
+    run_dir = tmp_path / "synthcrowd" / "run"
+    first = _fit(tmp_path, tiny_synthcrowd, f"hydra.run.dir={run_dir}")
+    last = run_dir / ("context" if stage == "context" else "") / "checkpoints" / "last.ckpt"
+    _stop_at_step(last, first, 2)
+    assert (run_dir / "context" / STAGE_FINISHED).is_file() == (stage == "regressor")
+
+    resumed = _fit(tmp_path, tiny_synthcrowd, "ckpt_path=last")  # no folder named: it finds the run's own
+    out = resumed.communicate(timeout=900)[0]
+    assert resumed.returncode == 0, out[-3000:]
+    assert "not resumable" not in out  # the training loader's state is in the checkpoint
+    assert [p.name for p in (tmp_path / "synthcrowd").iterdir()] == ["run"]  # one run folder, no new one
+    _assert_same_weights(_weights(run_dir / "context" / "checkpoints" / "last.ckpt"), context_weights)
+    _assert_same_weights(_weights(run_dir / "checkpoints" / "last.ckpt"), regressor_weights)
+    assert (run_dir / "results" / "metrics.json").is_file()
+    for log in (run_dir / "csv" / "metrics.csv", run_dir / "context" / "csv" / "metrics.csv"):
+        steps = _csv_steps(log)
+        assert steps == sorted(set(steps)) and steps[0] <= 1, steps  # from the start, each step once
+
+
+def test_resume_without_a_run_to_resume_is_one_line(tmp_path):
+    env = dict(os.environ, NO_ALBUMENTATIONS_UPDATE="1", WANDB_MODE="offline", PYTHONPATH=str(REPO_ROOT))
+    done = subprocess.run([sys.executable, "-m", "ochmr_lit.fit", "experiment=synthcrowd_spin", "ckpt_path=last",
+                           f"paths.output_dir={tmp_path}"], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert done.stderr.strip() == (f"error: ckpt_path=last: no run of synthcrowd_spin to resume under "
+                                   f"{tmp_path}/synthcrowd_spin (no checkpoints/last.ckpt in any run folder); "
+                                   "start without ckpt_path or give a checkpoint file")
+    assert not any(tmp_path.iterdir())  # nothing was created
