@@ -17,6 +17,12 @@ from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import CSVLogger
 
+from ochmr_lit.data.bad_samples import (
+    BadSampleMonitor,
+    TooManyBadSamplesError,
+    skip_empty_batch,
+    skipped_step_loss,
+)
 from ochmr_lit.data.datamodule import SkipEmptyBatchesLoader, TopDownDataModule
 from ochmr_lit.data.dataset import (
     BadSample,
@@ -27,12 +33,6 @@ from ochmr_lit.data.dataset import (
 )
 from ochmr_lit.data.datasets.coco_format import load_coco_keypoint_records
 from ochmr_lit.data.transforms import BadSampleError
-from ochmr_lit.lit.bad_samples import (
-    BadSampleMonitor,
-    TooManyBadSamplesError,
-    skip_empty_batch,
-    skipped_step_loss,
-)
 
 DATA_CONFIGS = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "ochmr_lit" / "configs" / "data")
                       .glob("*.yaml"))
@@ -161,7 +161,7 @@ def test_monitor_logs_counts_by_reason_and_reports_each_epoch(records, tmp_path,
     module = ListDataModule(records, batch_size=2, eval_batch_size=4, on_bad_sample="skip", max_bad_fraction=0.5)
     trainer = _trainer(tmp_path, max_epochs=2)  # no monitor configured: the data module adds it
     model = TinyModule()
-    with caplog.at_level(logging.INFO, logger="ochmr_lit.lit.bad_samples"):
+    with caplog.at_level(logging.INFO, logger="ochmr_lit.data.bad_samples"):
         trainer.fit(model, datamodule=module)
     assert sum(isinstance(c, BadSampleMonitor) for c in trainer.callbacks) == 1
     assert model.trained == 2 * 10 and model.evaluated == 2 * 10
@@ -169,7 +169,7 @@ def test_monitor_logs_counts_by_reason_and_reports_each_epoch(records, tmp_path,
     assert logged["data/bad_samples/missing_image"] == 1 and logged["data/bad_samples/truncated_image"] == 3
     assert logged["data/bad_fraction"] == pytest.approx(4 / 14)
     assert logged["data/val/bad_samples/truncated_image"] == 3
-    lines = [r.getMessage() for r in caplog.records if r.name == "ochmr_lit.lit.bad_samples"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "ochmr_lit.data.bad_samples"]
     report = ("epoch {}: 4 of 14 samples left out (28.57%): 1 missing_image, 3 truncated_image; first: image file "
               f"not found: {tmp_path / 'gone.jpg'} (check the dataset root in the data config)")
     assert lines == [f"val {report.format(0)}", f"train {report.format(0)}", f"val {report.format(1)}",

@@ -10,6 +10,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from ochmr_lit.data.bad_samples import BadSampleMonitor
 from ochmr_lit.data.dataset import (
     BAD_SAMPLE_POLICIES,
     SeededSampler,
@@ -19,6 +20,7 @@ from ochmr_lit.data.dataset import (
     merge_bad_counts,
     report_skipped,
 )
+from ochmr_lit.data.predicted_centres import apply_predicted_centres, load_predicted_centres
 from ochmr_lit.data.schema import PersonRecord
 from ochmr_lit.data.transforms import AugmentationConfig, TopDownTransform
 
@@ -96,7 +98,7 @@ class TopDownDataModule(L.LightningDataModule):
         eval_batch_size: batch size of validation/test loaders (defaults to batch_size).
         on_bad_sample: ``raise`` stops at the first sample that cannot be built (unreadable image, bad box,
             ...) with its message; ``skip`` leaves such samples out of their batch, and
-            :class:`~ochmr_lit.lit.bad_samples.BadSampleMonitor` counts them per epoch by reason.
+            :class:`~ochmr_lit.data.bad_samples.BadSampleMonitor` counts them per epoch by reason.
         max_bad_fraction: under ``skip``, the share of an epoch's samples that may fail before the run stops.
         predicted_centres: folder of ``<split>.npz`` body centres predicted by a frozen context estimator
             (:mod:`ochmr_lit.data.predicted_centres`); the centermaps of every crop are then rendered from
@@ -148,8 +150,6 @@ class TopDownDataModule(L.LightningDataModule):
         trainer = self.trainer
         if self.on_bad_sample != "skip" or trainer is None:
             return
-        from ochmr_lit.lit.bad_samples import BadSampleMonitor
-
         if not any(isinstance(callback, BadSampleMonitor) for callback in trainer.callbacks):
             trainer.callbacks.append(BadSampleMonitor())
 
@@ -165,8 +165,6 @@ class TopDownDataModule(L.LightningDataModule):
                                  f" check the split's annotation file (data.min_keypoints={self.min_keypoints})")
             self.skipped[split] = skipped
             if self.predicted_centres:
-                from ochmr_lit.data.predicted_centres import apply_predicted_centres, load_predicted_centres
-
                 path = Path(self.predicted_centres) / f"{split}.npz"
                 records = apply_predicted_centres(records, load_predicted_centres(path), path)
             log.info("%s %s: %d people. %s", self.name, split, len(records), report_skipped(split, skipped))

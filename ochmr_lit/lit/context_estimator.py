@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torchmetrics import MeanMetric
 
+from ochmr_lit.data.bad_samples import skip_empty_batch, skipped_step_loss
 from ochmr_lit.data.centermaps import centermap_peaks
-from ochmr_lit.lit.bad_samples import skip_empty_batch, skipped_step_loss
 from ochmr_lit.lit.guard import NumericalGuardMixin
 from ochmr_lit.lit.optim import OptimConfig, build_optimizer, build_scheduler
 from ochmr_lit.lit.run_config import RunConfigMixin
