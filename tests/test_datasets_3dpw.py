@@ -228,7 +228,8 @@ def test_pc_and_occ_subsets_keep_exactly_their_frames(pw3d, tmp_path):
 
 
 def test_prepare_is_idempotent_and_reports_skips(pw3d, tmp_path, capsys):
-    from ochmr_lit.prepare import main, prepare
+    from ochmr_lit.data.preparation import prepare
+    from ochmr_lit.prepare import main
 
     root, seqs = pw3d
     out = tmp_path / "prepared"

@@ -2,7 +2,7 @@
 
 All build on :class:`~ochmr_lit.data.datamodule.TopDownDataModule` (crops, augmentation, loaders) and only
 say how a split becomes person records. Datasets that need a conversion or an index (3DPW, CMU Panoptic,
-OCHuman's raw file) build it in ``prepare_data`` through :mod:`ochmr_lit.prepare` (idempotent), into
+OCHuman's raw file) build it in ``prepare_data`` through :mod:`ochmr_lit.data.preparation` (idempotent), into
 ``index_dir`` (default: the cache). Datasets whose protocol compares against joints the sample schema lacks
 (H36M and MPI-INF-3DHP: SPIN's ``S``; 3DOH: LSP-14; CMU Panoptic: joints19) add them to their evaluation
 samples through :class:`EvalTargetsMixin`.
@@ -24,6 +24,7 @@ from ochmr_lit.data.datasets.panoptic import PANOPTIC_CAMERAS, load_panoptic_rec
 from ochmr_lit.data.datasets.spin_npz import load_spin_npz_records
 from ochmr_lit.data.datasets.threedoh import load_3doh_records
 from ochmr_lit.data.datasets.threedpw import load_3dpw_records
+from ochmr_lit.data.preparation import PrepareReport, format_report, prepare
 from ochmr_lit.data.schema import PersonRecord
 from ochmr_lit.data.transforms import TopDownTransform
 from ochmr_lit.metrics.matched_mpjpe import PANOPTIC_SEQUENCES
@@ -38,9 +39,7 @@ def _index_dir(index_dir: str | None, name: str) -> Path:
     return Path(index_dir) if index_dir else cache_dir() / "prepared" / name
 
 
-def _log_report(report) -> None:
-    from ochmr_lit.prepare import format_report
-
+def _log_report(report: PrepareReport) -> None:
     log.info("%s", format_report(report))
 
 
@@ -137,8 +136,6 @@ class OCHumanDataModule(KeypointDataModule):
 
     def prepare_data(self) -> None:
         if self.raw_file is not None:
-            from ochmr_lit.prepare import prepare
-
             _log_report(prepare("ochuman", self.raw_file, self.index_dir, show_progress=False))
 
     def load_gt_records(self, split: str, min_keypoints: int) -> tuple[list[PersonRecord], Counter]:
@@ -174,8 +171,6 @@ class ThreeDPWDataModule(TopDownDataModule):
         self.index_dir = _index_dir(index_dir, "3dpw")
 
     def prepare_data(self) -> None:
-        from ochmr_lit.prepare import prepare
-
         needed = sorted({s for splits in self.splits.values() for s in splits})
         _log_report(prepare("3dpw", self.root, self.index_dir, show_progress=False, splits=needed))
 
@@ -241,8 +236,6 @@ class PanopticDataModule(EvalTargetsMixin, TopDownDataModule):
         self.index_dir = _index_dir(index_dir, f"panoptic_step{self.frame_step}")
 
     def prepare_data(self) -> None:
-        from ochmr_lit.prepare import prepare
-
         sequences = sorted({s for seqs in self.splits.values() for s in seqs})
         report = prepare("panoptic", self.root, self.index_dir, show_progress=False, sequences=sequences,
                          cameras=self.cameras, frame_step=self.frame_step)
