@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ochmr_lit.eval.bucket_tables import ERROR_METRICS, bucket_table, markdown_table
 from ochmr_lit.eval.protocols import OCCLUSION_BUCKETS
 from ochmr_lit.eval.references import REFERENCE_LABELS, constant_verdict
 
@@ -129,8 +130,6 @@ def summary_table(metrics: Mapping[str, Any], references: Mapping[str, Mapping[s
     The at-a-glance view of a mesh evaluation, shown above the full list of :func:`format_table`; with
     ``references`` (reference name -> metrics) followed by :func:`sources_table`.
     """
-    from ochmr_lit.lit.bucket_tables import ERROR_METRICS, bucket_table, markdown_table
-
     if any(name not in metrics for name in ERROR_METRICS):
         return None
     text = markdown_table(*bucket_table({k: _plain(v) for k, v in metrics.items()}))

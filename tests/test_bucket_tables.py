@@ -10,7 +10,7 @@ import pytest
 import torch
 from conftest import TINY_OVERRIDES
 
-from ochmr_lit.lit.bucket_tables import BUCKET_COLUMNS, BUCKET_ROWS, bucket_table, log_bucket_table, markdown_table
+from ochmr_lit.eval.bucket_tables import BUCKET_COLUMNS, BUCKET_ROWS, bucket_table, log_bucket_table, markdown_table
 from ochmr_lit.lit.evaluation import MeshEvaluation
 
 
