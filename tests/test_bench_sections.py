@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from ochmr_lit.bench import SECTIONS, PerfRow, get_section
+from ochmr_lit.bench import SECTIONS, PerfRow, get_section, measure, workloads
 from ochmr_lit.bench import data as data_section
 from ochmr_lit.bench import flops as flops_section
 from ochmr_lit.bench import inference as inference_section
@@ -30,14 +30,14 @@ LINEAR_FWD = 2 * 2 * 256 * 5  # 5,120
 
 def test_forward_flops_equal_hand_count():
     model = _tiny_model()
-    assert flops_section.forward_flops(model, torch.randn(2, 3, 8, 8)) == CONV_FWD + LINEAR_FWD == 32_768
-    assert flops_section.forward_flops(nn.Linear(7, 3), torch.randn(11, 7)) == 2 * 11 * 7 * 3
+    assert measure.forward_flops(model, torch.randn(2, 3, 8, 8)) == CONV_FWD + LINEAR_FWD == 32_768
+    assert measure.forward_flops(nn.Linear(7, 3), torch.randn(11, 7)) == 2 * 11 * 7 * 3
 
 
 def test_training_flops_equal_hand_count():
     model = _tiny_model()
     x = torch.randn(2, 3, 8, 8)
-    flops = flops_section.training_flops(lambda: model(x).square().sum())
+    flops = measure.training_flops(lambda: model(x).square().sum())
     # backward: conv weight gradient only (the image needs no gradient) = its forward; the linear layer's
     # input and weight gradients = twice its forward
     assert flops == CONV_FWD + LINEAR_FWD + CONV_FWD + 2 * LINEAR_FWD == 70_656
@@ -45,8 +45,8 @@ def test_training_flops_equal_hand_count():
 
 
 def test_mfu_and_peak():
-    assert flops_section.mfu(2e9, 50.0, 400e9) == pytest.approx(0.25)
-    peak = flops_section.measure_matmul_peak("cpu", torch.float32, size=128, repeats=2)
+    assert measure.mfu(2e9, 50.0, 400e9) == pytest.approx(0.25)
+    peak = measure.measure_matmul_peak("cpu", torch.float32, size=128, repeats=2)
     assert 1e6 < peak < 1e14  # FLOP/s: positive and physically plausible for one CPU
 
 
@@ -126,8 +126,8 @@ def test_training_section_tiny():
 
 
 def test_training_models_share_the_batch_and_step():
-    batch = training_section.synthetic_batch(2, 32, "cpu")
-    models = training_section.build_training_models("resnet18", batch, "cpu", channels_last=False)
+    batch = workloads.synthetic_batch(2, 32, "cpu")
+    models = workloads.build_training_models("resnet18", batch, "cpu", channels_last=False)
     assert [m.name for m in models] == ["OCHMR (CoNorm@2, resnet18)", "SPIN (resnet18)", "plain torchvision resnet18"]
     for m in models:
         before = [p.detach().clone() for p in m.module.parameters() if p.requires_grad]
@@ -135,7 +135,7 @@ def test_training_models_share_the_batch_and_step():
         after = [p.detach() for p in m.module.parameters() if p.requires_grad]
         assert any(not torch.equal(a, b) for a, b in zip(before, after, strict=True)), m.name
     with pytest.raises(ValueError, match="unknown training bench model"):
-        training_section.build_training_models("resnet18", batch, "cpu", False, include=("ochmr", "hmr"))
+        workloads.build_training_models("resnet18", batch, "cpu", False, include=("ochmr", "hmr"))
 
 
 @pytest.mark.slow  # ~10-50 s: FlopCounterMode over HRNet's many small ops, then timed rounds
@@ -199,9 +199,9 @@ def test_peak_note_warns_where_bf16_is_emulated(monkeypatch):
     import ochmr_lit.hardware as hardware
 
     monkeypatch.setattr(hardware, "cpu_has_native_bf16", lambda: False)
-    emulated = flops_section.peak_note(True, 0.88e9, "cpu")
+    emulated = measure.peak_note(True, 0.88e9, "cpu")
     assert emulated.startswith("MFU against the bf16 matmul peak 0.88 GFLOP/s") and "emulated" in emulated
-    assert "emulated" not in flops_section.peak_note(False, 106e9, "cpu")  # fp32 rows
+    assert "emulated" not in measure.peak_note(False, 106e9, "cpu")  # fp32 rows
     monkeypatch.setattr(hardware, "cpu_has_native_bf16", lambda: True)
-    assert "emulated" not in flops_section.peak_note(True, 400e9, "cpu")
+    assert "emulated" not in measure.peak_note(True, 400e9, "cpu")
     assert float(emulated.split("peak ")[1].split(" ")[0]) == 0.88  # the peak the tests parse back

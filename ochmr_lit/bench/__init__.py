@@ -3,7 +3,9 @@
 Each section is a module with ``run(quick: bool) -> list[BenchRow | PerfRow]``, registered by name in
 ``SECTIONS`` (imported only when selected, so one section's imports never slow another down); a section
 whose ``run`` also takes ``device`` is given the ``--device`` choice. To add a section, write
-``ochmr_lit/bench/<name>.py`` with such a ``run`` and add it to ``SECTIONS``.
+``ochmr_lit/bench/<name>.py`` with such a ``run`` and add it to ``SECTIONS``. What sections share lives in
+:mod:`~ochmr_lit.bench.measure` (timing, FLOPs, peak, MFU) and :mod:`~ochmr_lit.bench.workloads` (the batch and
+the models' training steps); a section imports those, never another section.
 
 :class:`BenchRow` compares two implementations of the same result (time and agreement);
 :class:`PerfRow` reports a throughput or a count against a baseline measured in the same process.

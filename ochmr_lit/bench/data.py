@@ -21,6 +21,11 @@ import cv2
 import torch
 
 from ochmr_lit.bench import PerfRow
+from ochmr_lit.bench.workloads import build_training_models, synthetic_batch, training_throughput
+from ochmr_lit.data.dataset import TopDownDataset
+from ochmr_lit.data.datasets.synthcrowd import load_synthcrowd_records
+from ochmr_lit.data.synthcrowd import ensure_synthcrowd
+from ochmr_lit.data.transforms import AugmentationConfig, TopDownTransform
 
 SECTION = "data"
 
@@ -74,12 +79,6 @@ def run(
         crop_size: crop side, px (full: 224). num_crops: crops timed (full: 200).
         backbone, batch_size, rounds: the training step's settings (full: resnet50, batch 16, 5 rounds).
     """
-    from ochmr_lit.bench.training import build_training_models, synthetic_batch, training_throughput
-    from ochmr_lit.data.dataset import TopDownDataset
-    from ochmr_lit.data.datasets.synthcrowd import load_synthcrowd_records
-    from ochmr_lit.data.synthcrowd import ensure_synthcrowd
-    from ochmr_lit.data.transforms import AugmentationConfig, TopDownTransform
-
     num_images = num_images or (4 if quick else 16)
     crop_size = crop_size or (128 if quick else 224)
     num_crops = num_crops or (32 if quick else 200)

@@ -15,8 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ochmr_lit.bench import PerfRow
-from ochmr_lit.bench.flops import best_matmul_peak, count_flops, mfu, peak_note
-from ochmr_lit.bench.training import autocast, interleaved_step_times
+from ochmr_lit.bench.measure import autocast, best_matmul_peak, count_flops, interleaved_step_times, mfu, peak_note
 from ochmr_lit.models import ContextEstimator, MeshRegressor
 
 SECTION = "inference"
