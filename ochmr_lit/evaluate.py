@@ -23,11 +23,15 @@ def evaluate(cfg: DictConfig) -> dict:
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
-    evaluate(cfg)
+    from ochmr_lit.errors import user_errors
+
+    with user_errors(cfg.run_dir):
+        evaluate(cfg)
 
 
 if __name__ == "__main__":
-    from ochmr_lit.fit import check_command_line
+    from ochmr_lit.fit import check_command_line, pass_trainer_arguments
 
+    sys.argv[1:] = pass_trainer_arguments(sys.argv[1:])
     check_command_line("evaluate", sys.argv[1:])
     main()

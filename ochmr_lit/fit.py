@@ -10,6 +10,8 @@ import os
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import difflib  # noqa: E402
+import inspect  # noqa: E402
+import re  # noqa: E402
 import sys  # noqa: E402
 from importlib import resources  # noqa: E402
 
@@ -27,16 +29,39 @@ def config_options(group: str) -> list[str]:
     return sorted(entry.name[:-5] for entry in folder.iterdir() if entry.name.endswith(".yaml"))
 
 
+def trainer_arguments() -> list[str]:
+    """The arguments of ``lightning.Trainer``: every one may be set under ``trainer.`` on the command line."""
+    import lightning
+
+    return sorted(set(inspect.signature(lightning.Trainer.__init__).parameters) - {"self"})
+
+
+def pass_trainer_arguments(argv: list[str]) -> list[str]:
+    """``trainer.<any Trainer argument>=v`` set or added as written (``++``), as a Lightning user expects; other
+    keys under ``trainer.`` (typos) are left to the check that names them with the closest Trainer arguments."""
+    accepted = set(trainer_arguments())
+    passed = []
+    for arg in argv:
+        match = re.match(r"^trainer\.([A-Za-z_]+)=", arg)
+        passed.append(f"++{arg}" if match and match.group(1) in accepted else arg)
+    return passed
+
+
 def _unknown_key_message(key: str, override: str, cfg_without: DictConfig | None) -> str:
     parent, _, leaf = key.rpartition(".")
     known: list[str] = []
-    if cfg_without is not None:
+    if parent == "trainer":
+        known = trainer_arguments()
+    elif cfg_without is not None:
         node = OmegaConf.select(cfg_without, parent) if parent else cfg_without
         if isinstance(node, DictConfig):
             known = [str(k) for k in node.keys()]
     close = difflib.get_close_matches(leaf, known, n=3)
     hint = f"did you mean {', '.join(f'{parent}.{c}' if parent else c for c in close)}? " if close else ""
     where = f"{f'{parent!r}' if parent else 'the top level'} has {', '.join(known)}; " if known and not close else ""
+    if parent == "trainer":
+        return (f"unknown Trainer argument '{key}' in '{override}': {hint}every argument of lightning.Trainer can be "
+                "set under trainer. (see its documentation)")
     return (f"unknown config key '{key}' in '{override}': {hint}{where}prefix the override with ++ to add "
             f"a new key (++{override.lstrip('+')})")
 
@@ -113,12 +138,15 @@ def resume_folder_override(argv: list[str]) -> list[str]:
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="fit")
 def main(cfg: DictConfig) -> None:
+    from ochmr_lit.errors import user_errors
     from ochmr_lit.runner import run_fit
 
-    run_fit(cfg)
+    with user_errors(cfg.run_dir):
+        run_fit(cfg)
 
 
 if __name__ == "__main__":
+    sys.argv[1:] = pass_trainer_arguments(sys.argv[1:])
     check_command_line("fit", sys.argv[1:])
     sys.argv += resume_folder_override(sys.argv[1:])
     main()

@@ -405,3 +405,34 @@ def apply_affine(A: Array, points: Array) -> Array:
 def _swap_last(M: Array) -> Array:
     """Swap the last two axes of a numpy array or tensor."""
     return M.transpose(-1, -2) if isinstance(M, torch.Tensor) else np.swapaxes(M, -1, -2)
+
+
+#: SPIN's crop camera: focal length in px at a crop of :data:`SPIN_CROP_SIZE` px.
+SPIN_FOCAL_LENGTH = 5000.0
+SPIN_CROP_SIZE = 224
+
+
+def positive_pixels(value: float, name: str = "focal_length") -> float:
+    """``value`` as a float; a ValueError naming ``name`` unless it is a finite positive number (of px)."""
+    value = float(value)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name}={value}: must be a positive number of pixels")
+    return value
+
+
+def crop_focal_length(crop_size: int, focal_length: float | None = None,
+                      focal_length_224: float = SPIN_FOCAL_LENGTH) -> float:
+    """Focal length in px of the crop camera of a model with ``crop_size`` px crops.
+
+    Args:
+        crop_size: crop side S in px.
+        focal_length: the model's focal length in px at ``crop_size``; None = the rule below.
+        focal_length_224: focal length in px at a 224 px crop (SPIN: 5000).
+    Returns:
+        ``focal_length`` when given, else ``focal_length_224 * crop_size / 224``: SPIN's field of view at any
+        crop size (e.g. 1428.57 px at 64 px, 5000 px at 224 px).
+    """
+    if focal_length is not None:
+        return positive_pixels(focal_length, "focal_length")
+    scale = positive_pixels(crop_size, "crop_size") / SPIN_CROP_SIZE
+    return positive_pixels(focal_length_224, "focal_length_224") * scale

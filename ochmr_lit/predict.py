@@ -10,9 +10,11 @@ from omegaconf import DictConfig  # noqa: E402
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="predict")
 def main(cfg: DictConfig) -> None:
+    from ochmr_lit.errors import user_errors
     from ochmr_lit.inference.run import run_predict
 
-    run_predict(cfg)
+    with user_errors():
+        run_predict(cfg)
 
 
 if __name__ == "__main__":

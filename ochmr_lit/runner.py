@@ -17,9 +17,12 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from ochmr_lit.config_checks import check_run_config
+from ochmr_lit.errors import ConfigError, MissingFileError
 from ochmr_lit.eval.context_modes import context_mode_list
 from ochmr_lit.lit.checkpoints import load_regressor_checkpoint
 from ochmr_lit.results import atomic_write_text, context_diagnostics_document, print_table, write_results
@@ -43,7 +46,7 @@ def find_last_checkpoint(output_dir: str | Path, experiment_name: str) -> Path:
     candidates = sorted(Path(output_dir, experiment_name).glob("*/checkpoints/last.ckpt"),
                         key=lambda p: p.stat().st_mtime)
     if not candidates:
-        raise FileNotFoundError(f"ckpt_path=last: no {output_dir}/{experiment_name}/*/checkpoints/last.ckpt; "
+        raise MissingFileError(f"ckpt_path=last: no {output_dir}/{experiment_name}/*/checkpoints/last.ckpt; "
                                 "start without ckpt_path or give a checkpoint file")
     return candidates[-1]
 
@@ -58,7 +61,7 @@ def find_resume_folder(output_dir: str | Path, experiment_name: str) -> Path:
     found = [(path.stat().st_mtime, folder) for folder in root.glob("*") if folder.is_dir()
              for path in (folder / last for last in _STAGE_LAST) if path.is_file()]
     if not found:
-        raise FileNotFoundError(f"ckpt_path=last: no run of {experiment_name} to resume under {root} (no "
+        raise MissingFileError(f"ckpt_path=last: no run of {experiment_name} to resume under {root} (no "
                                 "checkpoints/last.ckpt in any run folder); start without ckpt_path or give a "
                                 "checkpoint file")
     return max(found)[1]
@@ -82,7 +85,7 @@ def _resolve_ckpt_path(cfg: DictConfig) -> str | None:
     if cfg.ckpt_path == "last":
         return str(find_last_checkpoint(cfg.paths.output_dir, cfg.experiment_name))
     if not Path(cfg.ckpt_path).is_file():
-        raise FileNotFoundError(f"ckpt_path={cfg.ckpt_path}: no such file")
+        raise MissingFileError(f"ckpt_path={cfg.ckpt_path}: no such file")
     return str(cfg.ckpt_path)
 
 
@@ -133,8 +136,11 @@ def build(cfg: DictConfig) -> tuple[L.LightningModule, L.LightningDataModule, L.
     module = instantiate(cfg.model, _convert_="all")
     module.run_config = OmegaConf.to_container(cfg, resolve=True)
     _tag_wandb_run(cfg, datamodule, module)
-    trainer = instantiate(cfg.trainer, logger=_instantiate_group(cfg.get("logger")) or False,
-                          callbacks=_instantiate_group(cfg.get("callbacks")), default_root_dir=cfg.run_dir,
+    loggers = _instantiate_group(cfg.get("logger"))
+    callbacks = _instantiate_group(cfg.get("callbacks"))
+    if not loggers:  # logger=none: nothing to monitor the learning rate into (Lightning refuses the callback)
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks, default_root_dir=cfg.run_dir,
                           _convert_="all")
     for logger in trainer.loggers:
         logger.log_hyperparams(module.run_config)
@@ -320,6 +326,11 @@ def _test_context_modes(module, datamodule, trainer: L.Trainer, cfg: DictConfig,
 def run_fit(cfg: DictConfig) -> dict[str, Any]:
     """Train as the config says; returns the final checkpoint path(s) and test metrics."""
     os.environ.setdefault("WANDB_MODE", "offline")
+    if cfg.task not in (*TASK_MODULES, "pipeline"):
+        raise ConfigError(f"task={cfg.task!r}; use regressor, context or pipeline")
+    # every stage's settings are checked before the first one starts
+    check_run_config(cfg, [("", cfg), ("context_stage.", _stage_config(cfg))] if cfg.task == "pipeline"
+                     else [("", cfg)])
     if cfg.task == "pipeline":
         cfg = _resume_in_place(cfg)
         context = _context_stage(_stage_config(cfg))
@@ -361,7 +372,7 @@ def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
     os.environ.setdefault("WANDB_MODE", "offline")
     ckpt = _resolve_ckpt_path(cfg)
     if ckpt is None:
-        raise ValueError("evaluate needs ckpt_path=<checkpoint file> (or ckpt_path=last)")
+        raise ConfigError("evaluate needs ckpt_path=<checkpoint file> (or ckpt_path=last)")
     L.seed_everything(cfg.seed, workers=True)
     overrides = {"protocol": cfg.protocol} if cfg.get("protocol") else {}
     modes = context_modes(cfg)

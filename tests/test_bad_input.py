@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import re
 import subprocess
@@ -12,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, TINY_OVERRIDES
 from hydra import compose, initialize_config_module
 
 from ochmr_lit.body import BodyModel
@@ -263,13 +264,15 @@ def test_unknown_experiment_at_the_command_line_is_one_line_listing_the_experime
 
 @pytest.mark.parametrize(("overrides", "message"), [
     (["trainer.max_epoch=3"],
-     "unknown config key 'trainer.max_epoch' in 'trainer.max_epoch=3': did you mean trainer.max_epochs? prefix the "
-     "override with ++ to add a new key (++trainer.max_epoch=3)"),
+     "unknown Trainer argument 'trainer.max_epoch' in 'trainer.max_epoch=3': did you mean trainer.max_epochs, "
+     "trainer.min_epochs, trainer.max_steps? every argument of lightning.Trainer can be set under trainer. (see its "
+     "documentation)"),
     (["experiment=synthcrowd_spin", "data.on_bad_sampel=skip"],
      "unknown config key 'data.on_bad_sampel' in 'data.on_bad_sampel=skip': did you mean data.on_bad_sample? prefix "
      "the override with ++ to add a new key (++data.on_bad_sampel=skip)"),
     (["paths.scratch.dir=/x"], "unknown config key 'paths.scratch' in 'paths.scratch.dir=/x': 'paths' has "
-                               "output_dir, body_model_dir, data_root; prefix the override with ++ to add a new key "
+                               "output_dir, body_model_dir, data_root, weights_dir; prefix the override with ++ to add "
+                               "a new key "
                                "(++paths.scratch.dir=/x)"),
     (["trainer=tpu"], "unknown trainer config 'tpu' (trainer=tpu); available: cpu, ddp, ddp_cpu, gpu, slurm "
                       f"(ochmr_lit/configs/trainer/); experiments: {', '.join(EXPERIMENTS)}"),
@@ -367,3 +370,39 @@ def test_context_estimator_or_foreign_files_given_to_evaluate_are_named(tmp_path
     text = tmp_path / "notes.ckpt"
     text.write_text("not a checkpoint")
     assert _evaluate(text, tmp_path).startswith(f"{text} cannot be read as a checkpoint (")
+
+
+# -- settings checked before any work: one line, exit 2, no run folder ----------------------------------------------
+@pytest.mark.parametrize("override, message", [
+    ("trainer.max_epochs=abc", "error: trainer.max_epochs='abc': lightning.Trainer takes Optional[int] here"),
+    ("trainer.devices=1.5", "error: trainer.devices=1.5: lightning.Trainer takes Union[list[int], str, int] here"),
+    ("model.conorm_depths=[7]", "error: model.conorm_depths must be distinct ResNet layer numbers in 1..4, got [7]"),
+    ("model.optim.lr=-1", "error: model.optim.lr=-1: the learning rate must be positive"),
+    ("model.context_source=foo", "error: model.context_source='foo'; use one of ('gt', 'predicted', 'none')"),
+    ("++context_stage.model.optim.lr=-2", "error: context_stage.model.optim.lr=-2: the learning rate must be positive"),
+    ("trainer.max_epoch=3",
+     "error: unknown Trainer argument 'trainer.max_epoch' in 'trainer.max_epoch=3': did you mean trainer.max_epochs, "
+     "trainer.min_epochs, trainer.max_steps? every argument of lightning.Trainer can be set under trainer. (see its "
+     "documentation)"),
+])
+def test_a_bad_setting_stops_the_pipeline_before_its_first_stage(override, message, tmp_path):
+    env = dict(os.environ, NO_ALBUMENTATIONS_UPDATE="1", WANDB_MODE="offline", PYTHONPATH=str(REPO_ROOT))
+    env.pop("HYDRA_FULL_ERROR", None)
+    done = subprocess.run([sys.executable, "-m", "ochmr_lit.fit", override, f"paths.output_dir={tmp_path}"], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines()[-1] == message
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert not (tmp_path / "synthcrowd").exists()  # no run folder left behind
+
+
+@pytest.mark.slow
+def test_every_trainer_argument_passes_through_and_logger_none_trains(tmp_path, tiny_synthcrowd):
+    env = dict(os.environ, NO_ALBUMENTATIONS_UPDATE="1", WANDB_MODE="offline", PYTHONPATH=str(REPO_ROOT))
+    tiny = [o for o in TINY_OVERRIDES if o != "trainer=cpu"]
+    command = [sys.executable, "-m", "ochmr_lit.fit", "experiment=synthcrowd_spin", "trainer.fast_dev_run=true",
+               "trainer.limit_val_batches=1", "logger=none", f"++data.root={tiny_synthcrowd}", *tiny,
+               f"hydra.run.dir={tmp_path}/run"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "run" / "results" / "metrics.json").is_file()

@@ -1,4 +1,4 @@
-"""Interrupted runs lose nothing: SIGTERM saves last.ckpt, SIGKILL leaves the periodic one, and resuming
+"""Interrupted runs lose nothing: SIGTERM and Ctrl-C save last.ckpt, SIGKILL leaves the periodic one, and resuming
 from either ends with the weights of an uninterrupted run with the same seed."""
 
 import os
@@ -101,7 +101,7 @@ def _wait_for_step(path: Path, proc: subprocess.Popen, step: int, timeout: float
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT], ids=["SIGKILL", "SIGTERM", "SIGINT"])
 def test_killed_process_resumes_to_the_uninterrupted_weights(sig, tmp_path, tiny_synthcrowd, uninterrupted):
     weights, total_steps = uninterrupted
     run_dir = tmp_path / "killed"
@@ -110,8 +110,10 @@ def test_killed_process_resumes_to_the_uninterrupted_weights(sig, tmp_path, tiny
     _wait_for_step(last, proc, 2)
     proc.send_signal(sig)
     out = proc.communicate(timeout=120)[0]
-    expected = -signal.SIGKILL if sig == signal.SIGKILL else PREEMPTED_EXIT_CODE
+    expected = -signal.SIGKILL if sig == signal.SIGKILL else PREEMPTED_EXIT_CODE  # Ctrl-C stops as SIGTERM does
     assert proc.returncode == expected, out[-3000:]
+    if sig != signal.SIGKILL:
+        assert "continue with ckpt_path=last" in out
     stopped = torch.load(last, map_location="cpu", weights_only=True)["global_step"]
     assert 2 <= stopped < total_steps
     resumed = run_fit(_compose([*BASE, f"++data.root={tiny_synthcrowd}", f"run_dir={tmp_path}/resumed",

@@ -7,7 +7,9 @@ import io
 import logging
 import os
 import random
+import signal
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -214,17 +216,41 @@ class ExactResume(Callback):
 
 
 class PreemptionCheckpoint(Callback):
-    """On SIGTERM (SLURM preemption, ``kill``), write ``last.ckpt`` after the batch in flight.
+    """On SIGTERM (SLURM preemption, ``kill``) or Ctrl-C, write ``last.ckpt`` after the batch in flight.
 
     Lightning finishes the current training batch, then raises ``SIGTERMException``; this callback saves
     the state at that point (weights, optimiser, schedulers, loop progress, :class:`ExactResume` state),
-    so ``ckpt_path=last`` continues exactly where the run stopped.
+    so ``ckpt_path=last`` continues exactly where the run stopped. A first Ctrl-C (SIGINT) during training is
+    turned into that same SIGTERM stop, rather than Python's KeyboardInterrupt mid-step, which would save nothing;
+    a second Ctrl-C aborts at once.
     """
 
     def __init__(self, dirpath: str | None = None, filename: str = "last.ckpt") -> None:
         self.dirpath = dirpath
         self.filename = filename
         self.saved_path: Path | None = None
+        self._previous_sigint: Any = None
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self._previous_sigint = signal.getsignal(signal.SIGINT)
+            signal.signal(signal.SIGINT, self._on_sigint)
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        self._restore_sigint()  # a second Ctrl-C: Python's KeyboardInterrupt
+        log.warning("Ctrl-C: stopping after the batch in flight and saving last.ckpt (Ctrl-C again to abort now)")
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    def _restore_sigint(self) -> None:
+        if self._previous_sigint is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, self._previous_sigint)
+            self._previous_sigint = None
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._restore_sigint()
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._restore_sigint()
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if not isinstance(exception, SIGTERMException):

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from ochmr_lit.errors import CheckpointError, MissingFileError
 from ochmr_lit.lit.mesh_regressor import MeshRegressorModule
 
 log = logging.getLogger(__name__)
@@ -36,15 +37,15 @@ def stored_context_width(state_dict: dict[str, torch.Tensor]) -> int | None:
 
 def _read(ckpt: str | Path) -> dict[str, Any]:
     if not Path(ckpt).is_file():
-        raise FileNotFoundError(f"ckpt_path={ckpt}: no such file; {REGRESSOR_CHECKPOINTS}")
+        raise MissingFileError(f"ckpt_path={ckpt}: no such file; {REGRESSOR_CHECKPOINTS}")
     try:
         state = torch.load(ckpt, map_location="cpu", weights_only=True)
     except Exception as error:  # any failure to read it means: not a usable checkpoint
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(f"{ckpt} cannot be read as a checkpoint ({reason}); {REGRESSOR_CHECKPOINTS}") from None
+        raise CheckpointError(f"{ckpt} cannot be read as a checkpoint ({reason}); {REGRESSOR_CHECKPOINTS}") from None
     if not isinstance(state, dict) or "state_dict" not in state or not state.get("hyper_parameters"):
         keys = sorted(map(str, state))[:6] if isinstance(state, dict) else type(state).__name__
-        raise ValueError(f"{ckpt} is not a checkpoint of this framework (top-level {keys}, no state_dict with "
+        raise CheckpointError(f"{ckpt} is not a checkpoint of this framework (top-level {keys}, no state_dict with "
                          f"hyper_parameters); {REGRESSOR_CHECKPOINTS} (SPIN or torchvision weight files start a "
                          "training run through model.pretrained)")
     return state
@@ -69,15 +70,15 @@ def load_regressor_checkpoint(ckpt: str | Path, overrides: dict[str, Any] | None
     if foreign:
         task = (state.get("run_config") or {}).get("task")
         kind = "a context-estimator" if task == "context" or "width" in hparams else "another module's"
-        raise ValueError(f"{ckpt} is {kind} checkpoint, not a mesh regressor's (hyper-parameters {_first(foreign)}); "
-                         f"{REGRESSOR_CHECKPOINTS}, not context/checkpoints/")
+        raise CheckpointError(f"{ckpt} is {kind} checkpoint, not a mesh regressor's (hyper-parameters "
+                              f"{_first(foreign)}); {REGRESSOR_CHECKPOINTS}, not context/checkpoints/")
     hparams["pretrained"] = None  # provenance only: the trained weights are in the checkpoint
     if hparams.get("mean_params") and not Path(hparams["mean_params"]).is_file():
         hparams["mean_params"] = None  # provenance only: the checkpoint's buffers hold the values
     if hparams.get("context_source") == "predicted":
         width = stored_context_width(state["state_dict"])
         if width is None:
-            raise ValueError(f"{ckpt}: a predicted-context regressor without its context estimator's weights "
+            raise CheckpointError(f"{ckpt}: a predicted-context regressor without its context estimator's weights "
                              "(no context_net.* tensors); it was not written by this framework's training, retrain it")
         hparams["context_width"] = width  # the stored weights are used; context_checkpoint is provenance
     module = MeshRegressorModule(**{**hparams, **(overrides or {})})
@@ -92,7 +93,7 @@ def load_regressor_checkpoint(ckpt: str | Path, overrides: dict[str, Any] | None
         found = [f"{len(keys)} {what} ({_first(keys, 2 if what == 'of another shape' else 3)})"
                  for what, keys in (("missing", missing), ("unexpected", unexpected), ("of another shape", reshaped))
                  if keys]
-        raise ValueError(
+        raise CheckpointError(
             f"{ckpt}: its weights are not those of the architecture its hyper-parameters name ({arch}): "
             f"{', '.join(found)}; it was written by another model (or version of the code) under these "
             "hyper-parameters: evaluate the checkpoint of the run that trained this architecture, or retrain it")

@@ -11,9 +11,15 @@ import torch
 import torch.nn.functional as F
 
 from ochmr_lit.body import BodyModel
+from ochmr_lit.errors import CheckpointError, MissingFileError
 from ochmr_lit.eval.context_modes import CONTEXT_MODES, apply_context_mode, context_mode_name
 from ochmr_lit.eval.references import REFERENCES, reference_parameters
-from ochmr_lit.geometry import axis_angle_to_rotmat, perspective_projection, weak_perspective_to_translation
+from ochmr_lit.geometry import (
+    axis_angle_to_rotmat,
+    crop_focal_length,
+    perspective_projection,
+    weak_perspective_to_translation,
+)
 from ochmr_lit.lit import losses as L_
 from ochmr_lit.lit.bad_samples import skip_empty_batch, skipped_step_loss
 from ochmr_lit.lit.bucket_tables import bucket_table, log_bucket_table
@@ -25,6 +31,16 @@ from ochmr_lit.models import ContextEstimator, MeshRegressor
 from ochmr_lit.models.pretrained import apply_pretrained
 
 CONTEXT_SOURCES = ("gt", "predicted", "none")
+
+
+def check_context_source(conorm_depths: tuple[int, ...] | list[int], context_source: str) -> None:
+    """A ValueError naming the key unless the context source is known and fits the CoNorm blocks."""
+    if context_source not in CONTEXT_SOURCES:
+        raise ValueError(f"model.context_source={context_source!r}; use one of {CONTEXT_SOURCES}")
+    if bool(conorm_depths) == (context_source == "none"):
+        raise ValueError(f"model.conorm_depths={list(conorm_depths)} with context_source={context_source!r}: "
+                         "CoNorm blocks need a context (gt or predicted); the SPIN baseline "
+                         "(conorm_depths=[]) takes context_source=none")
 
 
 def _freeze(net: ContextEstimator) -> ContextEstimator:
@@ -40,18 +56,18 @@ def load_frozen_context_estimator(checkpoint: str, width: int = 32) -> ContextEs
     The checkpoint is read with ``weights_only=True``; its ``state_dict`` must hold ``model.*`` keys.
     """
     if not Path(checkpoint).is_file():
-        raise FileNotFoundError(f"model.context_checkpoint={checkpoint}: no such file; give the checkpoint of a "
+        raise MissingFileError(f"model.context_checkpoint={checkpoint}: no such file; give the checkpoint of a "
                                 "context-estimator run (experiment=synthcrowd_context, its checkpoints/last.ckpt)")
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     if "state_dict" not in state:
-        raise ValueError(f"{checkpoint}: not a Lightning checkpoint of the context estimator (no 'state_dict'); "
+        raise CheckpointError(f"{checkpoint}: not a Lightning checkpoint of the context estimator (no 'state_dict'); "
                          "set model.context_checkpoint to a file written by a context-estimator run")
     weights = {k[len("model."):]: v for k, v in state["state_dict"].items() if k.startswith("model.")}
     width = int(state.get("hyper_parameters", {}).get("width", width))
     net = ContextEstimator(width=width)
     missing, unexpected = net.load_state_dict(weights, strict=False)
     if missing or unexpected:
-        raise ValueError(f"{checkpoint}: context estimator weights do not match HRNet-W{width} "
+        raise CheckpointError(f"{checkpoint}: context estimator weights do not match HRNet-W{width} "
                          f"(missing {missing[:5]}, unexpected {unexpected[:5]}); is it a context-estimator checkpoint?")
     return _freeze(net)
 
@@ -83,7 +99,8 @@ class MeshRegressorModule(NumericalGuardMixin, RunConfigMixin, L.LightningModule
         keypoints_2d_limit: target keypoints farther than this outside the crop (normalised units, crop =
             [-1, 1]) take no part in the 2D loss (:func:`~ochmr_lit.lit.losses.keypoint_2d_loss`); None = SPIN.
         optim: :class:`~ochmr_lit.lit.optim.OptimConfig` fields.
-        crop_size: input side in px; focal_length: px at that side (SPIN: 5000 at 224).
+        crop_size: input side in px; focal_length: px at that side; None = SPIN's field of view at any crop size
+            (5000 px at 224, :func:`~ochmr_lit.geometry.crop_focal_length`), stored resolved.
         protocol: evaluation protocol name recorded with the results.
         channels_last: channels_last memory format for the backbone.
         pretrained: starting weights, a list of ``{source: torchvision | spin | ochmr, path, strict, download}``
@@ -104,7 +121,7 @@ class MeshRegressorModule(NumericalGuardMixin, RunConfigMixin, L.LightningModule
     def __init__(self, backbone: str = "resnet50", conorm_depths: tuple[int, ...] = (2,), hidden_channels: int = 128,
                  context_source: str = "gt", context_checkpoint: str | None = None, context_input_size: int = 256,
                  body_model_dir: str | None = None, loss_weights: dict | None = None, optim: dict | None = None,
-                 crop_size: int = 224, focal_length: float = 5000.0, protocol: str = "synthcrowd",
+                 crop_size: int = 224, focal_length: float | None = None, protocol: str = "synthcrowd",
                  channels_last: bool = True, pretrained: list | dict | None = None, iterations: int = 3,
                  num_vis: int = 4,
                  dropout: float = 0.5, context_sigma: float = 2.0, compile: bool = False,
@@ -112,13 +129,9 @@ class MeshRegressorModule(NumericalGuardMixin, RunConfigMixin, L.LightningModule
                  mean_params: str | None = None, pooling_grid: int = 1, context_width: int | None = None):
         super().__init__()
         self.save_hyperparameters()
+        self.hparams.focal_length = crop_focal_length(crop_size, focal_length)
         conorm_depths = tuple(conorm_depths)
-        if context_source not in CONTEXT_SOURCES:
-            raise ValueError(f"model.context_source={context_source!r}; use one of {CONTEXT_SOURCES}")
-        if bool(conorm_depths) == (context_source == "none"):
-            raise ValueError(f"model.conorm_depths={list(conorm_depths)} with context_source={context_source!r}: "
-                             "CoNorm blocks need a context (gt or predicted); the SPIN baseline "
-                             "(conorm_depths=[]) takes context_source=none")
+        check_context_source(conorm_depths, context_source)
         if context_source == "predicted" and not context_checkpoint and context_width is None:
             raise ValueError("model.context_source=predicted needs model.context_checkpoint (a context-estimator "
                              "checkpoint); train one with experiment=synthcrowd_context")

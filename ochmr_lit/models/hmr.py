@@ -92,6 +92,24 @@ def load_mean_params(
     return out
 
 
+def check_architecture(backbone: str, conorm_depths: Sequence[int], iterations: int = 3, dropout: float = 0.5,
+                       pooling_grid: int = 1) -> list[int]:
+    """The checks :class:`MeshRegressor` makes of its arguments (a ValueError naming the argument); the sorted
+    CoNorm depths. Callable on a config before any work starts."""
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+    if backbone not in BACKBONES:
+        raise ValueError(f"backbone must be one of {BACKBONES}, got {backbone!r}")
+    depths = sorted(set(int(d) for d in conorm_depths))
+    if len(depths) != len(list(conorm_depths)) or any(d not in (1, 2, 3, 4) for d in depths):
+        raise ValueError(f"conorm_depths must be distinct ResNet layer numbers in 1..4, got {list(conorm_depths)}")
+    if iterations < 1:
+        raise ValueError(f"iterations must be at least 1, got {iterations}")
+    if pooling_grid < 1:
+        raise ValueError(f"pooling_grid must be at least 1 (1 = SPIN's global average), got {pooling_grid}")
+    return depths
+
+
 class MeshRegressor(nn.Module):
     """SPIN's HMR regressor with CoNorm blocks after any subset of ResNet layers 1-4.
 
@@ -130,19 +148,7 @@ class MeshRegressor(nn.Module):
         pooling_grid: int = 1,
     ) -> None:
         super().__init__()
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-        if backbone not in BACKBONES:
-            raise ValueError(f"backbone must be one of {BACKBONES}, got {backbone!r}")
-        depths = sorted(set(int(d) for d in conorm_depths))
-        if len(depths) != len(list(conorm_depths)) or any(d not in (1, 2, 3, 4) for d in depths):
-            raise ValueError(
-                f"conorm_depths must be distinct ResNet layer numbers in 1..4, got {list(conorm_depths)}"
-            )
-        if iterations < 1:
-            raise ValueError(f"iterations must be at least 1, got {iterations}")
-        if pooling_grid < 1:
-            raise ValueError(f"pooling_grid must be at least 1 (1 = SPIN's global average), got {pooling_grid}")
+        depths = check_architecture(backbone, conorm_depths, iterations, dropout, pooling_grid)
         self.backbone_name = backbone
         self.conorm_depths = tuple(depths)
         self.iterations = iterations

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ochmr_lit.errors import MissingFileError, WeightsError
 from ochmr_lit.models.context import ContextEstimator
 from ochmr_lit.models.hmr import MeshRegressor
 from ochmr_lit.models.weights import (
@@ -68,21 +69,21 @@ def parse_sources(value: object, accepted: Sequence[str], key: str = "model.pret
     if isinstance(value, Mapping):
         value = [value]
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-        raise ValueError(f"{key}={value!r}: give a list of {{source, path}} entries, e.g. "
+        raise WeightsError(f"{key}={value!r}: give a list of {{source, path}} entries, e.g. "
                          f"[{{source: {accepted[0]}, path: /weights/file.pth}}]")
     names = {f.name for f in fields(WeightSource)}
     sources = []
     for i, entry in enumerate(value):
         if not isinstance(entry, Mapping):
-            raise ValueError(f"{key}[{i}]={entry!r}: each entry is a mapping {{source, path, strict, download}}")
+            raise WeightsError(f"{key}[{i}]={entry!r}: each entry is a mapping {{source, path, strict, download}}")
         unknown = sorted(set(map(str, entry)) - names)
         if unknown:
-            raise ValueError(f"{key}[{i}].{unknown[0]}: not a setting of a weight source; use {sorted(names)}")
+            raise WeightsError(f"{key}[{i}].{unknown[0]}: not a setting of a weight source; use {sorted(names)}")
         source = WeightSource(**entry)
         if source.source not in accepted:
-            raise ValueError(f"{key}[{i}].source={source.source!r}: this model takes one of {list(accepted)}")
+            raise WeightsError(f"{key}[{i}].source={source.source!r}: this model takes one of {list(accepted)}")
         if source.download and source.source != "torchvision":
-            raise ValueError(f"{key}[{i}].download: only torchvision's ImageNet weights can be downloaded; "
+            raise WeightsError(f"{key}[{i}].download: only torchvision's ImageNet weights can be downloaded; "
                              f"give the local path of the {source.source} file")
         sources.append(source)
     return sources
@@ -95,7 +96,7 @@ def _torchvision_file(backbone: str, download: bool, key: str) -> Path:
     if cached.is_file():
         return cached
     if not download:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{key}: ImageNet weights for {backbone} not found at {cached}; put {name} "
             f"(https://download.pytorch.org/models/{name}) there, give {key}.path, or set {key}.download=true")
     import torchvision  # deferred: only a requested download needs the weight enums
@@ -111,19 +112,19 @@ def resolve_path(source: WeightSource, backbone: str | None, key: str) -> Path:
     if source.path:
         path = Path(source.path).expanduser()
         if not path.is_file():
-            raise FileNotFoundError(f"{key}.path={path}: no such file; put the {source.source} weights there or "
+            raise MissingFileError(f"{key}.path={path}: no such file; put the {source.source} weights there or "
                                     f"correct {key}.path")
         return path
     if source.source == "torchvision" and backbone in TORCHVISION_FILES:
         return _torchvision_file(backbone, source.download, key)
-    raise ValueError(f"{key} ({source.source}) needs a path: {key}.path=<the local weight file>")
+    raise WeightsError(f"{key} ({source.source}) needs a path: {key}.path=<the local weight file>")
 
 
 def _ochmr_weights(module: nn.Module, path: Path, strict: bool) -> LoadReport:
     """The ``model.*`` weights of a checkpoint of this framework into the plain network (regressor or context)."""
     state = read_checkpoint(path)
     if not isinstance(state, Mapping) or not isinstance(state.get("state_dict"), Mapping):
-        raise ValueError(f"{path}: not a checkpoint of this framework (no state_dict); the ochmr source takes the "
+        raise WeightsError(f"{path}: not a checkpoint of this framework (no state_dict); the ochmr source takes the "
                          "checkpoints/*.ckpt of a run")
     weights = {k[len("model."):]: v for k, v in state["state_dict"].items() if k.startswith("model.")}
     return load_weights(module, weights, source=str(path), strict=strict)
@@ -160,7 +161,7 @@ def apply_pretrained(model: MeshRegressor | ContextEstimator, value: object,
             report = loaders[source.source](model, path, source.strict)
         except StrictImportError as error:
             target = error.report.target + ("" if backbone is None else f" ({backbone})")
-            raise ValueError(
+            raise WeightsError(
                 f"{entry} ({source.source}): {path} does not fit this {target}: {error.report.fault_summary()}; "
                 f"nothing was loaded. Use the file made for this model, or set {entry}.strict=false to load the "
                 "matching keys") from None

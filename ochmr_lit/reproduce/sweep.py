@@ -18,14 +18,16 @@ import torch
 from ochmr_lit.body.keypoints import get_convention
 from ochmr_lit.eval.detector_sweep import DetectorSweep
 from ochmr_lit.eval.protocols import get_protocol
-from ochmr_lit.geometry import axis_angle_to_rotmat, perspective_projection
+from ochmr_lit.geometry import axis_angle_to_rotmat
+from ochmr_lit.inference.camera import crop_points_to_image
 
 
 def image_keypoints(module, pred, convention: str) -> np.ndarray:
     """(N, K, 2) image px of one image's people in ``convention``, projected from their meshes.
 
     COCO-17 is the predictor's own output; other conventions (CrowdPose-14) are taken from the body model
-    (:meth:`~ochmr_lit.body.model.BodyOutput.keypoints`) and projected by the same full-image camera.
+    (:meth:`~ochmr_lit.body.model.BodyOutput.keypoints`) and projected as the predictor's COCO-17 keypoints are:
+    by each person's crop camera, mapped back to the image (so the image camera's focal length plays no part).
     """
     if convention == "coco17":
         return pred.keypoints_2d[..., :2].astype(np.float64)
@@ -36,9 +38,8 @@ def image_keypoints(module, pred, convention: str) -> np.ndarray:
     with torch.inference_mode():
         points, _ = module.body(axis_angle_to_rotmat(pose), betas).keypoints(convention)
     points = points.double().cpu()
-    focal = torch.as_tensor(pred.focal_length, dtype=torch.float64)
-    centre = torch.as_tensor(pred.principal_point, dtype=torch.float64).expand(n, 2)
-    return perspective_projection(points, torch.from_numpy(pred.translation).double(), focal, centre).numpy()
+    return crop_points_to_image(points, torch.from_numpy(pred.cam_t_crop).double(), pred.crop_focal_length,
+                                pred.crop_size, torch.from_numpy(pred.crop_affine).double()).numpy()
 
 
 def sweep_checkpoint(checkpoint: str | Path, ann_file: str | Path, image_dir: str | Path, det_file: str | Path,

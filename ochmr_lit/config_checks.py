@@ -1,0 +1,112 @@
+"""Checks of a composed run config that must pass before any work starts, for every stage of a pipeline.
+
+A wrong value (``trainer.max_epochs=abc``, ``model.conorm_depths=[7]``, a negative learning rate, an unknown context
+source) stops the command at start-up with one line naming the key, instead of after a first stage has trained.
+The rules are those the Trainer and the modules apply themselves (their signatures and checking functions), so
+there is one source for each.
+"""
+
+from __future__ import annotations
+
+import inspect
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any
+
+import lightning as L
+from omegaconf import DictConfig, OmegaConf
+
+from ochmr_lit.errors import ConfigError
+from ochmr_lit.lit.losses import LossWeights
+from ochmr_lit.lit.mesh_regressor import check_context_source
+from ochmr_lit.lit.optim import OptimConfig
+from ochmr_lit.models.hmr import check_architecture
+
+
+def _accepts(value: Any, annotation: Any) -> bool:
+    """Whether a config value fits a signature annotation (classes a config cannot name are accepted)."""
+    if annotation is inspect.Parameter.empty or annotation is Any:
+        return True
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_accepts(value, a) for a in args)
+    if origin is typing.Literal:
+        return value in args
+    if annotation is type(None):
+        return value is None
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is str:
+        return isinstance(value, str)
+    if origin is list:
+        return isinstance(value, list) and all(_accepts(v, args[0]) for v in value) if args else isinstance(value, list)
+    if origin is dict:
+        return isinstance(value, Mapping)
+    return True  # a class (Strategy, Logger, timedelta, ...): given as a string or a _target_ block
+
+
+def _describe(annotation: Any) -> str:
+    return str(annotation).replace("typing.", "").replace("NoneType", "None")
+
+
+def check_trainer(trainer: DictConfig | Mapping, key: str = "trainer") -> None:
+    """Every key under ``trainer`` is a ``lightning.Trainer`` argument whose value fits its type."""
+    values = OmegaConf.to_container(trainer, resolve=True) if isinstance(trainer, DictConfig) else dict(trainer)
+    parameters = inspect.signature(L.Trainer.__init__).parameters
+    for name, value in values.items():
+        if name == "_target_":
+            continue
+        if name not in parameters:
+            raise ConfigError(f"{key}.{name}: not an argument of lightning.Trainer")
+        annotation = parameters[name].annotation
+        if not _accepts(value, annotation):
+            raise ConfigError(f"{key}.{name}={value!r}: lightning.Trainer takes {_describe(annotation)} here")
+
+
+def _prefixed(error: ValueError, key: str) -> ConfigError:
+    message = str(error)
+    return ConfigError(message if message.startswith(key) else f"{key}.{message}")
+
+
+def check_regressor_model(model: DictConfig | Mapping, key: str = "model") -> None:
+    """The mesh regressor's architecture, context source, optimiser and loss weights, as its module checks them."""
+    values = OmegaConf.to_container(model, resolve=True) if isinstance(model, DictConfig) else dict(model)
+    try:
+        check_architecture(values.get("backbone", "resnet50"), values.get("conorm_depths", (2,)),
+                           values.get("iterations", 3), values.get("dropout", 0.5), values.get("pooling_grid", 1))
+    except (ValueError, TypeError) as error:
+        raise _prefixed(ValueError(str(error)), key) from None
+    try:
+        check_context_source(tuple(values.get("conorm_depths", (2,))), values.get("context_source", "gt"))
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    _check_optim(values.get("optim"), key)
+    try:
+        LossWeights(**(values.get("loss_weights") or {}))
+    except TypeError as error:
+        raise ConfigError(f"{key}.loss_weights: {error}") from None
+
+
+def _check_optim(optim: Mapping | None, key: str) -> None:
+    try:
+        OptimConfig(**(optim or {}))
+    except TypeError as error:
+        raise ConfigError(f"{key}.optim: {error}") from None
+    except ValueError as error:
+        raise ConfigError(str(error).replace("optim.", f"{key}.optim.", 1)) from None
+
+
+def check_run_config(cfg: DictConfig, stages: list[tuple[str, DictConfig]]) -> None:
+    """Check every stage's trainer and model before the first one starts (``stages``: (prefix, stage config))."""
+    for prefix, stage in stages:
+        check_trainer(stage.trainer, f"{prefix}trainer")
+        target = str(stage.model.get("_target_", ""))
+        if target.endswith("MeshRegressorModule"):
+            check_regressor_model(stage.model, f"{prefix}model")
+        else:
+            _check_optim(OmegaConf.to_container(stage.model, resolve=True).get("optim"), f"{prefix}model")

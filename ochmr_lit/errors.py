@@ -1,0 +1,68 @@
+"""The project's errors: a mistake in what the user gave (a setting, a data file, a checkpoint, a weight file).
+
+Each message names the key or the file, what was found and the fix, in one line. The entry points print such an
+error as one line ``error: ...`` on stderr and exit with status 2 (:func:`user_errors`); the traceback appears with
+``HYDRA_FULL_ERROR=1``. Anything else is a bug and keeps its traceback. The classes also derive from the built-in
+error they refine (ValueError, FileNotFoundError), so existing ``except`` clauses keep working.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+#: Exit status of a command stopped by a user error (as argparse and Hydra's own command-line errors use).
+USER_ERROR_EXIT_CODE = 2
+
+
+class OchmrError(Exception):
+    """A mistake in the user's input, explained in one line."""
+
+
+class ConfigError(OchmrError, ValueError):
+    """A configuration key with a value that cannot work."""
+
+
+class DataError(OchmrError, ValueError):
+    """A data or annotation file that cannot be read as its format says."""
+
+
+class CheckpointError(OchmrError, ValueError):
+    """A checkpoint that is missing, unreadable or of another kind than the command needs."""
+
+
+class WeightsError(OchmrError, ValueError):
+    """A pretrained weight file that is missing or does not fit the model."""
+
+
+class MissingFileError(OchmrError, FileNotFoundError):
+    """A file or folder named by the user that does not exist."""
+
+
+def _leaves_nothing(run_dir: Path) -> bool:
+    """Whether a run folder holds only what Hydra writes at start (its config copy and the job log)."""
+    return run_dir.is_dir() and all(p.name == ".hydra" or p.suffix == ".log" for p in run_dir.iterdir())
+
+
+@contextmanager
+def user_errors(run_dir: str | os.PathLike | None = None) -> Iterator[None]:
+    """Print a user error as one line on stderr and exit with status 2; a run folder the failed command left
+    empty (Hydra's config copy and log only) is removed. ``HYDRA_FULL_ERROR=1`` re-raises with the traceback."""
+    try:
+        yield
+    except OchmrError as error:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        if run_dir is not None and _leaves_nothing(Path(run_dir)):
+            shutil.rmtree(run_dir, ignore_errors=True)
+            try:
+                Path(run_dir).parent.rmdir()  # the experiment's folder, if this was its only run
+            except OSError:
+                pass
+        message = " ".join(str(error).split())
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(USER_ERROR_EXIT_CODE) from None
