@@ -9,6 +9,7 @@ from ochmr_lit.body.synthetic import MEAN_PARAMS_FILE
 from ochmr_lit.data.datamodule import TopDownDataModule
 from ochmr_lit.data.datasets.synthcrowd import load_synthcrowd_records
 from ochmr_lit.data.schema import PersonRecord
+from ochmr_lit.data.synthcrowd.generate import ensure_synthcrowd, write_split_mean_params
 from ochmr_lit.paths import cache_dir
 
 
@@ -52,8 +53,6 @@ class SynthCrowdDataModule(TopDownDataModule):
 
     def _ensure(self) -> dict[str, Path]:
         if self._split_dirs is None:
-            from ochmr_lit.data.synthcrowd import ensure_synthcrowd
-
             self._split_dirs = ensure_synthcrowd(self.root, self.splits, seed=self.generation_seed,
                                                  image_size=self.image_size, body_model_dir=self.body_model_dir,
                                                  num_workers=self.generation_workers)
@@ -76,8 +75,6 @@ class SynthCrowdDataModule(TopDownDataModule):
 
         Splits generated before the file existed get it computed here from their annotations, once.
         """
-        from ochmr_lit.data.synthcrowd.generate import write_split_mean_params
-
         split_dir = self.split_dir(split)
         path = split_dir / MEAN_PARAMS_FILE
         if not path.is_file():

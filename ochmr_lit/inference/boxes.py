@@ -29,6 +29,7 @@ import torch
 from ochmr_lit.body.keypoints import available_conventions, convert_keypoints, get_convention
 from ochmr_lit.data.centermaps import TORSO_KEYPOINTS, body_centers
 from ochmr_lit.data.schema import KEYPOINT_CONVENTION, PersonRecord
+from ochmr_lit.data.transforms import read_image_rgb
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 #: COCO's category id of "person" (also the Faster R-CNN label of COCO-trained torchvision detectors).
@@ -362,8 +363,6 @@ def detector_boxes(images: list[Path], detector: PersonDetector, report: BoxRepo
 
     Body centres are box centres; image ids are the input order; degenerate boxes are counted and skipped.
     """
-    from ochmr_lit.data.transforms import read_image_rgb
-
     for order, path in enumerate(images):
         image = read_image_rgb(path)
         boxes, scores = detector(image)

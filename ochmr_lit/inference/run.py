@@ -23,6 +23,8 @@ from ochmr_lit.inference.boxes import (
 from ochmr_lit.inference.camera import FOCAL_FROM_DIAGONAL, positive_pixels
 from ochmr_lit.inference.pipeline import ImagePrediction, Predictor, load_regressor
 from ochmr_lit.inference.writers import MESH_FORMATS, write_json, write_meshes, write_npz
+from ochmr_lit.vis.draw import save_image
+from ochmr_lit.vis.figures import paper_figure
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +56,6 @@ def write_outputs(pred: ImagePrediction, out_dir: Path, faces: np.ndarray, save_
     stem = pred.boxes.image_path.stem
     written = [write_json(pred, out_dir / f"{stem}.json"), write_npz(pred, out_dir / f"{stem}.npz")]
     if save_figures:
-        from ochmr_lit.vis.draw import save_image
-        from ochmr_lit.vis.figures import paper_figure
-
         maps = pred.context[:, 1] if pred.context is not None else None
         figure, _ = paper_figure(pred.image, pred.boxes.boxes, pred.vertices + pred.translation[:, None], faces,
                                  pred.focal_length, pred.principal_point, global_maps=maps,

@@ -16,6 +16,7 @@ from ochmr_lit.lit.optim import OptimConfig, build_optimizer, build_scheduler
 from ochmr_lit.lit.run_config import RunConfigMixin
 from ochmr_lit.models import ContextEstimator
 from ochmr_lit.models.pretrained import apply_pretrained
+from ochmr_lit.vis.centermaps import log_centermap_grid
 
 
 def compile_in_place(module: torch.nn.Module, mode: str | None = None, option: str = "model.compile_mode") -> None:
@@ -120,8 +121,6 @@ class ContextEstimatorModule(NumericalGuardMixin, RunConfigMixin, L.LightningMod
             metric.reset()
 
     def _log_maps(self, images: torch.Tensor, pred: torch.Tensor, target: torch.Tensor) -> None:
-        from ochmr_lit.vis.centermaps import log_centermap_grid
-
         log_centermap_grid(self.loggers, "val/centermaps", images[: self.hparams.num_vis],
                            pred[: self.hparams.num_vis], target[: self.hparams.num_vis], self.global_step)
 

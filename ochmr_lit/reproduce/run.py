@@ -26,8 +26,11 @@ from omegaconf import DictConfig
 
 from ochmr_lit.eval.references import REFERENCE_LABELS, REFERENCES
 from ochmr_lit.reproduce.formatting import format_table_document
+from ochmr_lit.reproduce.simulated_detector import write_simulated_detections
+from ochmr_lit.reproduce.sweep import sweep_checkpoint
 from ochmr_lit.reproduce.tables import PRESET_SPECS, Row, default_seeds, table_rows
 from ochmr_lit.results import atomic_write_text
+from ochmr_lit.runner import run_evaluate, run_fit
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +95,6 @@ class TableRunner:
 
         ``context``: a context-estimator run (``context_overrides`` apply, not the regressor budget).
         """
-        from ochmr_lit.runner import run_fit
-
         run_dir = self.run_dir(key, seed)
         done = run_dir / "done.json"
         # the row's own settings, the preset's budget (regressors), then the user's: later ones win
@@ -131,8 +132,6 @@ class TableRunner:
 
     def evaluate(self, row: Row, seed: int, checkpoint: str, data: str, protocol: str) -> dict[str, Any]:
         """Evaluate a trained row with one protocol (paper preset); reused when done."""
-        from ochmr_lit.runner import run_evaluate
-
         eval_dir = self.run_dir(row.key, seed) / f"eval_{protocol}"
         done = eval_dir / "done.json"
         if done.is_file():
@@ -252,8 +251,6 @@ def _sweep_inputs(runner: TableRunner, cfg: DictConfig, dataset: str, row: Row) 
     if runner.preset == "cpu":
         from hydra.utils import instantiate
 
-        from ochmr_lit.reproduce.simulated_detector import write_simulated_detections
-
         fit_cfg = compose("fit", [f"experiment={row.experiment}", *row.overrides, *runner.budget, *runner.overrides,
                                   *runner.regressor_overrides])
         datamodule = instantiate(fit_cfg.data, _convert_="all")
@@ -277,8 +274,6 @@ def _sweep_inputs(runner: TableRunner, cfg: DictConfig, dataset: str, row: Row) 
 
 def _sweep_table(runner: TableRunner, cfg: DictConfig, rows: list[Row], seeds: list[int]) -> dict[str, Any]:
     """Per dataset: boxes kept and AP of each row at every detection-score threshold (seed-averaged)."""
-    from ochmr_lit.reproduce.sweep import sweep_checkpoint
-
     datasets = {}
     for dataset in runner.spec.sweep_datasets:
         ann_file, image_dir, det_file = _sweep_inputs(runner, cfg, dataset, rows[0])

@@ -34,6 +34,16 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
+from ochmr_lit.body import BodyModel  # noqa: E402
+from ochmr_lit.body.files import resolve_body_model_dir  # noqa: E402
+from ochmr_lit.body.model import GENDER_CODES  # noqa: E402
+from ochmr_lit.geometry import axis_angle_to_rotmat  # noqa: E402
+from ochmr_lit.inference.boxes import list_images, load_json_boxes  # noqa: E402
+from ochmr_lit.inference.pipeline import Predictor, load_regressor  # noqa: E402
+from ochmr_lit.inference.run import resolve_device  # noqa: E402
+from ochmr_lit.vis.comparison import comparison_figure  # noqa: E402
+from ochmr_lit.vis.draw import save_image  # noqa: E402
+
 log = logging.getLogger(__name__)
 
 #: Annotation fields the ground-truth meshes are built from.
@@ -78,9 +88,6 @@ def gt_meshes(annotations: list[dict], body, ann_file: Path) -> np.ndarray:
         body: a :class:`~ochmr_lit.body.BodyModel`.
         ann_file: the annotation file (for error messages).
     """
-    from ochmr_lit.body.model import GENDER_CODES
-    from ochmr_lit.geometry import axis_angle_to_rotmat
-
     num_vertices = int(body.faces.max()) + 1
     if not annotations:
         return np.zeros((0, num_vertices, 3))
@@ -114,14 +121,6 @@ def image_camera(image_info: dict, ann_file: Path) -> tuple[float, np.ndarray]:
 
 def run_compare(cfg: DictConfig) -> dict[str, Any]:
     """Write the comparison PNGs of ``cfg.num_images`` images of ``cfg.split``; returns the summary."""
-    from ochmr_lit.body import BodyModel
-    from ochmr_lit.body.files import resolve_body_model_dir
-    from ochmr_lit.inference.boxes import list_images, load_json_boxes
-    from ochmr_lit.inference.pipeline import Predictor, load_regressor
-    from ochmr_lit.inference.run import resolve_device
-    from ochmr_lit.vis.comparison import comparison_figure
-    from ochmr_lit.vis.draw import save_image
-
     if cfg.get("ckpt_path") in (None, "", "???"):
         raise ValueError("compare needs ckpt_path=...: python -m ochmr_lit.vis.compare ckpt_path=<ckpt> "
                          "[split=val] [num_images=4] [out=<dir>]")

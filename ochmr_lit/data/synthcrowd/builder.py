@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ochmr_lit.body import FACE_VERTEX_IDS
+from ochmr_lit.body import FACE_VERTEX_IDS, BodyModel, resolve_body_model_dir
+from ochmr_lit.body.keypoints import get_convention
 from ochmr_lit.data.centermaps import body_centers
 from ochmr_lit.data.synthcrowd.annotate import (
     amodal_boxes,
@@ -124,8 +125,6 @@ class SynthCrowdGenerator:
     """
 
     def __init__(self, config: GeneratorConfig) -> None:
-        from ochmr_lit.body import BodyModel, resolve_body_model_dir
-
         self.config = config
         h, w = config.image_size
         self.model_dir = resolve_body_model_dir(config.body_model_dir)
@@ -272,8 +271,6 @@ class SynthCrowdGenerator:
     def _annotate(
         self, scene: SceneParams, posed: dict[str, np.ndarray], render: RenderResult, amodal: np.ndarray
     ) -> list[dict[str, Any]]:
-        from ochmr_lit.body.keypoints import get_convention
-
         K = scene.K
         h, w = scene.image_size
         n = len(scene.people)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ochmr_lit.body import GENDERS
+from ochmr_lit.body import GENDERS, resolve_body_model_dir
 from ochmr_lit.body.mean_params import mean_params_of_synthcrowd_split, save_mean_params
 from ochmr_lit.body.synthetic import MEAN_PARAMS_FILE
 from ochmr_lit.data.synthcrowd import writer
@@ -178,8 +178,6 @@ def _file_digest(paths: Sequence[Path]) -> str:
 
 def generation_params(config: GeneratorConfig, num_images: int, seed: int) -> dict[str, Any]:
     """What a split's DONE marker records: equal parameters mean the split need not be regenerated."""
-    from ochmr_lit.body import resolve_body_model_dir
-
     model_dir = resolve_body_model_dir(config.body_model_dir)
     model_files = sorted(p for p in Path(model_dir).iterdir() if p.suffix in (".pkl", ".npy", ".npz"))
     return {
