@@ -22,9 +22,11 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ochmr_lit.config_checks import check_run_config
+from ochmr_lit.data.predicted_centres import predict_centres, save_predicted_centres
 from ochmr_lit.errors import ConfigError, MissingFileError
 from ochmr_lit.eval.context_modes import context_mode_list
 from ochmr_lit.lit.checkpoints import load_regressor_checkpoint
+from ochmr_lit.lit.mesh_regressor import load_frozen_context_estimator
 from ochmr_lit.results import atomic_write_text, context_diagnostics_document, print_table, write_results
 
 log = logging.getLogger(__name__)
@@ -191,8 +193,6 @@ def cache_predicted_centres(data_cfg: DictConfig, net: torch.nn.Module, splits: 
     Returns the folder for ``data.predicted_centres``. Existing files are kept (a resumed stage reuses them);
     every DDP rank computes the same deterministic values and replaces the file atomically.
     """
-    from ochmr_lit.data.predicted_centres import predict_centres, save_predicted_centres
-
     data = OmegaConf.to_container(data_cfg, resolve=True)
     data["predicted_centres"] = None  # the crops of the annotated records, whatever the config says
     datamodule = instantiate(data, _convert_="all")
@@ -215,8 +215,6 @@ def _with_predicted_centres(cfg: DictConfig, splits: tuple[str, ...]) -> DictCon
     """A regressor on predicted context reads its centres from a cache made once (never per epoch)."""
     if cfg.model.get("context_source") != "predicted" or cfg.data.get("predicted_centres"):
         return cfg
-    from ochmr_lit.lit.mesh_regressor import load_frozen_context_estimator
-
     checkpoint = str(cfg.model.context_checkpoint)
     folder = cache_predicted_centres(cfg.data, load_frozen_context_estimator(checkpoint), splits,
                                      Path(cfg.run_dir) / "predicted_centres", int(cfg.model.context_input_size),

@@ -11,8 +11,12 @@ import torch
 import torch.nn.functional as F
 
 from ochmr_lit.body import BodyModel
+from ochmr_lit.data.bad_samples import skip_empty_batch, skipped_step_loss
+from ochmr_lit.data.predicted_centres import rerender_context
 from ochmr_lit.errors import CheckpointError, MissingFileError
+from ochmr_lit.eval.bucket_tables import bucket_table, log_bucket_table
 from ochmr_lit.eval.context_modes import CONTEXT_MODES, apply_context_mode, context_mode_name
+from ochmr_lit.eval.protocols import get_protocol
 from ochmr_lit.eval.references import REFERENCES, reference_parameters
 from ochmr_lit.geometry import (
     axis_angle_to_rotmat,
@@ -21,9 +25,8 @@ from ochmr_lit.geometry import (
     weak_perspective_to_translation,
 )
 from ochmr_lit.lit import losses as L_
-from ochmr_lit.lit.bad_samples import skip_empty_batch, skipped_step_loss
-from ochmr_lit.lit.bucket_tables import bucket_table, log_bucket_table
 from ochmr_lit.lit.context_estimator import compile_in_place
+from ochmr_lit.lit.evaluation import MeshEvaluation
 from ochmr_lit.lit.guard import NumericalGuardMixin
 from ochmr_lit.lit.optim import OptimConfig, build_optimizer, build_scheduler
 from ochmr_lit.lit.run_config import RunConfigMixin
@@ -175,8 +178,6 @@ class MeshRegressorModule(NumericalGuardMixin, RunConfigMixin, L.LightningModule
 
     def evaluation_protocol(self):
         """The :class:`~ochmr_lit.eval.protocols.Protocol` this module's metrics follow."""
-        from ochmr_lit.eval.protocols import get_protocol
-
         return get_protocol(self.hparams.protocol)
 
     def _evaluation(self, split: str, source: str = "model"):
@@ -185,8 +186,6 @@ class MeshRegressorModule(NumericalGuardMixin, RunConfigMixin, L.LightningModule
         Built on first use (the split's keypoint ground truth differs), under ``split`` for the model and
         ``split/source`` for a reference, in :attr:`evaluations` so that DDP syncs them all.
         """
-        from ochmr_lit.lit.evaluation import MeshEvaluation
-
         key = split if source == "model" else f"{split}/{source}"
         if key not in self.evaluations:
             datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
@@ -235,8 +234,6 @@ class MeshRegressorModule(NumericalGuardMixin, RunConfigMixin, L.LightningModule
             return batch["centermaps"]
         if self._centres_cached():
             return batch["centermaps"]  # rendered by the data module from the cached predicted centres
-        from ochmr_lit.data.predicted_centres import rerender_context
-
         size = self.hparams.context_input_size
         images = batch["image"]
         if images.shape[-1] != size:

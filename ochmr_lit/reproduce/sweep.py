@@ -19,7 +19,9 @@ from ochmr_lit.body.keypoints import get_convention
 from ochmr_lit.eval.detector_sweep import DetectorSweep
 from ochmr_lit.eval.protocols import get_protocol
 from ochmr_lit.geometry import axis_angle_to_rotmat
+from ochmr_lit.inference.boxes import list_images, load_json_boxes
 from ochmr_lit.inference.camera import crop_points_to_image
+from ochmr_lit.inference.pipeline import Predictor, load_regressor
 
 
 def image_keypoints(module, pred, convention: str) -> np.ndarray:
@@ -61,9 +63,6 @@ def sweep_checkpoint(checkpoint: str | Path, ann_file: str | Path, image_dir: st
         ``threshold``, ``num_boxes`` and the flavour's keypoint statistics (``AP``, ``AP50``, ... fractions),
         each a list with one value per threshold.
     """
-    from ochmr_lit.inference.boxes import list_images, load_json_boxes
-    from ochmr_lit.inference.pipeline import Predictor, load_regressor
-
     p = get_protocol(protocol)
     if not p.score_thresholds:
         raise ValueError(f"protocol {protocol!r} is not a detector sweep; use one of detector_sweep_coco, "
