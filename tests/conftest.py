@@ -121,6 +121,19 @@ def tiny_run(tmp_path_factory, tiny_synthcrowd):
     return run_dir, run_fit(cfg)
 
 
+def checkpoint_weights(checkpoint: Path) -> dict[str, torch.Tensor]:
+    """The floating-point tensors of a Lightning checkpoint's state dict."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    return {k: v for k, v in state["state_dict"].items() if v.is_floating_point()}
+
+
+def assert_same_weights(a: dict, b: dict, tolerance: float = 1e-5) -> None:
+    """Same keys and every tensor within ``tolerance`` (what an exactly resumed run must end with)."""
+    assert a.keys() == b.keys()
+    worst = max((a[k] - b[k]).abs().max().item() for k in a)
+    assert worst < tolerance, f"weights differ by up to {worst}"
+
+
 def run_reproduce(*args: str) -> subprocess.CompletedProcess:
     """``python -m ochmr_lit.reproduce`` in a subprocess (CPU, offline), as a user runs it."""
     env = dict(os.environ, NO_ALBUMENTATIONS_UPDATE="1", WANDB_MODE="offline", PYTHONPATH=str(REPO_ROOT))

@@ -11,7 +11,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from conftest import REPO_ROOT, TINY_OVERRIDES
+from conftest import REPO_ROOT, TINY_OVERRIDES, assert_same_weights, checkpoint_weights
 from hydra import compose, initialize_config_module
 from lightning.pytorch.callbacks import Callback
 
@@ -27,15 +27,6 @@ def _compose(overrides):
         return compose(config_name="fit", overrides=overrides)
 
 
-def _weights(checkpoint: Path) -> dict[str, torch.Tensor]:
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    return {k: v for k, v in state["state_dict"].items() if v.is_floating_point()}
-
-
-def _assert_same_weights(a: dict, b: dict) -> None:
-    assert a.keys() == b.keys()
-    worst = max((a[k] - b[k]).abs().max().item() for k in a)
-    assert worst < 1e-5, f"weights differ by up to {worst}"
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +35,7 @@ def uninterrupted(tmp_path_factory, tiny_synthcrowd):
     outcome = run_fit(_compose([*BASE, f"++data.root={tiny_synthcrowd}", f"run_dir={root}",
                                 f"paths.output_dir={root}"]))
     state = torch.load(outcome["checkpoint"], map_location="cpu", weights_only=True)
-    return _weights(Path(outcome["checkpoint"])), state["global_step"]
+    return checkpoint_weights(Path(outcome["checkpoint"])), state["global_step"]
 
 
 class _SigtermAtStep(Callback):
@@ -77,7 +68,7 @@ def test_sigterm_mid_epoch_saves_and_resume_matches_uninterrupted(tmp_path, tiny
                                 f"ckpt_path={last}"]))
     final = torch.load(resumed["checkpoint"], map_location="cpu", weights_only=True)
     assert final["global_step"] == total_steps
-    _assert_same_weights(_weights(Path(resumed["checkpoint"])), weights)
+    assert_same_weights(checkpoint_weights(Path(resumed["checkpoint"])), weights)
 
 
 def _start(run_dir: Path, synthcrowd: Path) -> subprocess.Popen:
@@ -118,7 +109,7 @@ def test_killed_process_resumes_to_the_uninterrupted_weights(sig, tmp_path, tiny
     assert 2 <= stopped < total_steps
     resumed = run_fit(_compose([*BASE, f"++data.root={tiny_synthcrowd}", f"run_dir={tmp_path}/resumed",
                                 f"ckpt_path={last}"]))
-    _assert_same_weights(_weights(Path(resumed["checkpoint"])), weights)
+    assert_same_weights(checkpoint_weights(Path(resumed["checkpoint"])), weights)
 
 
 def test_one_last_checkpoint_holds_the_newest_state(tmp_path, tiny_synthcrowd):

@@ -56,6 +56,11 @@ def _pycocotools_stats(gt_file: Path, ids, kps, scores, tmp_path: Path) -> np.nd
             ]
         )
     )
+    return pycocotools_file_stats(gt_file, res_file)
+
+
+def pycocotools_file_stats(gt_file: Path, res_file: Path) -> np.ndarray:
+    """COCO(gt), loadRes(results file), COCOeval with COCO's sigmas: the ten keypoint stats, as the official tool."""
     with silent():
         gt = COCO(str(gt_file))
         ev = COCOeval(gt, gt.loadRes(str(res_file)), "keypoints")
@@ -63,7 +68,7 @@ def _pycocotools_stats(gt_file: Path, ids, kps, scores, tmp_path: Path) -> np.nd
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
-    return np.asarray(ev.stats)
+    return np.asarray(ev.stats, dtype=np.float64)
 
 
 @pytest.mark.parametrize("name", ["coco/test_coco.json", "ochuman/test_ochuman.json"])

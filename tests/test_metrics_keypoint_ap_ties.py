@@ -17,6 +17,7 @@ import pytest
 import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
+from test_metrics_keypoint_ap import pycocotools_file_stats
 
 from ochmr_lit.body.keypoints import get_convention
 from ochmr_lit.eval.detector_sweep import DetectorSweep
@@ -71,16 +72,6 @@ def _results_file(path: Path, ids: np.ndarray, kps: np.ndarray, scores: np.ndarr
     return path
 
 
-def _pycocotools(gt_file: Path, res_file: Path) -> np.ndarray:
-    """The official route: COCO(gt), loadRes(results file), COCOeval with COCO's sigmas; the ten stats."""
-    with silent():
-        gt = COCO(str(gt_file))
-        ev = COCOeval(gt, gt.loadRes(str(res_file)), "keypoints")
-        ev.params.kpt_oks_sigmas = COCO_SIGMAS
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    return np.asarray(ev.stats, dtype=np.float64)
 
 
 def _crowdpose_reference(gt_data: dict, res_file: Path, tmp_path: Path) -> dict[str, float]:
@@ -131,7 +122,7 @@ def _update_in_batches(metric: KeypointAP, ids, kps, scores, positions, batches)
 
 
 @pytest.mark.parametrize("name", ["coco/test_coco.json", "ochuman/test_ochuman.json"])
-def test_score_ties_equal_pycocotools(fixtures_dir: Path, tmp_path: Path, name: str) -> None:
+def test_score_ties_equalpycocotools_file_stats(fixtures_dir: Path, tmp_path: Path, name: str) -> None:
     gt_file = fixtures_dir / name
     dataset = json.loads(gt_file.read_text())
     tie_order_mattered = False
@@ -139,8 +130,8 @@ def test_score_ties_equal_pycocotools(fixtures_dir: Path, tmp_path: Path, name: 
         ids, kps, scores = _tied_predictions(dataset, 17, seed)
         n = len(ids)
         assert len(np.unique(scores)) < n / 3  # ties within images and across them
-        ref = _pycocotools(gt_file, _results_file(tmp_path / "results.json", ids, kps, scores))
-        backwards = _pycocotools(gt_file, _results_file(tmp_path / "reversed.json", ids[::-1], kps[::-1],
+        ref = pycocotools_file_stats(gt_file, _results_file(tmp_path / "results.json", ids, kps, scores))
+        backwards = pycocotools_file_stats(gt_file, _results_file(tmp_path / "reversed.json", ids[::-1], kps[::-1],
                                                         scores[::-1]))
         tie_order_mattered |= not np.allclose(ref, backwards, rtol=0, atol=1e-9)
 
@@ -166,7 +157,7 @@ def test_score_ties_do_not_depend_on_sharding(fixtures_dir: Path, tmp_path: Path
     gt_file = fixtures_dir / "coco" / "test_coco.json"
     ids, kps, scores = _tied_predictions(json.loads(gt_file.read_text()), 17, 7)
     n = len(ids)
-    ref = _pycocotools(gt_file, _results_file(tmp_path / "results.json", ids, kps, scores))
+    ref = pycocotools_file_stats(gt_file, _results_file(tmp_path / "results.json", ids, kps, scores))
     everything = np.arange(n)
 
     single = KeypointAP(gt_file, COCO_SIGMAS)
@@ -200,7 +191,8 @@ def test_score_ties_do_not_depend_on_sharding(fixtures_dir: Path, tmp_path: Path
     assert sweeps[0] == sweeps[1]
     assert sweeps[0]["AP"][0] == pytest.approx(expected["AP"], abs=1e-12)
     kept = box >= 0.5
-    half_ref = _pycocotools(gt_file, _results_file(tmp_path / "kept.json", ids[kept], kps[kept], scores[kept]))
+    kept_file = _results_file(tmp_path / "kept.json", ids[kept], kps[kept], scores[kept])
+    half_ref = pycocotools_file_stats(gt_file, kept_file)
     assert sweeps[0]["num_boxes"] == [float(n), float(kept.sum())]
     assert sweeps[0]["AP"][1] == pytest.approx(half_ref[0], abs=1e-9)
 
@@ -253,8 +245,8 @@ def test_evaluation_ranks_box_score_ties_by_sample_index(fixtures_dir: Path, tmp
     kps = kps.astype(np.float32).astype(np.float64)  # the evaluation runs in float32: keep the inputs exact
     n = len(ids)
     scores = np.ones(n)
-    ref = _pycocotools(gt_file, _results_file(tmp_path / "results.json", ids, kps, scores))
-    backwards = _pycocotools(gt_file, _results_file(tmp_path / "reversed.json", ids[::-1], kps[::-1], scores))
+    ref = pycocotools_file_stats(gt_file, _results_file(tmp_path / "results.json", ids, kps, scores))
+    backwards = pycocotools_file_stats(gt_file, _results_file(tmp_path / "reversed.json", ids[::-1], kps[::-1], scores))
     assert abs(ref[0] - backwards[0]) > 1e-3  # the sample order decides these ties
 
     evaluation = MeshEvaluation("coco_ap", keypoint_ground_truth=gt_file)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO_ROOT, TINY_OVERRIDES
+from conftest import REPO_ROOT, TINY_OVERRIDES, assert_same_weights, checkpoint_weights
 from hydra import compose, initialize_config_module
 
 from ochmr_lit.runner import PREEMPTED_EXIT_CODE, STAGE_FINISHED, run_fit
@@ -23,15 +23,6 @@ PIPELINE = ["experiment=synthcrowd", "logger=csv", "trainer.max_epochs=2", "++co
             "+trainer.max_time=null", *TINY_OVERRIDES]
 
 
-def _weights(checkpoint: Path) -> dict[str, torch.Tensor]:
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    return {k: v for k, v in state["state_dict"].items() if v.is_floating_point()}
-
-
-def _assert_same_weights(a: dict, b: dict) -> None:
-    assert a.keys() == b.keys()
-    worst = max((a[k] - b[k]).abs().max().item() for k in a)
-    assert worst < 1e-5, f"weights differ by up to {worst}"
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +31,7 @@ def uninterrupted(tmp_path_factory, tiny_synthcrowd):
     with initialize_config_module(config_module="ochmr_lit.configs", version_base="1.3"):
         cfg = compose(config_name="fit", overrides=[*PIPELINE, f"++data.root={tiny_synthcrowd}", f"run_dir={root}"])
     outcome = run_fit(cfg)
-    return _weights(Path(outcome["context_checkpoint"])), _weights(Path(outcome["checkpoint"]))
+    return checkpoint_weights(Path(outcome["context_checkpoint"])), checkpoint_weights(Path(outcome["checkpoint"]))
 
 
 def _fit(output_dir: Path, synthcrowd: Path, *extra: str) -> subprocess.Popen:
@@ -88,8 +79,8 @@ def test_sigterm_in_either_stage_resumes_in_place_to_the_uninterrupted_weights(s
     assert resumed.returncode == 0, out[-3000:]
     assert "not resumable" not in out  # the training loader's state is in the checkpoint
     assert [p.name for p in (tmp_path / "synthcrowd").iterdir()] == ["run"]  # one run folder, no new one
-    _assert_same_weights(_weights(run_dir / "context" / "checkpoints" / "last.ckpt"), context_weights)
-    _assert_same_weights(_weights(run_dir / "checkpoints" / "last.ckpt"), regressor_weights)
+    assert_same_weights(checkpoint_weights(run_dir / "context" / "checkpoints" / "last.ckpt"), context_weights)
+    assert_same_weights(checkpoint_weights(run_dir / "checkpoints" / "last.ckpt"), regressor_weights)
     assert (run_dir / "results" / "metrics.json").is_file()
     for log in (run_dir / "csv" / "metrics.csv", run_dir / "context" / "csv" / "metrics.csv"):
         steps = _csv_steps(log)
