@@ -17,6 +17,7 @@ import torch
 
 from ochmr_lit.data.centermaps import render_centermaps
 from ochmr_lit.data.datasets.coco_format import load_coco_keypoint_records
+from ochmr_lit.data.transforms import BadSampleError
 from ochmr_lit.geometry import (
     apply_affine,
     axis_angle_to_rotmat,
@@ -619,3 +620,32 @@ def test_predict_writes_one_ply_per_person_equal_to_the_prediction(ochuman_predi
             obj_v, obj_f = _read_obj(obj_out / f"{stem}_person{k}.obj")
             np.testing.assert_array_equal(obj_f, f)
             np.testing.assert_allclose(obj_v, v, rtol=F32_EPS, atol=6e-7)
+
+
+@pytest.mark.slow
+def test_a_folder_with_a_corrupt_image_predicts_the_others_under_skip(tiny_run, fixtures_dir, tmp_path):
+    from hydra import compose, initialize_config_module
+
+    from ochmr_lit.inference.run import run_predict
+
+    folder = tmp_path / "images"
+    shutil.copytree(fixtures_dir / "ochuman", folder)
+    broken = folder / "003799.jpg"
+    broken.write_bytes(broken.read_bytes()[:5000])  # cut off before its end-of-image marker
+
+    def predict(policy: str, out: str):
+        with initialize_config_module(config_module="ochmr_lit.configs", version_base="1.3"):
+            cfg = compose(config_name="predict", overrides=[
+                f"ckpt_path={tiny_run[1]['checkpoint']}", f"input={folder}", f"boxes={folder / 'test_ochuman.json'}",
+                f"out={tmp_path / out}", "save_figures=false", "device=cpu", f"on_bad_sample={policy}"])
+        return run_predict(cfg)
+
+    with pytest.raises(BadSampleError, match=r"truncated.*003799.jpg.*; or predict the others with on_bad_sample=skip"):
+        predict("raise", "raised")
+    summary = predict("skip", "skipped")
+    skipped = [(Path(s["image"]).name, s["reason"]) for s in summary["skipped_images"]]
+    assert skipped == [("003799.jpg", "truncated_image")]
+    written = sorted(p.name for p in (tmp_path / "skipped").glob("*.json") if p.name != "summary.json")
+    assert written == ["000817.json", "003896.json"]  # the other two images, predicted
+    assert json.loads((tmp_path / "skipped" / "summary.json").read_text())["skipped_images"][0]["reason"] == \
+        "truncated_image"

@@ -20,6 +20,7 @@ import torch
 from ochmr_lit.body.keypoints import get_convention
 from ochmr_lit.data.centermaps import render_centermaps
 from ochmr_lit.data.schema import NUM_KEYPOINTS, PersonRecord
+from ochmr_lit.errors import DataError
 from ochmr_lit.geometry import (
     apply_affine,
     axis_angle_to_rotmat,
@@ -32,7 +33,7 @@ IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
 
-class BadSampleError(ValueError):
+class BadSampleError(DataError):
     """A sample that cannot be built (unreadable image, degenerate box, ...); the message names the file."""
 
     def __init__(self, message: str, reason: str):

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import default_collate
 
-from ochmr_lit.data.transforms import TopDownTransform, read_image_rgb
+from ochmr_lit.data.transforms import BadSampleError, TopDownTransform, read_image_rgb
 from ochmr_lit.geometry import rotmat_to_axis_angle
 from ochmr_lit.inference.boxes import ImageBoxes
 from ochmr_lit.inference.camera import (
@@ -201,16 +201,35 @@ class Predictor:
             crop_size=crop_size, crop_focal_length=self.crop_focal_length,
             focal_length_source=FOCAL_FROM_DIAGONAL if self.focal_length is None else FOCAL_GIVEN)
 
-    def predict(self, items: Iterable[ImageBoxes | tuple[ImageBoxes, np.ndarray]]) -> Iterator[ImagePrediction]:
+    def predict(self, items: Iterable[ImageBoxes | tuple[ImageBoxes, np.ndarray]],
+                on_bad_image: str = "raise", skipped: list[dict] | None = None) -> Iterator[ImagePrediction]:
         """Predictions of each image, in input order.
 
         Args:
             items: :class:`ImageBoxes`, or ``(ImageBoxes, RGB image)`` pairs when the image is already decoded.
+            on_bad_image: ``raise`` (an unreadable image stops with one line naming it) or ``skip`` (it is left out,
+                named in ``skipped`` with the reason, and the other images are predicted).
+            skipped: receives ``{"image", "reason", "error"}`` for each image left out under ``skip``.
         """
+        if on_bad_image not in ("raise", "skip"):
+            raise ValueError(f"on_bad_sample={on_bad_image!r}; use raise or skip")
         pending: list[_Pending] = []
         queue: list[tuple[_Pending, dict]] = []
         for item in items:
-            boxes, image = item if isinstance(item, tuple) else (item, read_image_rgb(item.image_path))
+            if isinstance(item, tuple):
+                boxes, image = item
+            else:
+                boxes = item
+                try:
+                    image = read_image_rgb(item.image_path)
+                except BadSampleError as error:
+                    if on_bad_image == "raise":
+                        raise BadSampleError(f"{error}; or predict the others with on_bad_sample=skip",
+                                             reason=error.reason) from None
+                    log.warning("skipped %s: %s", item.image_path, error)
+                    if skipped is not None:
+                        skipped.append({"image": str(item.image_path), "reason": error.reason, "error": str(error)})
+                    continue
             owner = _Pending(boxes, image, [])
             pending.append(owner)
             queue.extend((owner, self.transform(record, image=image)) for record in boxes.records())

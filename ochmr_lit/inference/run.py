@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
+from ochmr_lit.errors import ConfigError
 from ochmr_lit.inference.boxes import (
     BoxReport,
     ImageBoxes,
@@ -78,6 +79,9 @@ def run_predict(cfg: DictConfig) -> dict[str, Any]:
         if cfg.get(key) in (None, "", "???"):
             raise ValueError(f"predict needs {key}=...: python -m ochmr_lit.predict ckpt_path=<ckpt> "
                              "input=<image|folder> boxes=<coco.json|detections.json|detector> out=<dir>")
+    if str(cfg.get("on_bad_sample") or "raise") not in ("raise", "skip"):
+        raise ConfigError(f"on_bad_sample={cfg.get('on_bad_sample')}; use raise (stop at an unreadable image) or "
+                          "skip (predict the others and report it)")
     mesh_format = str(cfg.get("mesh_format") or "obj")
     if mesh_format not in MESH_FORMATS:  # before any work: a typo must not cost a whole run
         raise ValueError(f"mesh_format={mesh_format}; use one of {'|'.join(MESH_FORMATS)}")
@@ -99,7 +103,9 @@ def run_predict(cfg: DictConfig) -> dict[str, Any]:
     faces = predictor.faces
     files: list[str] = []
     people = 0
-    for pred in predictor.predict(items):
+    on_bad_sample = str(cfg.get("on_bad_sample") or "raise")
+    skipped: list[dict] = []
+    for pred in predictor.predict(items, on_bad_image=on_bad_sample, skipped=skipped):
         files += [p.name for p in write_outputs(pred, out_dir, faces, bool(cfg.save_meshes), bool(cfg.save_figures),
                                                 mesh_format)]
         people += pred.num_people
@@ -107,8 +113,11 @@ def run_predict(cfg: DictConfig) -> dict[str, Any]:
     summary = {"checkpoint": str(cfg.ckpt_path), "input": str(cfg.input), "images": len(images), "people": people,
                "boxes": report.to_dict(), "crop": {**predictor.settings, "focal_length": predictor.crop_focal_length},
                "image_focal_length": FOCAL_FROM_DIAGONAL if focal_length is None else focal_length,
-               "context_source": module.hparams.context_source, "files": files}
+               "context_source": module.hparams.context_source, "skipped_images": skipped, "files": files}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     print(report.summary())
-    print(f"predict: {people} people in {len(images)} images -> {out_dir}")
+    if skipped:
+        print(f"predict: skipped {len(skipped)} unreadable image(s) (on_bad_sample=skip): "
+              + ", ".join(f"{Path(s['image']).name} ({s['reason']})" for s in skipped))
+    print(f"predict: {people} people in {len(images) - len(skipped)} images -> {out_dir}")
     return summary
