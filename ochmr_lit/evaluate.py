@@ -21,6 +21,24 @@ def evaluate(cfg: DictConfig) -> dict:
     return run_evaluate(cfg)
 
 
+def own_experiment_override(argv: list[str]) -> list[str]:
+    """With ``allow_other_architecture=true``, the results are filed under the experiment that trained the checkpoint
+    (``experiment_name=<its name>``), not under the experiment whose data and protocol evaluate it."""
+    if "allow_other_architecture=true" not in argv or any(a.startswith("experiment_name=") for a in argv):
+        return []
+    ckpt = next((a.split("=", 1)[1] for a in argv if a.startswith("ckpt_path=")), None)
+    if not ckpt or not os.path.isfile(ckpt):
+        return []
+    import torch
+
+    try:
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    except Exception:  # not a checkpoint: the evaluation itself names the problem in one line
+        return []
+    name = ((state.get("run_config") or {}) if isinstance(state, dict) else {}).get("experiment_name")
+    return [f"experiment_name={name}"] if name else []
+
+
 @hydra.main(version_base="1.3", config_path="configs", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
     from ochmr_lit.errors import user_errors
@@ -34,4 +52,5 @@ if __name__ == "__main__":
 
     sys.argv[1:] = pass_trainer_arguments(sys.argv[1:])
     check_command_line("evaluate", sys.argv[1:])
+    sys.argv += own_experiment_override(sys.argv[1:])
     main()

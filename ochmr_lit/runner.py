@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ochmr_lit.config_checks import check_run_config
 from ochmr_lit.data.predicted_centres import predict_centres, save_predicted_centres
-from ochmr_lit.errors import ConfigError, MissingFileError
+from ochmr_lit.errors import CheckpointError, ConfigError, MissingFileError
 from ochmr_lit.eval.context_modes import context_mode_list
 from ochmr_lit.lit.checkpoints import load_regressor_checkpoint
 from ochmr_lit.lit.mesh_regressor import load_frozen_context_estimator
@@ -359,6 +359,30 @@ def _context_stage(stage_cfg: DictConfig) -> dict[str, Any]:
     return outcome
 
 
+def _architecture(backbone: Any, conorm_depths: Any) -> str:
+    depths = sorted(int(d) for d in (conorm_depths or []))
+    kind = f"OCHMR (CoNorm after layer {', '.join(map(str, depths))})" if depths else "SPIN (no CoNorm)"
+    return f"{kind} {backbone}"
+
+
+def check_same_architecture(cfg: DictConfig, module: Any, ckpt: str) -> None:
+    """Refuse to file a checkpoint's results under another experiment whose model differs from it.
+
+    Applies when the checkpoint names the experiment that trained it; ``allow_other_architecture=true`` evaluates it
+    anyway (``python -m ochmr_lit.evaluate`` then files the results under the checkpoint's own experiment).
+    """
+    trained_in = (module.run_config or {}).get("experiment_name")
+    if not trained_in or trained_in == cfg.get("experiment_name") or cfg.get("allow_other_architecture"):
+        return
+    trained = _architecture(module.hparams.backbone, module.hparams.conorm_depths)
+    asked = _architecture(cfg.model.get("backbone"), cfg.model.get("conorm_depths"))
+    if trained != asked:
+        raise CheckpointError(
+            f"{ckpt} is a {trained} checkpoint of experiment {trained_in}, but experiment={cfg.experiment_name} is "
+            f"a {asked}: evaluate it with experiment={trained_in}, or add allow_other_architecture=true to evaluate "
+            f"it anyway (its results are then filed under {trained_in})")
+
+
 def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Evaluate a regressor checkpoint on a split and write the results files.
 
@@ -375,6 +399,7 @@ def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
     overrides = {"protocol": cfg.protocol} if cfg.get("protocol") else {}
     modes = context_modes(cfg)
     module = load_regressor_checkpoint(ckpt, overrides)
+    check_same_architecture(cfg, module, ckpt)
     for mode in modes:  # every mode must apply to this model before anything runs
         module.context_mode = mode
     module.context_mode = "true"

@@ -406,3 +406,29 @@ def test_every_trainer_argument_passes_through_and_logger_none_trains(tmp_path, 
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "run" / "results" / "metrics.json").is_file()
+
+
+def test_a_checkpoint_of_another_experiments_architecture_is_refused_unless_allowed(spin_checkpoint, tmp_path):
+    from ochmr_lit.runner import check_same_architecture, load_regressor_checkpoint
+
+    state = torch.load(spin_checkpoint, map_location="cpu", weights_only=True)
+    state["run_config"] = {"task": "regressor", "experiment_name": "synthcrowd_spin"}
+    ckpt = tmp_path / "spin.ckpt"
+    torch.save(state, ckpt)
+    assert _evaluate(ckpt, tmp_path) == (
+        f"{ckpt} is a SPIN (no CoNorm) resnet18 checkpoint of experiment synthcrowd_spin, but experiment=synthcrowd "
+        "is a OCHMR (CoNorm after layer 2) resnet18: evaluate it with experiment=synthcrowd_spin, or add "
+        "allow_other_architecture=true to evaluate it anyway (its results are then filed under synthcrowd_spin)")
+    module = load_regressor_checkpoint(str(ckpt))
+    with initialize_config_module(config_module="ochmr_lit.configs", version_base="1.3"):
+        allowed = compose(config_name="evaluate", overrides=["experiment=synthcrowd", f"ckpt_path={ckpt}",
+                                                              "allow_other_architecture=true"])
+        own = compose(config_name="evaluate", overrides=["experiment=synthcrowd_spin", f"ckpt_path={ckpt}"])
+    check_same_architecture(allowed, module, str(ckpt))  # asked for: no error
+    check_same_architecture(own, module, str(ckpt))  # its own experiment
+
+    from ochmr_lit.evaluate import own_experiment_override
+
+    assert own_experiment_override([f"ckpt_path={ckpt}", "allow_other_architecture=true"]) == [
+        "experiment_name=synthcrowd_spin"]
+    assert own_experiment_override([f"ckpt_path={ckpt}"]) == []
