@@ -8,6 +8,8 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 __version__ = "0.1.0"
 
+from ochmr_lit.console import quiet_known_noise  # noqa: E402
 from ochmr_lit.hardware import register_resolvers  # noqa: E402
 
 register_resolvers()
+quiet_known_noise()

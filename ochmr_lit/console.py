@@ -1,0 +1,32 @@
+"""Known noise of the libraries, silenced where it is emitted, so a run's console shows the run.
+
+- Lightning's advertising tip about its cloud logger, logged at INFO by ``lightning.pytorch.utilities.rank_zero``
+  every time a Trainer attaches loggers (twice per pipeline): a logging filter on that logger drops exactly it.
+- Lightning's own ``isinstance(treespec, LeafSpec)`` deprecation warning, raised inside
+  ``lightning.pytorch.utilities._pytree`` against the installed torch (not about this project's code): a warnings
+  filter for that message from that module.
+
+Everything else the libraries log or warn still shows. Lightning has no setting for either (checked in its
+logger connector), hence the two filters.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+#: Start of the tip Lightning logs when no LitLogger is attached.
+LIGHTNING_TIP = "💡 Tip:"
+
+
+def _not_a_tip(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith(LIGHTNING_TIP)
+
+
+def quiet_known_noise() -> None:
+    """Install the two filters (idempotent)."""
+    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if _not_a_tip not in logger.filters:
+        logger.addFilter(_not_a_tip)
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+                            module=r"lightning\.pytorch\.utilities\._pytree")
