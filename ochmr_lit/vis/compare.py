@@ -37,6 +37,7 @@ from omegaconf import DictConfig  # noqa: E402
 from ochmr_lit.body import BodyModel  # noqa: E402
 from ochmr_lit.body.files import resolve_body_model_dir  # noqa: E402
 from ochmr_lit.body.model import GENDER_CODES  # noqa: E402
+from ochmr_lit.errors import user_errors
 from ochmr_lit.geometry import axis_angle_to_rotmat  # noqa: E402
 from ochmr_lit.inference.boxes import list_images, load_json_boxes  # noqa: E402
 from ochmr_lit.inference.pipeline import Predictor, load_regressor  # noqa: E402
@@ -177,7 +178,8 @@ def run_compare(cfg: DictConfig) -> dict[str, Any]:
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="compare")
 def main(cfg: DictConfig) -> None:
-    run_compare(cfg)
+    with user_errors():
+        run_compare(cfg)
 
 
 if __name__ == "__main__":
