@@ -27,10 +27,9 @@ FIXTURE_FILES = (
     "crowdpose/test_crowdpose_det_AP_40.json",
     "ochuman/000817.jpg", "ochuman/003799.jpg", "ochuman/003896.jpg", "ochuman/test_ochuman.json",
 )
-#: The complete CrowdPose val annotations (2.7 MB) are not committed: ``OCHMR_CROWDPOSE_VAL`` names the file,
-#: else it is looked for beside the repository. Tests that need it skip without it, in CI too.
+#: The complete CrowdPose val annotations (2.7 MB) are not committed: ``OCHMR_CROWDPOSE_VAL`` names the file.
+#: Tests that need it skip without it, in CI too.
 CROWDPOSE_VAL_ENV = "OCHMR_CROWDPOSE_VAL"
-CROWDPOSE_VAL_BESIDE_REPO = REPO_ROOT.parent / "shared/fixtures/crowdpose_val/crowdpose_val.json"
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
@@ -80,12 +79,12 @@ def fixtures_dir() -> Path:
 def crowdpose_val_file() -> Path:
     """The complete CrowdPose val annotation file: optional, so its tests skip without it (in CI too)."""
     named = os.environ.get(CROWDPOSE_VAL_ENV)
-    path = Path(named).expanduser() if named else CROWDPOSE_VAL_BESIDE_REPO
-    if named and not path.is_file():
-        pytest.fail(f"{CROWDPOSE_VAL_ENV}={named}: no such file", pytrace=False)
+    if not named:
+        pytest.skip(f"optional CrowdPose val annotations: set {CROWDPOSE_VAL_ENV} to crowdpose_val.json "
+                    "(crowdpose-api/annotations in the CrowdPose repository) to run this test")
+    path = Path(named).expanduser()
     if not path.is_file():
-        pytest.skip(f"optional CrowdPose val annotations not found at {path}: set {CROWDPOSE_VAL_ENV} to "
-                    "crowdpose_val.json (crowdpose-api/annotations in the CrowdPose repository) to run this test")
+        pytest.fail(f"{CROWDPOSE_VAL_ENV}={named}: no such file", pytrace=False)
     return path
 
 
