@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ochmr_lit.errors import ConfigError
 from ochmr_lit.lit.losses import LossWeights
-from ochmr_lit.lit.mesh_regressor import check_context_source
+from ochmr_lit.lit.mesh_regressor import check_context_source, check_heatmap_supervision
 from ochmr_lit.lit.optim import OptimConfig
 from ochmr_lit.models.hmr import check_architecture
 
@@ -78,7 +78,8 @@ def check_regressor_model(model: DictConfig | Mapping, key: str = "model") -> No
     values = OmegaConf.to_container(model, resolve=True) if isinstance(model, DictConfig) else dict(model)
     try:
         check_architecture(values.get("backbone", "resnet50"), values.get("conorm_depths", (2,)),
-                           values.get("iterations", 3), values.get("dropout", 0.5), values.get("pooling_grid", 1))
+                           values.get("iterations", 3), values.get("dropout", 0.5), values.get("pooling_grid", 1),
+                           values.get("heatmap_keypoints", 0))
     except (ValueError, TypeError) as error:
         raise _prefixed(ValueError(str(error)), key) from None
     try:
@@ -87,9 +88,13 @@ def check_regressor_model(model: DictConfig | Mapping, key: str = "model") -> No
         raise ConfigError(str(error)) from None
     _check_optim(values.get("optim"), key)
     try:
-        LossWeights(**(values.get("loss_weights") or {}))
+        weights = LossWeights(**(values.get("loss_weights") or {}))
     except TypeError as error:
         raise ConfigError(f"{key}.loss_weights: {error}") from None
+    try:
+        check_heatmap_supervision(int(values.get("heatmap_keypoints", 0)), weights.keypoint_heatmaps)
+    except ValueError as error:
+        raise ConfigError(str(error).replace("model.", f"{key}.")) from None
 
 
 def _check_optim(optim: Mapping | None, key: str) -> None:

@@ -15,12 +15,15 @@ class LossWeights:
     """SPIN defaults: 2D 5.0, 3D 5.0, pose 1.0, betas 0.001, vertices 0, camera regulariser 1, total x 60.
 
     ``keypoints_3d_body`` (not in SPIN, 0 there) weighs :func:`keypoint_3d_body_loss`, the 3D keypoints in each
-    body's own root frame: the articulation alone, whatever the global orientation.
+    body's own root frame: the articulation alone, whatever the global orientation. ``keypoint_heatmaps`` (not
+    in SPIN, 0 there) weighs the auxiliary heatmap head's cross-entropy
+    (:func:`~ochmr_lit.models.keypoint_heatmaps.keypoint_heatmap_loss`); it needs ``model.heatmap_keypoints``.
     """
 
     keypoints_2d: float = 5.0
     keypoints_3d: float = 5.0
     keypoints_3d_body: float = 0.0
+    keypoint_heatmaps: float = 0.0
     smpl_pose: float = 1.0
     smpl_betas: float = 0.001
     vertices: float = 0.0

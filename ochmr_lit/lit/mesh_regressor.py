@@ -31,6 +31,7 @@ from ochmr_lit.lit.guard import NumericalGuardMixin
 from ochmr_lit.lit.optim import OptimConfig, build_optimizer, build_scheduler
 from ochmr_lit.lit.run_config import RunConfigMixin
 from ochmr_lit.models import ContextEstimator, MeshRegressor
+from ochmr_lit.models.keypoint_heatmaps import keypoint_heatmap_loss
 from ochmr_lit.models.pretrained import apply_pretrained
 
 CONTEXT_SOURCES = ("gt", "predicted", "none")
@@ -44,6 +45,16 @@ def check_context_source(conorm_depths: tuple[int, ...] | list[int], context_sou
         raise ValueError(f"model.conorm_depths={list(conorm_depths)} with context_source={context_source!r}: "
                          "CoNorm blocks need a context (gt or predicted); the SPIN baseline "
                          "(conorm_depths=[]) takes context_source=none")
+
+
+def check_heatmap_supervision(heatmap_keypoints: int, weight: float) -> None:
+    """A ValueError naming the keys unless the heatmap head and its loss weight come together."""
+    if heatmap_keypoints and not weight > 0:
+        raise ValueError(f"model.heatmap_keypoints={heatmap_keypoints} adds a heatmap head that nothing trains: set "
+                         "model.loss_weights.keypoint_heatmaps > 0 (e.g. 0.5), or heatmap_keypoints=0")
+    if weight and not heatmap_keypoints:
+        raise ValueError(f"model.loss_weights.keypoint_heatmaps={weight} weighs a heatmap head the model does not "
+                         "have: set model.heatmap_keypoints=17, or the weight to 0")
 
 
 def _freeze(net: ContextEstimator) -> ContextEstimator:
@@ -119,6 +130,8 @@ class MeshRegressorModule(NumericalGuardMixin, RunConfigMixin, L.LightningModule
             path is provenance only once trained: the values are buffers of the checkpoint.
         pooling_grid: the backbone's last map is pooled to ``g x g`` cells for the head (1 = SPIN's global
             average; see :class:`~ochmr_lit.models.hmr.MeshRegressor`).
+        heatmap_keypoints: 17 adds the auxiliary COCO-17 heatmap head to the backbone
+            (:mod:`ochmr_lit.models.keypoint_heatmaps`), trained with ``loss_weights.keypoint_heatmaps``; 0 = none.
     """
 
     def __init__(self, backbone: str = "resnet50", conorm_depths: tuple[int, ...] = (2,), hidden_channels: int = 128,
@@ -129,7 +142,8 @@ class MeshRegressorModule(NumericalGuardMixin, RunConfigMixin, L.LightningModule
                  num_vis: int = 4,
                  dropout: float = 0.5, context_sigma: float = 2.0, compile: bool = False,
                  compile_mode: str | None = None, keypoints_2d_limit: float | None = None,
-                 mean_params: str | None = None, pooling_grid: int = 1, context_width: int | None = None):
+                 mean_params: str | None = None, pooling_grid: int = 1, context_width: int | None = None,
+                 heatmap_keypoints: int = 0):
         super().__init__()
         self.save_hyperparameters()
         self.hparams.focal_length = crop_focal_length(crop_size, focal_length)
@@ -146,7 +160,8 @@ class MeshRegressorModule(NumericalGuardMixin, RunConfigMixin, L.LightningModule
         mean_params = mean_params or str(self.body.model_dir / "smpl_mean_params.npz")
         self.mean_params_file = mean_params
         self.model = MeshRegressor(backbone, conorm_depths, hidden_channels, mean_params=mean_params,
-                                   iterations=iterations, dropout=dropout, pooling_grid=pooling_grid)
+                                   iterations=iterations, dropout=dropout, pooling_grid=pooling_grid,
+                                   heatmap_keypoints=heatmap_keypoints)
         self.pretrained_reports = [str(r) for r in apply_pretrained(self.model, pretrained)]
         self.context_net: ContextEstimator | None = None
         self._context_weights_pending = False  # built at context_width, waiting for a checkpoint's weights
@@ -157,6 +172,7 @@ class MeshRegressorModule(NumericalGuardMixin, RunConfigMixin, L.LightningModule
             self.context_net = _freeze(ContextEstimator(width=int(context_width)))
             self._context_weights_pending = True
         self.weights = L_.LossWeights(**(loss_weights or {}))
+        check_heatmap_supervision(heatmap_keypoints, self.weights.keypoint_heatmaps)
         self.optim_cfg = OptimConfig(**(optim or {}))
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -267,10 +283,14 @@ class MeshRegressorModule(NumericalGuardMixin, RunConfigMixin, L.LightningModule
         """Regressor + body model on one batch (``context``: precomputed :meth:`context_for`, else computed).
 
         Returns ``rotmat (B,24,3,3)``, ``betas (B,10)``, ``cam (B,3)``, ``vertices (B,6890,3)`` metres,
-        ``keypoints_3d (B,17,3)`` COCO-17 metres, ``keypoints_2d (B,17,2)`` crop px, ``cam_t (B,3)`` metres.
+        ``keypoints_3d (B,17,3)`` COCO-17 metres, ``keypoints_2d (B,17,2)`` crop px, ``cam_t (B,3)`` metres, and
+        with a heatmap head ``heatmaps (B,17,h,w)`` logits.
         """
         out = self(batch["image"], context if context is not None else self.context_for(batch))
-        return self.predictions_from_parameters(out.rotmat.float(), out.betas.float(), out.cam.float())
+        pred = self.predictions_from_parameters(out.rotmat.float(), out.betas.float(), out.cam.float())
+        if out.heatmaps is not None:
+            pred["heatmaps"] = out.heatmaps
+        return pred
 
     def predictions_from_parameters(self, rotmat: torch.Tensor, betas: torch.Tensor,
                                     cam: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -318,6 +338,9 @@ class MeshRegressorModule(NumericalGuardMixin, RunConfigMixin, L.LightningModule
                                                 batch["has_keypoints_3d"]),
             "camera": L_.camera_regulariser(pred["cam"]),
         }
+        if w.keypoint_heatmaps > 0:
+            terms["keypoint_heatmaps"] = keypoint_heatmap_loss(pred["heatmaps"], batch["keypoints_2d"],
+                                                               self.hparams.crop_size)
         if w.keypoints_3d_body > 0:
             terms["keypoints_3d_body"] = L_.keypoint_3d_body_loss(
                 pred["keypoints_3d"], pred["rotmat"][:, 0], batch["keypoints_3d"], gt_rotmat[:, 0],

@@ -14,6 +14,7 @@ from torch import nn
 
 from ochmr_lit.geometry import rot6d_to_rotmat, rotmat_to_rot6d
 from ochmr_lit.models.conorm import CoNorm
+from ochmr_lit.models.keypoint_heatmaps import KeypointHeatmapHead
 
 NUM_JOINTS = 24
 NPOSE = NUM_JOINTS * 6
@@ -40,12 +41,15 @@ class RegressorOutput:
         betas: (B, 10) SMPL shape coefficients.
         cam: (B, 3) weak-perspective camera [s, tx, ty] in normalised crop coordinates ([-1, 1]).
         iterations: every iteration's estimate, first to last (the last equals the fields above).
+        heatmaps: (B, K, H/4, W/4) keypoint logits of the auxiliary head, None without one
+            (:mod:`ochmr_lit.models.keypoint_heatmaps`).
     """
 
     rotmat: torch.Tensor
     betas: torch.Tensor
     cam: torch.Tensor
     iterations: list[IterationEstimate] = field(default_factory=list)
+    heatmaps: torch.Tensor | None = None
 
 
 def load_mean_params(
@@ -93,7 +97,7 @@ def load_mean_params(
 
 
 def check_architecture(backbone: str, conorm_depths: Sequence[int], iterations: int = 3, dropout: float = 0.5,
-                       pooling_grid: int = 1) -> list[int]:
+                       pooling_grid: int = 1, heatmap_keypoints: int = 0) -> list[int]:
     """The checks :class:`MeshRegressor` makes of its arguments (a ValueError naming the argument); the sorted
     CoNorm depths. Callable on a config before any work starts."""
     if not 0.0 <= dropout < 1.0:
@@ -107,6 +111,9 @@ def check_architecture(backbone: str, conorm_depths: Sequence[int], iterations: 
         raise ValueError(f"iterations must be at least 1, got {iterations}")
     if pooling_grid < 1:
         raise ValueError(f"pooling_grid must be at least 1 (1 = SPIN's global average), got {pooling_grid}")
+    if heatmap_keypoints < 0:
+        raise ValueError(f"heatmap_keypoints must be 0 (no heatmap head) or the number of keypoints (17), "
+                         f"got {heatmap_keypoints}")
     return depths
 
 
@@ -135,6 +142,8 @@ class MeshRegressor(nn.Module):
         pooling_grid: the last feature map is average-pooled to ``g x g`` cells and flattened, so the head
             sees where in the crop a feature fired. 1 is SPIN's global average (and the only setting a SPIN
             checkpoint fits); 2 keeps the whole 2 x 2 map of a 64 px crop.
+        heatmap_keypoints: K > 0 adds the auxiliary :class:`KeypointHeatmapHead` (K maps, under ``heatmap_head``)
+            whose logits come back in :attr:`RegressorOutput.heatmaps`; 0 (SPIN, OCHMR) has none.
     """
 
     def __init__(
@@ -146,9 +155,10 @@ class MeshRegressor(nn.Module):
         iterations: int = 3,
         dropout: float = 0.5,
         pooling_grid: int = 1,
+        heatmap_keypoints: int = 0,
     ) -> None:
         super().__init__()
-        depths = check_architecture(backbone, conorm_depths, iterations, dropout, pooling_grid)
+        depths = check_architecture(backbone, conorm_depths, iterations, dropout, pooling_grid, heatmap_keypoints)
         self.backbone_name = backbone
         self.conorm_depths = tuple(depths)
         self.iterations = iterations
@@ -183,6 +193,9 @@ class MeshRegressor(nn.Module):
         self.deccam = nn.Linear(1024, NUM_CAM)
         for layer in (self.decpose, self.decshape, self.deccam):
             nn.init.xavier_uniform_(layer.weight, gain=0.01)
+        stage_channels = [self.num_features // 2 ** (4 - d) for d in (1, 2, 3, 4)]
+        self.heatmap_head = (KeypointHeatmapHead(stage_channels, heatmap_keypoints) if heatmap_keypoints
+                             else None)
 
         mean = load_mean_params(mean_params)
         self.register_buffer("init_pose", mean["pose"].unsqueeze(0))
@@ -213,26 +226,38 @@ class MeshRegressor(nn.Module):
                 f"local and 1 the global centermap; got {tuple(context.shape)}"
             )
 
-    def extract_features(self, images: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-        """Backbone features with CoNorm applied where configured.
+    def stage_features(self, images: torch.Tensor, context: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """The outputs of ``layer1..layer4``, each after its CoNorm block where configured.
 
         Args:
             images: (B, 3, H, W) ImageNet-normalised crops (224 x 224 in training).
             context: (B, 2, h, w) centermaps [local, global], required iff the model has CoNorm blocks.
 
         Returns:
-            (B, F g^2) pooled features, F = 2048 for resnet50/101, 512 for resnet18/34, g = ``pooling_grid``.
+            four maps (B, C_i, H / 2^(i+1), W / 2^(i+1)), C_4 = F = 2048 for resnet50/101, 512 for resnet18/34.
         """
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")
         self._check_context(images, context)
         x = self.maxpool(self.relu(self.bn1(self.conv1(images))))
+        stages = []
         for depth, layer in enumerate((self.layer1, self.layer2, self.layer3, self.layer4), start=1):
             x = layer(x)
             key = str(depth)
             if key in self.conorm:
                 x = self.conorm[key](x, context)
-        return torch.flatten(self.avgpool(x), 1)
+            stages.append(x)
+        return stages
+
+    def extract_features(self, images: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """Backbone features with CoNorm applied where configured, pooled for the IEF head.
+
+        Args: as :meth:`stage_features`.
+
+        Returns:
+            (B, F g^2) pooled features, F = 2048 for resnet50/101, 512 for resnet18/34, g = ``pooling_grid``.
+        """
+        return torch.flatten(self.avgpool(self.stage_features(images, context)[-1]), 1)
 
     def forward(self, images: torch.Tensor, context: torch.Tensor | None = None) -> RegressorOutput:
         """Regress SMPL parameters and a weak-perspective camera.
@@ -246,7 +271,8 @@ class MeshRegressor(nn.Module):
             :class:`RegressorOutput` with rotmat (B, 24, 3, 3), betas (B, 10), cam (B, 3) and the
             per-iteration estimates.
         """
-        features = self.extract_features(images, context)
+        stages = self.stage_features(images, context)
+        features = torch.flatten(self.avgpool(stages[-1]), 1)
         batch = features.shape[0]
         pose = self.init_pose.expand(batch, -1)
         betas = self.init_shape.expand(batch, -1)
@@ -260,4 +286,5 @@ class MeshRegressor(nn.Module):
             cam = self.deccam(xc) + cam
             history.append(IterationEstimate(pose, betas, cam))
         rotmat = rot6d_to_rotmat(pose.reshape(batch, NUM_JOINTS, 6))
-        return RegressorOutput(rotmat=rotmat, betas=betas, cam=cam, iterations=history)
+        heatmaps = self.heatmap_head(stages) if self.heatmap_head is not None else None
+        return RegressorOutput(rotmat=rotmat, betas=betas, cam=cam, iterations=history, heatmaps=heatmaps)
