@@ -15,9 +15,11 @@ from collections.abc import Mapping
 from typing import Any
 
 import lightning as L
+from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from ochmr_lit.errors import ConfigError
+from ochmr_lit.lit.checkpoints import check_checkpoint_kind
 from ochmr_lit.lit.losses import LossWeights
 from ochmr_lit.lit.mesh_regressor import check_context_source, check_heatmap_supervision
 from ochmr_lit.lit.optim import OptimConfig
@@ -107,7 +109,12 @@ def _check_optim(optim: Mapping | None, key: str) -> None:
 
 
 def check_run_config(cfg: DictConfig, stages: list[tuple[str, DictConfig]]) -> None:
-    """Check every stage's trainer and model before the first one starts (``stages``: (prefix, stage config))."""
+    """Check every stage's trainer and model before the first one starts (``stages``: (prefix, stage config)),
+    and that a checkpoint file given as ``ckpt_path`` was written by the module the first stage trains (in a
+    pipeline, the regressor: the stage a given file continues)."""
+    ckpt = cfg.get("ckpt_path")
+    if ckpt not in (None, "", "last"):
+        check_checkpoint_kind(str(ckpt), get_class(str(cfg.model._target_)))
     for prefix, stage in stages:
         check_trainer(stage.trainer, f"{prefix}trainer")
         target = str(stage.model.get("_target_", ""))

@@ -35,6 +35,74 @@ def stored_context_width(state_dict: dict[str, torch.Tensor]) -> int | None:
     return None if weight is None else int(weight.shape[0])
 
 
+def weight_mismatch(expected: dict[str, torch.Tensor], stored: dict[str, torch.Tensor]) -> str:
+    """What differs between a module's state dict and a checkpoint's ("" when the keys and shapes agree).
+
+    Returns e.g. ``"2 missing (a, b), 1 of another shape (c: checkpoint (3,) vs model (4,))"``.
+    """
+    expected_shapes = {k: tuple(v.shape) for k, v in expected.items()}
+    stored_shapes = {k: tuple(v.shape) for k, v in stored.items()}
+    missing = sorted(set(expected_shapes) - set(stored_shapes))
+    unexpected = sorted(set(stored_shapes) - set(expected_shapes))
+    reshaped = [f"{k}: checkpoint {stored_shapes[k]} vs model {expected_shapes[k]}"
+                for k in sorted(set(stored_shapes) & set(expected_shapes)) if stored_shapes[k] != expected_shapes[k]]
+    return ", ".join(f"{len(keys)} {what} ({_first(keys, 2 if what == 'of another shape' else 3)})"
+                     for what, keys in (("missing", missing), ("unexpected", unexpected),
+                                        ("of another shape", reshaped)) if keys)
+
+
+def _training_state(ckpt: str | Path, what: str) -> dict[str, Any]:
+    """A checkpoint given to ``fit ckpt_path=`` for a ``what`` module, read or refused in one line."""
+    if not Path(ckpt).is_file():
+        raise MissingFileError(f"ckpt_path={ckpt}: no such file; give a checkpoints/*.ckpt of a run of this "
+                               "experiment, or ckpt_path=last to continue the newest one")
+    try:
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    except Exception as error:  # any failure to read it means: not a usable checkpoint
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"ckpt_path={ckpt} cannot be read as a checkpoint ({reason}); give a "
+                              "checkpoints/*.ckpt of a run of this experiment") from None
+    if not isinstance(state, dict) or "state_dict" not in state or not state.get("hyper_parameters"):
+        raise CheckpointError(f"ckpt_path={ckpt} is not a training checkpoint of this framework (no state_dict with "
+                              f"hyper_parameters) and cannot continue a {what}; starting weights of SPIN or "
+                              "torchvision go in model.pretrained")
+    return state
+
+
+def check_checkpoint_kind(ckpt: str | Path, module_class: type) -> dict[str, Any]:
+    """The checkpoint's state when it was written by a ``module_class`` (its hyper-parameters fit the class's
+    arguments), else a one-line CheckpointError naming what wrote it. Reads the file once; no module is built."""
+    what = module_class.__name__
+    state = _training_state(ckpt, what)
+    accepted = set(inspect.signature(module_class.__init__).parameters) - {"self"}
+    foreign = sorted(set(state["hyper_parameters"]) - accepted)
+    if foreign:
+        task = (state.get("run_config") or {}).get("task")
+        raise CheckpointError(f"ckpt_path={ckpt} was written by another module (task={task}, hyper-parameters "
+                              f"{_first(foreign)}) and cannot continue a {what}; in a pipeline run, resume with "
+                              "ckpt_path=last, which picks each stage's own checkpoint")
+    return state
+
+
+def check_training_checkpoint(ckpt: str | Path, module: torch.nn.Module) -> None:
+    """A one-line CheckpointError unless ``ckpt`` can continue training ``module`` (``fit ckpt_path=<file>``).
+
+    The file must be a checkpoint of this framework written by the same kind of module (a context estimator's
+    cannot continue a regressor) with weights of the same architecture (keys and shapes: another backbone,
+    other CoNorm depths or another head are named). Starting weights of other codebases (SPIN, torchvision)
+    go through ``model.pretrained`` instead.
+    """
+    state = check_checkpoint_kind(ckpt, type(module))
+    found = weight_mismatch(module.state_dict(), state["state_dict"])
+    if found:
+        hparams = state["hyper_parameters"]
+        arch = ", ".join(f"{k}={hparams.get(k)}" for k in ("backbone", "conorm_depths", "width", "heatmap_keypoints")
+                         if k in hparams)
+        raise CheckpointError(f"ckpt_path={ckpt} holds another architecture ({arch}) than the "
+                              f"{type(module).__name__} this run builds: {found}; continue it with the overrides it "
+                              "was trained with, or start without ckpt_path")
+
+
 def _read(ckpt: str | Path) -> dict[str, Any]:
     if not Path(ckpt).is_file():
         raise MissingFileError(f"ckpt_path={ckpt}: no such file; {REGRESSOR_CHECKPOINTS}")
@@ -82,20 +150,12 @@ def load_regressor_checkpoint(ckpt: str | Path, overrides: dict[str, Any] | None
                              "(no context_net.* tensors); it was not written by this framework's training, retrain it")
         hparams["context_width"] = width  # the stored weights are used; context_checkpoint is provenance
     module = MeshRegressorModule(**{**hparams, **(overrides or {})})
-    expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
-    stored = {k: tuple(v.shape) for k, v in state["state_dict"].items()}
-    missing = sorted(set(expected) - set(stored))
-    unexpected = sorted(set(stored) - set(expected))
-    reshaped = [f"{k}: checkpoint {stored[k]} vs model {expected[k]}" for k in sorted(set(stored) & set(expected))
-                if stored[k] != expected[k]]
-    if missing or unexpected or reshaped:
+    found = weight_mismatch(module.state_dict(), state["state_dict"])
+    if found:
         arch = ", ".join(f"{k}={hparams.get(k)}" for k in ("backbone", "conorm_depths", "context_source"))
-        found = [f"{len(keys)} {what} ({_first(keys, 2 if what == 'of another shape' else 3)})"
-                 for what, keys in (("missing", missing), ("unexpected", unexpected), ("of another shape", reshaped))
-                 if keys]
         raise CheckpointError(
             f"{ckpt}: its weights are not those of the architecture its hyper-parameters name ({arch}): "
-            f"{', '.join(found)}; it was written by another model (or version of the code) under these "
+            f"{found}; it was written by another model (or version of the code) under these "
             "hyper-parameters: evaluate the checkpoint of the run that trained this architecture, or retrain it")
     module.on_load_checkpoint(state)
     module.load_state_dict(state["state_dict"])
