@@ -7,12 +7,13 @@ the synthetic model).
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from ochmr_lit.errors import MissingFileError, OchmrError, OneLineArgumentParser, report_user_error
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
@@ -134,16 +135,38 @@ def run_checks(body_model_dir: str | None) -> list[Check]:
     return checks
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ochmr_lit.doctor", description=__doc__.splitlines()[0])
-    parser.add_argument("--body-model-dir", default=os.environ.get("OCHMR_BODY_MODEL_DIR"))
+def body_model_folder(argument: str | None) -> str | None:
+    """The folder to check: ``--body-model-dir`` (which must exist: a missing one is a mistyped argument, not a
+    finding), else ``$OCHMR_BODY_MODEL_DIR`` (checked as found), else None for the synthetic model."""
+    if argument is None:
+        return os.environ.get("OCHMR_BODY_MODEL_DIR")
+    if not os.path.isdir(argument):
+        raise MissingFileError(f"--body-model-dir {argument}: no such folder; pass the folder holding the SMPL "
+                               "model files (SMPL_NEUTRAL.pkl, ...), or leave the option out to check the "
+                               "synthetic model")
+    return argument
+
+
+def run_doctor(argv: list[str] | None) -> int:
+    """Print every check's line and the tally; 1 when a check failed, else 0."""
+    parser = OneLineArgumentParser(prog="python -m ochmr_lit.doctor", description=__doc__.splitlines()[0])
+    parser.add_argument("--body-model-dir", default=None,
+                        help="SMPL folder to check (default: $OCHMR_BODY_MODEL_DIR, else the synthetic model)")
     args = parser.parse_args(argv)
-    checks = run_checks(args.body_model_dir)
+    checks = run_checks(body_model_folder(args.body_model_dir))
     for check in checks:
         print(check.line())
     failed = [c for c in checks if c.status == "fail"]
     print(f"{len(checks) - len(failed)} checks passed, {len(failed)} failed")
     return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the checks; a mistake in the arguments prints one line ``error: ...`` and gives the exit status 2."""
+    try:
+        return run_doctor(argv)
+    except OchmrError as error:
+        return report_user_error(error)
 
 
 if __name__ == "__main__":

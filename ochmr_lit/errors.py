@@ -8,12 +8,14 @@ error they refine (ValueError, FileNotFoundError), so existing ``except`` clause
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NoReturn
 
 #: Exit status of a command stopped by a user error (as argparse and Hydra's own command-line errors use).
 USER_ERROR_EXIT_CODE = 2
@@ -63,6 +65,24 @@ def user_errors(run_dir: str | os.PathLike | None = None) -> Iterator[None]:
                 Path(run_dir).parent.rmdir()  # the experiment's folder, if this was its only run
             except OSError:
                 pass
-        message = " ".join(str(error).split())
-        print(f"error: {message}", file=sys.stderr)
-        raise SystemExit(USER_ERROR_EXIT_CODE) from None
+        raise SystemExit(report_user_error(error)) from None
+
+
+def report_user_error(error: OchmrError) -> int:
+    """Print ``error`` as one line ``error: ...`` on stderr and return the exit status 2, for a command whose
+    ``main`` returns its status (:func:`user_errors` exits instead); ``HYDRA_FULL_ERROR=1`` re-raises it."""
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        raise error
+    message = " ".join(str(error).split())
+    print(f"error: {message}", file=sys.stderr)
+    return USER_ERROR_EXIT_CODE
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """An ``argparse`` parser whose mistakes (a missing or unknown argument, a bad value) raise a
+    :class:`ConfigError` naming the argument, printed by :func:`user_errors` as one line, instead of argparse's
+    usage block and its own exit."""
+
+    def error(self, message: str) -> NoReturn:
+        """Raise the mistake argparse found as a :class:`ConfigError`."""
+        raise ConfigError(f"{self.prog}: {message}; {self.prog} --help lists the arguments")

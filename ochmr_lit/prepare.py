@@ -20,13 +20,23 @@ the work once (``--force`` redoes it). The summary table says what was kept and 
 
 from __future__ import annotations
 
-import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from ochmr_lit.body.mean_params import mean_params_of_spin_npz, mean_params_of_synthcrowd_split, save_mean_params
 from ochmr_lit.data.preparation import DATASETS, DIRECT, PrepareReport, format_report, prepare
+from ochmr_lit.errors import (
+    ConfigError,
+    DataError,
+    MissingFileError,
+    OchmrError,
+    OneLineArgumentParser,
+    report_user_error,
+)
+
+T = TypeVar("T")
 
 
 def _print_report(report: PrepareReport) -> None:
@@ -57,6 +67,9 @@ def prepare_mean_params(data: str | Path, out: str | Path | None = None) -> tupl
     ``<name>_mean_params.npz``.
     """
     data = Path(data)
+    if not data.exists():
+        raise MissingFileError(f"--data {data}: no such folder or file; pass a SynthCrowd split folder (with "
+                               "annotations.json) or a SPIN-format .npz (pose, shape)")
     if data.is_dir():
         params, people = mean_params_of_synthcrowd_split(data)
         target = Path(out) if out else data / "smpl_mean_params.npz"
@@ -64,30 +77,60 @@ def prepare_mean_params(data: str | Path, out: str | Path | None = None) -> tupl
         params, people = mean_params_of_spin_npz(data)
         target = Path(out) if out else data.with_name(f"{data.stem}_mean_params.npz")
     else:
-        raise FileNotFoundError(f"--data {data}: not a SynthCrowd split folder nor a SPIN-format .npz file")
+        raise DataError(f"--data {data}: not a SynthCrowd split folder nor a SPIN-format .npz file; pass one of "
+                        "them")
     return save_mean_params(target, params, source=str(data.name), num_people=people), people
 
 
+def input_error(error: Exception, inputs: Sequence[str | Path]) -> OchmrError | None:
+    """The user error a reader's exception stands for, or None for a bug (which keeps its traceback).
+
+    A missing file is one; so is a ValueError or KeyError whose message names one of ``inputs`` or a file under
+    it (the dataset readers name the file they reject, what they found and the fix).
+    """
+    if isinstance(error, FileNotFoundError):
+        return MissingFileError(str(error))
+    message = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+    if any(str(Path(p)) in message for p in inputs):
+        return DataError(message)
+    return None
+
+
+def reading_inputs(run: Callable[[], T], inputs: Sequence[str | Path]) -> T:
+    """``run()``, with the readers' complaints about ``inputs`` raised as user errors (:func:`input_error`)."""
+    try:
+        return run()
+    except OchmrError:
+        raise
+    except (FileNotFoundError, KeyError, ValueError) as error:
+        user_error = input_error(error, inputs)
+        if user_error is None:
+            raise
+        raise user_error from error
+
+
 def _mean_params_main(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ochmr_lit.prepare mean_params",
-                                     description="SPIN-format mean parameters of a training split's SMPL labels")
+    parser = OneLineArgumentParser(prog="python -m ochmr_lit.prepare mean_params",
+                                   description="SPIN-format mean parameters of a training split's SMPL labels")
     parser.add_argument("--data", required=True, help="SynthCrowd split folder or SPIN-format npz")
     parser.add_argument("--out", default=None, help="output .npz (default: beside the data)")
     args = parser.parse_args(argv)
-    try:
-        path, people = prepare_mean_params(args.data, args.out)
-    except (FileNotFoundError, KeyError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    path, people = reading_inputs(lambda: prepare_mean_params(args.data, args.out), [args.data])
     print(f"mean parameters of {people} people written to {path} (use it with model.mean_params={path})")
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["mean_params"]:
-        return _mean_params_main(argv[1:])
-    parser = argparse.ArgumentParser(prog="python -m ochmr_lit.prepare", description=__doc__.split("\n")[0])
+def _check_folders(raw: str, out: str) -> None:
+    """``--raw`` must exist and ``--out`` must be a folder (or not exist yet)."""
+    if not Path(raw).exists():
+        raise MissingFileError(f"--raw {raw}: no such folder or file; pass the folder of the dataset's official "
+                               "files (python -m ochmr_lit.prepare --help describes each layout)")
+    if Path(out).exists() and not Path(out).is_dir():
+        raise ConfigError(f"--out {out} is a file; pass a folder for the prepared files")
+
+
+def _prepare_main(argv: list[str]) -> int:
+    parser = OneLineArgumentParser(prog="python -m ochmr_lit.prepare", description=__doc__.split("\n")[0])
     parser.add_argument("dataset", choices=sorted(DATASETS + tuple(DIRECT) + ("mean_params",)))
     parser.add_argument("--raw", required=True, help="folder of the official files (see the module doc)")
     parser.add_argument("--out", required=True, help="folder for the converted files / indexes")
@@ -98,15 +141,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.dataset in DIRECT:
         print(DIRECT[args.dataset])
         return 0
+    if args.frame_step < 1:
+        raise ConfigError(f"--frame-step {args.frame_step}: must be at least 1 (1 indexes every frame)")
+    _check_folders(args.raw, args.out)
     options = {"frame_step": args.frame_step} if args.dataset == "panoptic" else {}
-    try:
-        report = prepare(args.dataset, args.raw, args.out, force=args.force, show_progress=not args.no_progress,
-                         **options)
-    except (FileNotFoundError, KeyError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    report = reading_inputs(lambda: prepare(args.dataset, args.raw, args.out, force=args.force,
+                                            show_progress=not args.no_progress, **options), [args.raw])
     _print_report(report)
     return 0 if report.outputs else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; a user mistake prints one line ``error: ...`` and gives the exit status 2."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv[:1] == ["mean_params"]:
+            return _mean_params_main(argv[1:])
+        return _prepare_main(argv)
+    except OchmrError as error:
+        return report_user_error(error)
 
 
 if __name__ == "__main__":

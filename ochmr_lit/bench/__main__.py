@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import inspect
 import json
 import math
@@ -13,6 +12,7 @@ from pathlib import Path
 import torch
 
 from ochmr_lit.bench import SECTIONS, BenchRow, PerfRow, get_section
+from ochmr_lit.errors import ConfigError, OneLineArgumentParser, user_errors
 
 #: Threads of a section when --threads is not given (others use torch's default: every core).
 DEFAULT_THREADS: dict[str, int] = {"metrics": 1}  # its references are single-threaded loops
@@ -64,9 +64,9 @@ def run_section(name: str, quick: bool, device: str) -> list[BenchRow | PerfRow]
     return fn(quick)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the selected sections, print the table, optionally write JSON; returns the exit code."""
-    parser = argparse.ArgumentParser(prog="python -m ochmr_lit.bench", description=__doc__)
+def build_parser() -> OneLineArgumentParser:
+    """The command's argument parser (a mistake raises a one-line ConfigError)."""
+    parser = OneLineArgumentParser(prog="python -m ochmr_lit.bench", description=__doc__)
     parser.add_argument(
         "--only",
         default=",".join(SECTIONS),
@@ -82,20 +82,43 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="torch intra-op threads for every section (default: 1 for metrics, whose references are "
         "single-threaded loops; torch's default, every core, for the others)",
     )
-    args = parser.parse_args(argv)
-    if args.device.split(":")[0] not in ("cpu", "cuda"):
-        parser.error(f"--device must be cpu or cuda, got {args.device!r}")
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        parser.error("--device cuda: no CUDA device is available here; use --device cpu")
-    names = [n.strip() for n in args.only.split(",") if n.strip()]
+    return parser
+
+
+def selected_sections(only: str) -> list[str]:
+    """The section names of ``--only``; a ConfigError naming an unknown one (or none) and the known ones."""
+    names = [n.strip() for n in only.split(",") if n.strip()]
     unknown = [n for n in names if n not in SECTIONS]
     if unknown:
-        parser.error(f"unknown section(s) {unknown}; known: {sorted(SECTIONS)}")
+        raise ConfigError(f"--only {only}: unknown section(s) {unknown}; known: {sorted(SECTIONS)}")
+    if not names:
+        raise ConfigError(f"--only {only!r} names no section; choose from {sorted(SECTIONS)}")
+    return names
+
+
+def check_arguments(device: str, json_file: Path | None, threads: int | None) -> None:
+    """Refuse a device, an output file or a thread count that cannot work, before any section runs."""
+    if device.split(":")[0] not in ("cpu", "cuda"):
+        raise ConfigError(f"--device must be cpu or cuda, got {device!r}")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device}: no CUDA device is available here; use --device cpu")
+    if json_file is not None and (json_file.is_dir() or any(p.is_file() for p in json_file.parents)):
+        raise ConfigError(f"--json {json_file}: not a writable file path (it is a folder, or under a file); "
+                          "name a .json file in a folder")
+    if threads is not None and threads < 1:
+        raise ConfigError(f"--threads {threads}: must be at least 1")
+
+
+def run_benchmarks(argv: Sequence[str] | None) -> None:
+    """Run the selected sections, print the table, optionally write JSON."""
+    args = build_parser().parse_args(argv)
+    check_arguments(args.device, args.json, args.threads)
+    names = selected_sections(args.only)
     all_cores = torch.get_num_threads()
     rows: list[BenchRow | PerfRow] = []
     threads: dict[str, int] = {}
     for name in names:
-        threads[name] = max(1, args.threads if args.threads is not None else DEFAULT_THREADS.get(name, all_cores))
+        threads[name] = args.threads if args.threads is not None else DEFAULT_THREADS.get(name, all_cores)
         torch.set_num_threads(threads[name])
         try:
             rows.extend(run_section(name, args.quick, args.device))
@@ -119,6 +142,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             "perf_rows": [r.to_dict() for r in perf_rows],
         }
         args.json.write_text(json.dumps(payload, indent=2))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmarks; returns the exit code. A user mistake (an unknown section, a bad argument) prints one
+    line ``error: ...`` and exits with status 2 (the traceback with ``HYDRA_FULL_ERROR=1``)."""
+    with user_errors():
+        run_benchmarks(argv)
     return 0
 
 

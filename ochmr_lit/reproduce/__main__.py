@@ -16,42 +16,61 @@ from importlib import resources  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from omegaconf.errors import OmegaConfBaseException  # noqa: E402
 
+from ochmr_lit.errors import ConfigError, MissingFileError, OchmrError, user_errors  # noqa: E402
+from ochmr_lit.reproduce.tables import PRESETS, TABLES  # noqa: E402
+
 
 def load_settings(argv: list[str]) -> DictConfig:
-    """The defaults of ``configs/reproduce.yaml`` with ``key=value`` arguments merged; unknown keys refused."""
+    """The defaults of ``configs/reproduce.yaml`` with ``key=value`` arguments merged; unknown keys, tables and
+    presets are refused with a :class:`~ochmr_lit.errors.ConfigError` (a ValueError)."""
     defaults = OmegaConf.create((resources.files("ochmr_lit.configs") / "reproduce.yaml").read_text())
     OmegaConf.set_struct(defaults, True)
     bad = [a for a in argv if "=" not in a]
     if bad:
-        raise ValueError(f"argument {bad[0]!r} is not key=value; e.g. table=occlusion preset=cpu seeds=[0,1]")
+        raise ConfigError(f"argument {bad[0]!r} is not key=value; e.g. table=occlusion preset=cpu seeds=[0,1]")
     try:
         cfg = OmegaConf.merge(defaults, OmegaConf.from_dotlist(argv))
     except OmegaConfBaseException as error:
         key = getattr(error, "full_key", "") or str(error).splitlines()[0]
-        raise ValueError(f"unknown or malformed setting '{key}'; the settings are {', '.join(defaults)} "
-                         "(ochmr_lit/configs/reproduce.yaml)") from None
-    if OmegaConf.is_missing(cfg, "table"):
-        raise ValueError("table=<occlusion|conorm_depth|detector_sweep> is required")
+        raise ConfigError(f"unknown or malformed setting '{key}'; the settings are {', '.join(defaults)} "
+                          "(ochmr_lit/configs/reproduce.yaml)") from None
+    check_settings(cfg)
     return cfg
 
 
-def main(argv: list[str]) -> int:
-    from ochmr_lit.reproduce.run import run_table
+def check_settings(cfg: DictConfig) -> None:
+    """The table, the preset and the seeds name things that exist, before anything is imported or trained."""
+    if OmegaConf.is_missing(cfg, "table"):
+        raise ConfigError(f"table=<{'|'.join(TABLES)}> is required")
+    if cfg.table not in TABLES:
+        raise ConfigError(f"table={cfg.table!r}: unknown table; choose one of {', '.join(TABLES)}")
+    if cfg.preset not in PRESETS:
+        raise ConfigError(f"preset={cfg.preset!r}: unknown preset; choose one of {', '.join(PRESETS)}")
+    if cfg.seeds is not None and not OmegaConf.is_list(cfg.seeds):
+        raise ConfigError(f"seeds={cfg.seeds!r}: give a list of seeds, e.g. seeds=[0,1]")
+    if cfg.seeds is not None and not cfg.seeds:
+        raise ConfigError("seeds=[]: give at least one seed (e.g. seeds=[0,1])")
+
+
+def run(cfg: DictConfig) -> None:
+    """Run the table; a file it needs that is missing (a dataset, a detections file) is a user error."""
+    from ochmr_lit.reproduce.run import run_table  # trains: imported once the settings are known to be good
 
     try:
-        cfg = load_settings(argv)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    try:
         run_table(cfg)
-    except (KeyError, ValueError, FileNotFoundError) as error:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"error: {message} (HYDRA_FULL_ERROR=1 shows the traceback)", file=sys.stderr)
-        return 2
+    except OchmrError:
+        raise
+    except FileNotFoundError as error:
+        raise MissingFileError(str(error)) from error
+
+
+def main(argv: list[str]) -> int:
+    """Run ``python -m ochmr_lit.reproduce`` with ``argv``; a user mistake prints one line ``error: ...`` and
+    exits with status 2 (the traceback with ``HYDRA_FULL_ERROR=1``)."""
+    with user_errors():
+        cfg = load_settings(argv)
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+        run(cfg)
     return 0
 
 

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
+from ochmr_lit.errors import ConfigError, MissingFileError
 from ochmr_lit.eval.references import REFERENCE_LABELS, REFERENCES
 from ochmr_lit.reproduce.formatting import format_table_document
 from ochmr_lit.reproduce.simulated_detector import write_simulated_detections
@@ -56,8 +57,8 @@ def _check_job(run_dir: Path, job: dict[str, Any]) -> None:
     if path.is_file():
         existing = _read_json(path)
         if existing != job:
-            raise ValueError(f"{path}: this run folder holds a run of other settings ({existing}); delete "
-                             f"{run_dir} or choose another out= for the new settings ({job})")
+            raise ConfigError(f"{path}: this run folder holds a run of other settings ({existing}); delete "
+                              f"{run_dir} or choose another out= for the new settings ({job})")
         return
     atomic_write_text(path, json.dumps(job, indent=2))
 
@@ -264,10 +265,11 @@ def _sweep_inputs(runner: TableRunner, cfg: DictConfig, dataset: str, row: Row) 
         return ann_file, split_dir / "images", det_file
     det = (cfg.get("detections") or {}).get(dataset)
     if not det:
-        raise ValueError(f"table=detector_sweep preset=paper needs detections.{dataset}=<COCO results JSON of "
-                         f"the {dataset} test split> (Faster R-CNN person boxes with scores)")
+        raise ConfigError(f"table=detector_sweep preset=paper needs detections.{dataset}=<COCO results JSON of "
+                          f"the {dataset} test split> (Faster R-CNN person boxes with scores)")
     if not Path(det).is_file():
-        raise FileNotFoundError(f"detections.{dataset}={det}: no such file")
+        raise MissingFileError(f"detections.{dataset}={det}: no such file; give the COCO results JSON of the "
+                               f"{dataset} test split")
     data_cfg = compose("evaluate", [f"data={dataset}", "experiment=spin_r50", "ckpt_path=unused"]).data
     return Path(data_cfg.ann_files.test), Path(data_cfg.image_roots.test), Path(det)
 
@@ -319,7 +321,7 @@ def run_table(cfg: DictConfig) -> dict[str, Any]:
     rows = table_rows(table, preset)
     seeds = [int(s) for s in (cfg.seeds if cfg.seeds is not None else default_seeds(table))]
     if not seeds:
-        raise ValueError("seeds=[]: give at least one seed (e.g. seeds=[0,1])")
+        raise ConfigError("seeds=[]: give at least one seed (e.g. seeds=[0,1])")
     budget = list((cfg.get("budget") or {}).get(preset) or [])
     runner = TableRunner(preset, cfg.out, overrides=list(cfg.overrides or []), budget=budget,
                          context_overrides=list(cfg.context_overrides or []),

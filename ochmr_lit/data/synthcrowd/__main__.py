@@ -9,16 +9,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import zipfile
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 
+from ochmr_lit.body.files import resolve_body_model_dir
 from ochmr_lit.data.synthcrowd.generate import generate_synthcrowd
 from ochmr_lit.data.synthcrowd.preview import write_preview
+from ochmr_lit.data.synthcrowd.scene import load_user_poses
+from ochmr_lit.errors import ConfigError, DataError, MissingFileError, OneLineArgumentParser, user_errors
+
+#: Least image side SynthCrowd renders (as ``generate_synthcrowd`` requires).
+MIN_IMAGE_SIDE = 16
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The CLI's argument parser."""
-    p = argparse.ArgumentParser(prog="python -m ochmr_lit.data.synthcrowd", description=__doc__.split("\n")[0])
+    """The CLI's argument parser (a mistake raises a one-line ConfigError)."""
+    p = OneLineArgumentParser(prog="python -m ochmr_lit.data.synthcrowd", description=__doc__.split("\n")[0])
     p.add_argument("--out", required=True, help="split folder to write (images/, annotations.json, smpl_gt.npz)")
     p.add_argument("--num-images", type=int, required=True)
     p.add_argument("--seed", type=int, default=0)
@@ -32,9 +40,46 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Runs the CLI; returns the exit status."""
+def check_numbers(args: argparse.Namespace) -> None:
+    """Counts and sizes that cannot make a split are refused naming the argument."""
+    least = {"--num-images": (args.num_images, 1), "--max-people": (args.max_people, 1),
+             "--num-workers": (args.num_workers, 0), "--preview-count": (args.preview_count, 1),
+             "--image-size": (min(args.image_size), MIN_IMAGE_SIDE)}
+    for name, (value, minimum) in least.items():
+        if value < minimum:
+            shown = " ".join(map(str, args.image_size)) if name == "--image-size" else value
+            raise ConfigError(f"{name} {shown}: must be at least {minimum}")
+
+
+def check_poses(path: str) -> None:
+    """``--poses`` must be an .npz of SMPL pose vectors; read once here so a bad file stops before generation."""
+    if not Path(path).is_file():
+        raise MissingFileError(f"--poses {path}: no such file; pass an .npz with SMPL poses under 'poses' (N, 72)")
+    try:
+        load_user_poses(path)
+    except (ValueError, zipfile.BadZipFile) as error:
+        named = str(error) if path in str(error) else f"{path}: {error}"  # the reader names the file it rejects
+        raise DataError(f"--poses {named}") from error
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Every user mistake in the arguments, found before anything is generated."""
+    check_numbers(args)
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise ConfigError(f"--out {args.out} is a file; pass a folder for the split")
+    if args.poses is not None:
+        check_poses(args.poses)
+    if args.body_model_dir is not None:
+        try:
+            resolve_body_model_dir(args.body_model_dir)
+        except FileNotFoundError as error:
+            raise MissingFileError(f"--body-model-dir: {error}") from error
+
+
+def generate(argv: Sequence[str] | None) -> None:
+    """Generate the split (and the preview) the arguments describe and print what was made."""
     args = build_parser().parse_args(argv)
+    check_arguments(args)
     out = generate_synthcrowd(
         args.out,
         args.num_images,
@@ -54,6 +99,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.preview:
         path = write_preview(out, args.preview, count=args.preview_count)
         print(f"preview: {path}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the CLI; returns the exit status. A user mistake prints one line ``error: ...`` and exits with
+    status 2 (the traceback with ``HYDRA_FULL_ERROR=1``)."""
+    with user_errors():
+        generate(argv)
     return 0
 
 

@@ -1,0 +1,168 @@
+"""A user's mistake stops every argparse-style command with one line ``error: ...`` on stderr and exit status 2.
+
+prepare, reproduce, bench, doctor and the SynthCrowd generator are run in-process through their ``main`` with
+an argument list, each with a realistic broken input (a missing file, an unknown name, a bad argument, a file
+of the wrong content); the line names the file or the argument. Nothing here trains or generates data.
+A bug (an exception that is not a user error) keeps its traceback, and ``HYDRA_FULL_ERROR=1`` shows one for a
+user error too.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import ochmr_lit.prepare as prepare_command
+from ochmr_lit.bench.__main__ import main as bench_main
+from ochmr_lit.data.synthcrowd.__main__ import main as synthcrowd_main
+from ochmr_lit.doctor import main as doctor_main
+from ochmr_lit.errors import ConfigError, MissingFileError
+from ochmr_lit.prepare import main as prepare_main
+from ochmr_lit.reproduce.__main__ import main as reproduce_main
+
+Main = Callable[[Sequence[str]], int]
+
+
+def exit_status(main: Main, argv: Sequence[str]) -> int:
+    """The exit status of ``main(argv)``, whether it returns it or exits with it."""
+    try:
+        return main(list(argv))
+    except SystemExit as stop:
+        return int(stop.code or 0)
+
+
+def error_line(main: Main, argv: Sequence[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """The one ``error: ...`` line of a command stopped by a user error (status 2, no traceback)."""
+    status = exit_status(main, argv)
+    err = capsys.readouterr().err
+    assert status == 2, err
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and len(lines[0]) > len("error: "), err
+    return lines[0]
+
+
+@pytest.fixture(autouse=True)
+def _no_full_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The one-line form is what these tests check: whoever runs them may have HYDRA_FULL_ERROR set."""
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+
+
+# prepare
+
+
+def test_prepare_names_a_missing_raw_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "3DPW"
+    line = error_line(prepare_main, ["3dpw", "--raw", str(missing), "--out", str(tmp_path / "out")], capsys)
+    assert f"--raw {missing}" in line and "no such folder" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_prepare_names_a_missing_argument_and_an_unknown_dataset(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    assert "--raw" in error_line(prepare_main, ["ochuman", "--out", str(tmp_path)], capsys)
+    line = error_line(prepare_main, ["pw3d", "--raw", str(tmp_path), "--out", str(tmp_path)], capsys)
+    assert "'pw3d'" in line and "3dpw" in line
+
+
+def test_prepare_names_a_file_of_the_wrong_content(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    raw = tmp_path / "ochuman.json"
+    raw.write_text(json.dumps({"annotations": []}))
+    line = error_line(prepare_main, ["ochuman", "--raw", str(raw), "--out", str(tmp_path / "out"), "--no-progress"],
+                      capsys)
+    assert f"{raw}: key 'images' missing" in line
+
+
+def test_prepare_mean_params_names_a_missing_split(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    line = error_line(prepare_main, ["mean_params", "--data", str(tmp_path / "train")], capsys)
+    assert line.startswith(f"error: --data {tmp_path / 'train'}: no such folder")
+
+
+def test_prepare_keeps_the_traceback_of_a_bug(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ValueError("index 3 is out of bounds")  # names no input: a bug, not the user's file
+
+    monkeypatch.setattr(prepare_command, "prepare", broken)
+    with pytest.raises(ValueError, match="out of bounds"):
+        prepare_main(["3dpw", "--raw", str(tmp_path), "--out", str(tmp_path / "out")])
+
+
+def test_full_error_shows_the_traceback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
+    with pytest.raises(MissingFileError, match="--raw"):
+        prepare_main(["3dpw", "--raw", str(tmp_path / "missing"), "--out", str(tmp_path)])
+    with pytest.raises(ConfigError, match="unknown section"):
+        bench_main(["--only", "flop"])
+
+
+# reproduce
+
+
+def test_reproduce_names_an_unknown_table(capsys: pytest.CaptureFixture[str]) -> None:
+    line = error_line(reproduce_main, ["table=occlussion"], capsys)
+    assert "table='occlussion': unknown table" in line and "occlusion" in line
+
+
+def test_reproduce_names_an_unknown_setting_and_bad_seeds(capsys: pytest.CaptureFixture[str]) -> None:
+    assert "'epochs'" in error_line(reproduce_main, ["table=occlusion", "epochs=3"], capsys)
+    assert "seeds=[]" in error_line(reproduce_main, ["table=occlusion", "seeds=[]"], capsys)
+    assert "'occlusion' is not key=value" in error_line(reproduce_main, ["occlusion"], capsys)
+
+
+# bench
+
+
+def test_bench_names_an_unknown_section(capsys: pytest.CaptureFixture[str]) -> None:
+    line = error_line(bench_main, ["--only", "metrics,flop", "--quick"], capsys)
+    assert "unknown section(s) ['flop']" in line and "'flops'" in line
+
+
+def test_bench_names_a_bad_argument(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert "--threads" in error_line(bench_main, ["--threads", "two"], capsys)
+    assert "--device" in error_line(bench_main, ["--device", "tpu"], capsys)
+    (tmp_path / "results").write_text("")
+    json_file = tmp_path / "results" / "bench.json"
+    assert f"--json {json_file}" in error_line(bench_main, ["--only", "metrics", "--json", str(json_file)], capsys)
+
+
+# doctor
+
+
+def test_doctor_names_a_missing_body_model_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "smpl"
+    line = error_line(doctor_main, ["--body-model-dir", str(missing)], capsys)
+    assert f"--body-model-dir {missing}: no such folder" in line
+
+
+def test_doctor_names_an_unknown_option(capsys: pytest.CaptureFixture[str]) -> None:
+    assert "unrecognized arguments: --verbose" in error_line(doctor_main, ["--verbose"], capsys)
+
+
+# SynthCrowd generation
+
+
+def test_synthcrowd_names_a_bad_count(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    line = error_line(synthcrowd_main, ["--out", str(tmp_path / "split"), "--num-images", "0"], capsys)
+    assert "--num-images 0: must be at least 1" in line
+    assert "--image-size 8 64" in error_line(
+        synthcrowd_main, ["--out", str(tmp_path / "split"), "--num-images", "2", "--image-size", "8", "64"], capsys)
+    assert not (tmp_path / "split").exists()
+
+
+def test_synthcrowd_names_a_missing_or_wrong_poses_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = ["--out", str(tmp_path / "split"), "--num-images", "2"]
+    missing = tmp_path / "poses.npz"
+    assert f"--poses {missing}: no such file" in error_line(synthcrowd_main, [*out, "--poses", str(missing)], capsys)
+    wrong = tmp_path / "betas.npz"
+    np.savez(wrong, betas=np.zeros((3, 10)))
+    line = error_line(synthcrowd_main, [*out, "--poses", str(wrong)], capsys)
+    assert f"--poses {wrong}: no 'poses' or 'pose' array" in line
+    assert not (tmp_path / "split").exists()
+
+
+def test_synthcrowd_names_a_missing_argument(capsys: pytest.CaptureFixture[str]) -> None:
+    assert "--out" in error_line(synthcrowd_main, ["--num-images", "4"], capsys)
