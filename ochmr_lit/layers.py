@@ -14,8 +14,8 @@ from __future__ import annotations
 #: (layer, the modules and packages in it), lowest layer first.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     # no imports from the package, or only from each other
-    ("foundation", ("__init__", "layers", "configs", "console", "paths", "errors", "safe_pickle", "hardware",
-                    "geometry", "procrustes")),
+    ("foundation", ("__init__", "layers", "configs", "console", "progress", "paths", "errors", "safe_pickle",
+                    "hardware", "geometry", "procrustes")),
     # drawing and mesh rendering on arrays; the vis package's other modules are placed one by one below
     ("drawing", ("vis", "vis.draw", "vis.render", "vis.overlays", "vis.figures", "vis.comparison")),
     ("body model", ("body",)),

@@ -25,8 +25,10 @@ from ochmr_lit.config_checks import check_run_config
 from ochmr_lit.data.predicted_centres import predict_centres, save_predicted_centres
 from ochmr_lit.errors import CheckpointError, ConfigError, MissingFileError
 from ochmr_lit.eval.context_modes import context_mode_list
-from ochmr_lit.lit.checkpoints import load_regressor_checkpoint
+from ochmr_lit.lit.checkpoints import check_training_checkpoint, load_regressor_checkpoint
 from ochmr_lit.lit.mesh_regressor import load_frozen_context_estimator
+from ochmr_lit.lit.summary import summary_trainer_arguments
+from ochmr_lit.progress import ProgressLog
 from ochmr_lit.results import atomic_write_text, context_diagnostics_document, print_table, write_results
 
 log = logging.getLogger(__name__)
@@ -142,8 +144,8 @@ def build(cfg: DictConfig) -> tuple[L.LightningModule, L.LightningDataModule, L.
     callbacks = _instantiate_group(cfg.get("callbacks"))
     if not loggers:  # logger=none: nothing to monitor the learning rate into (Lightning refuses the callback)
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks, default_root_dir=cfg.run_dir,
-                          _convert_="all")
+    trainer = instantiate(cfg.trainer, logger=loggers or False, default_root_dir=cfg.run_dir, _convert_="all",
+                          **summary_trainer_arguments(callbacks, cfg.trainer))
     for logger in trainer.loggers:
         logger.log_hyperparams(module.run_config)
     return module, datamodule, trainer
@@ -203,8 +205,10 @@ def cache_predicted_centres(data_cfg: DictConfig, net: torch.nn.Module, splits: 
         if target.is_file():
             continue
         started = time.perf_counter()
+        loader = datamodule.unaugmented_loader(split)
+        progress = ProgressLog(log, f"predicting body centres of the {split} crops", len(loader.sampler), "crops")
         with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
-            table = predict_centres(net, datamodule.unaugmented_loader(split), input_size)
+            table = predict_centres(net, loader, input_size, progress=progress)
         save_predicted_centres(target, table, checkpoint=checkpoint)
         log.info("predicted body centres of %d %s crops in %.1f s -> %s", len(table), split,
                  time.perf_counter() - started, target)
@@ -230,8 +234,11 @@ def _fit_one(cfg: DictConfig) -> dict[str, Any]:
     if cfg.task == "regressor":
         cfg = _with_predicted_centres(cfg, ("train", "val", "test") if cfg.get("test_after_fit") else ("train", "val"))
     module, datamodule, trainer = build(cfg)
+    ckpt_path = _stage_ckpt_path(cfg)
+    if ckpt_path is not None and cfg.get("ckpt_path") != "last":
+        check_training_checkpoint(ckpt_path, module)  # a file the user named: the right kind and architecture?
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=_stage_ckpt_path(cfg))
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     except SIGTERMException:
         saved = [c.saved_path for c in trainer.callbacks if getattr(c, "saved_path", None)]
         where = f"saved {saved[0]}" if saved else "no PreemptionCheckpoint callback: only earlier checkpoints exist"

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from ochmr_lit.data.centermaps import gaussian_maps
 from ochmr_lit.data.schema import PersonRecord
 from ochmr_lit.geometry import apply_affine, invert_affine
+from ochmr_lit.progress import ProgressLog
 
 #: A global-map local maximum counts as a body centre from this height on (maps peak at 1).
 GLOBAL_PEAK_THRESHOLD = 0.3
@@ -46,6 +47,7 @@ def decode_centres(maps: torch.Tensor, threshold: float = GLOBAL_PEAK_THRESHOLD
     Args:
         maps: (B, 2, h, w) predicted maps.
         threshold: lowest global-map peak kept.
+        progress: counts the crops as they are done (logs now and then), if given.
     Returns:
         ``(local (B, 2) float32 [x, y], [global (K_b, 2) float32 for each b])``.
     """
@@ -118,7 +120,8 @@ def map_to_image(points: np.ndarray, crop_affine: np.ndarray, crop_size: int, ma
 
 @torch.no_grad()
 def predict_centres(net: torch.nn.Module, batches: Iterable[dict], input_size: int | None = None,
-                    threshold: float = GLOBAL_PEAK_THRESHOLD) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+                    threshold: float = GLOBAL_PEAK_THRESHOLD,
+                    progress: ProgressLog | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Run a frozen context estimator once over unaugmented crops; body centres per sample in image px.
 
     Args:
@@ -126,6 +129,7 @@ def predict_centres(net: torch.nn.Module, batches: Iterable[dict], input_size: i
         batches: evaluation batches (``image``, ``crop_affine``, ``sample_id``), e.g. a val/test loader.
         input_size: side the crops are resized to for the estimator (its training size); None keeps them.
         threshold: lowest global-map peak kept.
+        progress: counts the crops as they are done (logs now and then), if given.
     Returns:
         ``{sample_id: (centre (2,), others (K, 2))}`` float64 image pixels.
     """
@@ -146,6 +150,8 @@ def predict_centres(net: torch.nn.Module, batches: Iterable[dict], input_size: i
         for i, sample_id in enumerate(batch["sample_id"]):
             centre = map_to_image(local[i].numpy(), affines[i], crop_size, map_size)[0]
             table[str(sample_id)] = (centre, map_to_image(others[i].numpy(), affines[i], crop_size, map_size))
+        if progress is not None:
+            progress.update(len(batch["sample_id"]))
     return table
 
 

@@ -11,6 +11,7 @@ its ``DONE`` marker is missing or records other parameters.
 from __future__ import annotations
 
 import hashlib
+import logging
 import multiprocessing as mp
 import os
 import re
@@ -31,6 +32,9 @@ from ochmr_lit.data.synthcrowd import writer
 from ochmr_lit.data.synthcrowd.annotate import occlusion_bucket
 from ochmr_lit.data.synthcrowd.builder import GeneratorConfig, SynthCrowdGenerator
 from ochmr_lit.data.synthcrowd.scene import load_user_poses
+from ochmr_lit.progress import ProgressLog
+
+log = logging.getLogger(__name__)
 
 #: Bumped whenever the generated content changes, so cached splits are regenerated.
 GENERATOR_VERSION = 2
@@ -192,11 +196,14 @@ def generation_params(config: GeneratorConfig, num_images: int, seed: int) -> di
     }
 
 
-def _collect(records: Iterator[dict[str, Any]], num_images: int) -> tuple[list[dict], list[dict], dict]:
+def _collect(records: Iterator[dict[str, Any]], num_images: int,
+             progress: ProgressLog | None = None) -> tuple[list[dict], list[dict], dict]:
     images, annotations = [], []
     npz: dict[str, list] = {k: [] for k in writer.NPZ_FIELDS}
     ann_id = 0
     for rec in records:
+        if progress is not None:
+            progress.update()
         image_id = rec["index"] + 1  # COCO ids start at 1 (COCOeval treats id 0 as "unmatched")
         images.append(
             {
@@ -300,7 +307,8 @@ def generate_synthcrowd(
     params = generation_params(config, num_images, seed)
 
     records = iter_images(config, seed, num_images, out_dir, num_workers)
-    images, annotations, arrays = _collect(records, num_images)
+    progress = ProgressLog(log, f"generating SynthCrowd {out_dir.name}", num_images, "images")
+    images, annotations, arrays = _collect(records, num_images, progress)
     # Remove images of an earlier, larger generation into the same folder (only files named like ours).
     wanted = {Path(im["file_name"]).name for im in images}
     for path in images_dir.iterdir():
