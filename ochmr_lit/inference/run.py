@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from ochmr_lit.inference.camera import FOCAL_FROM_DIAGONAL, positive_pixels
 from ochmr_lit.inference.pipeline import ImagePrediction, Predictor, load_regressor
 from ochmr_lit.inference.writers import MESH_FORMATS, write_json, write_meshes, write_npz
 from ochmr_lit.vis.draw import save_image
-from ochmr_lit.vis.figures import paper_figure
+from ochmr_lit.vis.figures import figure_people, paper_figure
 
 log = logging.getLogger(__name__)
 
@@ -50,18 +51,37 @@ def box_items(cfg: DictConfig, images: list[Path], device: torch.device,
     return iter(items), report
 
 
+def write_figure(pred: ImagePrediction, path: Path, faces: np.ndarray) -> tuple[Path, dict[int, str]]:
+    """The paper figure of one image (:func:`~ochmr_lit.vis.figures.paper_figure`) written to ``path``.
+
+    Returns the path and the people the figure leaves out of all its panels (person index -> reason, see
+    :data:`~ochmr_lit.vis.figures.LEFT_OUT_REASONS`); every other person is in every panel.
+    """
+    maps = pred.context[:, 1] if pred.context is not None else None
+    vertices = pred.vertices + pred.translation[:, None]
+    people = figure_people(pred.boxes.boxes, vertices, pred.focal_length, pred.principal_point, pred.image_size)
+    for k, reason in people.left_out.items():
+        log.warning("%s: person %d is left out of the figure: %s", pred.boxes.image_path.name, k, reason)
+    figure, _ = paper_figure(pred.image, pred.boxes.boxes, vertices, faces, pred.focal_length, pred.principal_point,
+                             global_maps=maps, crop_affine=pred.crop_affine, crop_size=pred.crop_size, people=people)
+    return save_image(path, figure), people.left_out
+
+
 def write_outputs(pred: ImagePrediction, out_dir: Path, faces: np.ndarray, save_meshes: bool,
-                  save_figures: bool, mesh_format: str = "obj") -> list[Path]:
+                  save_figures: bool, mesh_format: str = "obj", figure_left_out: Counter | None = None) -> list[Path]:
     """``<stem>.json``, ``<stem>.npz``, optionally ``<stem>.png`` (paper figure) and one mesh per person,
-    ``<stem>_person<k>.<mesh_format>`` (``obj`` or ``ply``, camera frame, metres)."""
+    ``<stem>_person<k>.<mesh_format>`` (``obj`` or ``ply``, camera frame, metres).
+
+    ``figure_left_out`` counts, by reason, the people the figure leaves out of all its panels (see
+    :func:`write_figure`).
+    """
     stem = pred.boxes.image_path.stem
     written = [write_json(pred, out_dir / f"{stem}.json"), write_npz(pred, out_dir / f"{stem}.npz")]
     if save_figures:
-        maps = pred.context[:, 1] if pred.context is not None else None
-        figure, _ = paper_figure(pred.image, pred.boxes.boxes, pred.vertices + pred.translation[:, None], faces,
-                                 pred.focal_length, pred.principal_point, global_maps=maps,
-                                 crop_affine=pred.crop_affine, crop_size=pred.crop_size)
-        written.append(save_image(out_dir / f"{stem}.png", figure))
+        path, left_out = write_figure(pred, out_dir / f"{stem}.png", faces)
+        written.append(path)
+        if figure_left_out is not None:
+            figure_left_out.update(left_out.values())
     if save_meshes:
         written += write_meshes(pred, faces, out_dir, stem, mesh_format)
     return written
@@ -73,7 +93,8 @@ def run_predict(cfg: DictConfig) -> dict[str, Any]:
     ``cfg.focal_length`` (px, optional) sets the focal length of every image's camera; null = each image's
     diagonal. Returns a summary dict (also written to ``<out>/summary.json``): images, people, the box report,
     the crop settings with the crop camera's focal length (px), the image camera's focal length (px, or
-    ``image_diagonal``), the checkpoint and the files written.
+    ``image_diagonal``), the checkpoint, the files written and ``figures.left_out``: how many people, by reason,
+    the figures left out of all their panels (also printed).
     """
     for key in ("ckpt_path", "input", "boxes", "out"):
         if cfg.get(key) in (None, "", "???"):
@@ -105,19 +126,24 @@ def run_predict(cfg: DictConfig) -> dict[str, Any]:
     people = 0
     on_bad_sample = str(cfg.get("on_bad_sample") or "raise")
     skipped: list[dict] = []
+    figure_left_out: Counter = Counter()
     for pred in predictor.predict(items, on_bad_image=on_bad_sample, skipped=skipped):
         files += [p.name for p in write_outputs(pred, out_dir, faces, bool(cfg.save_meshes), bool(cfg.save_figures),
-                                                mesh_format)]
+                                                mesh_format, figure_left_out)]
         people += pred.num_people
         log.info("%s: %d people", pred.boxes.image_path.name, pred.num_people)
     summary = {"checkpoint": str(cfg.ckpt_path), "input": str(cfg.input), "images": len(images), "people": people,
                "boxes": report.to_dict(), "crop": {**predictor.settings, "focal_length": predictor.crop_focal_length},
                "image_focal_length": FOCAL_FROM_DIAGONAL if focal_length is None else focal_length,
-               "context_source": module.hparams.context_source, "skipped_images": skipped, "files": files}
+               "context_source": module.hparams.context_source, "skipped_images": skipped,
+               "figures": {"left_out": dict(sorted(figure_left_out.items()))}, "files": files}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     print(report.summary())
     if skipped:
         print(f"predict: skipped {len(skipped)} unreadable image(s) (on_bad_sample=skip): "
               + ", ".join(f"{Path(s['image']).name} ({s['reason']})" for s in skipped))
+    if figure_left_out:
+        print(f"predict: figures left out {sum(figure_left_out.values())} people, from every panel: "
+              + ", ".join(f"{n} {why}" for why, n in sorted(figure_left_out.items())))
     print(f"predict: {people} people in {len(images) - len(skipped)} images -> {out_dir}")
     return summary

@@ -18,9 +18,16 @@ __all__ = [
     "VISIBILITY_COLORS",
     "draw_boxes",
     "draw_keypoints",
+    "draw_labels",
+    "draw_person_boxes",
+    "draw_text",
     "image_grid",
+    "label_scale",
+    "line_width",
     "overlay_mask",
+    "place_labels",
     "save_image",
+    "text_size",
 ]
 
 #: COCO's person skeleton as 0-based index pairs into COCO-17 (the category's ``skeleton`` minus 1).
@@ -34,6 +41,9 @@ VISIBILITY_COLORS: dict[int, tuple[int, int, int]] = {1: (40, 230, 60), 2: (250,
 
 _SHIFT = 4  # OpenCV sub-pixel bits: coordinates are passed x 16
 _SCALE = 1 << _SHIFT
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
+#: Colour (RGB) of the dark outline around person boxes and labels: keeps them visible on light and dark images.
+OUTLINE_COLOR: tuple[int, int, int] = (0, 0, 0)
 
 
 def _check_image(image: np.ndarray) -> np.ndarray:
@@ -114,6 +124,132 @@ def draw_boxes(
         p1 = _fixed(np.array([x + w - 0.5, y + h - 0.5]))
         cv2.rectangle(out, p0, p1, color, thickness, cv2.LINE_AA, _SHIFT)
     return out
+
+
+def line_width(image_size: tuple[int, int]) -> int:
+    """Box line width in px for an image of ``(W, H)`` px: ``max(2, round(max(W, H) / 300))``.
+
+    Figures put four such panels side by side and are usually viewed shrunk to a screen's width (a 640 px
+    image: 2 px lines shrink to about 1.2 px at 1600 px for the figure), so lines grow with the image size.
+    """
+    return max(2, int(round(max(image_size) / 300.0)))
+
+
+def label_scale(image_size: tuple[int, int]) -> float:
+    """OpenCV font scale whose digits are about ``max(9, H / 28)`` px tall for an image of ``(W, H)`` px."""
+    height = max(9.0, image_size[1] / 28.0)
+    return height / 22.0  # FONT_HERSHEY_SIMPLEX digits are 22 px tall at scale 1
+
+
+def text_size(text: str, scale: float, thickness: int = 1) -> tuple[int, int]:
+    """``(width, height)`` px of ``text`` at font ``scale`` (height includes the part below the baseline)."""
+    (w, h), baseline = cv2.getTextSize(text, _FONT, scale, thickness)
+    return int(w), int(h + baseline)
+
+
+def draw_text(image: np.ndarray, text: str, top_left: tuple[int, int], scale: float,
+              color: tuple[int, int, int] = (0, 0, 0), thickness: int = 1) -> None:
+    """Writes ``text`` in place with its box's top-left corner at ``top_left`` px (see :func:`text_size`)."""
+    (_, h), _ = cv2.getTextSize(text, _FONT, scale, thickness)
+    cv2.putText(image, text, (int(top_left[0]), int(top_left[1]) + h), _FONT, scale, tuple(int(c) for c in color),
+                thickness, cv2.LINE_AA)
+
+
+def place_labels(anchors: np.ndarray, sizes: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
+    """Top-left corners of labels that sit just above their anchors, inside the image, without overlapping.
+
+    Labels are placed in order; one that would overlap a placed label (or leave the image) is moved up or down
+    by whole label heights (nearest free place first), or stays at its first place when there is none.
+
+    Args:
+        anchors: (N, 2) px, the bottom-centre each label should sit on.
+        sizes: (N, 2) ``(width, height)`` px of each label.
+        image_size: ``(W, H)`` px.
+    Returns:
+        (N, 2) int64 top-left corners px.
+    """
+    width, height = image_size
+    anchors = np.asarray(anchors, np.float64).reshape(-1, 2)
+    sizes = np.asarray(sizes, np.int64).reshape(-1, 2)
+    placed = np.zeros((len(anchors), 2), np.int64)
+    rects: list[tuple[int, int, int, int]] = []
+    for k, ((ax, ay), (w, h)) in enumerate(zip(anchors, sizes, strict=True)):
+        x = int(np.clip(round(ax - w / 2.0), 0, max(width - w, 0)))
+        y0 = int(np.clip(round(ay) - h, 0, max(height - h, 0)))
+        candidates = [y0] + [y0 + sign * step * h for step in range(1, 2 * len(anchors) + 2) for sign in (-1, 1)]
+        free = [y for y in candidates if 0 <= y <= height - h
+                and not any(x < rx1 and rx0 < x + w and y < ry1 and ry0 < y + h for rx0, ry0, rx1, ry1 in rects)]
+        y = free[0] if free else y0
+        placed[k] = (x, y)
+        rects.append((x, y, x + w, y + h))
+    return placed
+
+
+def _label_box(text: str, scale: float) -> tuple[int, int]:
+    """``(width, height)`` px of a label: the text with a 2 px margin."""
+    w, h = text_size(text, scale)
+    return w + 4, h + 4
+
+
+def draw_labels(image: np.ndarray, labels: Sequence[str], anchors: np.ndarray,
+                colors: Sequence[tuple[int, int, int]], scale: float | None = None) -> np.ndarray:
+    """Labels (e.g. person numbers) on a copy of ``image``: each a filled box in its colour with a dark border
+    and dark or light text, sitting on its anchor (:func:`place_labels`: inside the image, not overlapping).
+
+    Args:
+        image: (H, W, 3) uint8 RGB.
+        labels: N texts; anchors: (N, 2) px bottom-centres; colors: N RGB uint8 tuples.
+        scale: font scale; None = :func:`label_scale` of the image.
+    Returns:
+        (H, W, 3) uint8 RGB.
+    """
+    out = _check_image(image).copy()
+    if len(labels) == 0:
+        return out
+    height, width = out.shape[:2]
+    scale = label_scale((width, height)) if scale is None else scale
+    sizes = np.array([_label_box(t, scale) for t in labels], np.int64)
+    for text, (x, y), (w, h), color in zip(labels, place_labels(anchors, sizes, (width, height)), sizes, colors,
+                                           strict=True):
+        color = tuple(int(c) for c in color)
+        cv2.rectangle(out, (int(x), int(y)), (int(x + w - 1), int(y + h - 1)), color, -1)
+        cv2.rectangle(out, (int(x), int(y)), (int(x + w - 1), int(y + h - 1)), OUTLINE_COLOR, 1)
+        ink = (0, 0, 0) if 0.299 * color[0] + 0.587 * color[1] + 0.114 * color[2] > 128 else (255, 255, 255)
+        draw_text(out, text, (int(x) + 2, int(y) + 2), scale, ink)
+    return out
+
+
+def draw_person_boxes(image: np.ndarray, boxes: np.ndarray, colors: Sequence[tuple[int, int, int]],
+                      labels: Sequence[str] | None = None, thickness: int | None = None) -> np.ndarray:
+    """Each person's ``xywh`` box in its own colour with a dark outline, and its label above it, on a copy.
+
+    Every box is drawn however small: a box a few pixels wide becomes a coloured ring (or a filled square)
+    ringed in :data:`OUTLINE_COLOR`, so it shows on light and dark images alike.
+
+    Args:
+        image: (H, W, 3) uint8 RGB.
+        boxes: (N, 4) ``[x, y, w, h]`` px (COCO's corner convention, as :func:`draw_boxes`).
+        colors: N RGB uint8 tuples.
+        labels: N texts drawn above the boxes' top-left corners (:func:`draw_labels`); None = no labels.
+        thickness: line width px; None = :func:`line_width` of the image.
+    Returns:
+        (H, W, 3) uint8 RGB.
+    """
+    out = _check_image(image)
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    if len(colors) != len(boxes) or (labels is not None and len(labels) != len(boxes)):
+        raise ValueError(f"{len(boxes)} boxes need as many colors and labels, got {len(colors)} and "
+                         f"{None if labels is None else len(labels)}")
+    thickness = line_width(out.shape[1::-1]) if thickness is None else int(thickness)
+    for box, color in zip(boxes, colors, strict=True):
+        out = draw_boxes(out, box[None], color=OUTLINE_COLOR, thickness=thickness + 2)
+        out = draw_boxes(out, box[None], color=tuple(int(c) for c in color), thickness=thickness)
+    if labels is None:
+        return out.copy() if out is image else out
+    scale = label_scale(out.shape[1::-1])
+    half_widths = np.array([_label_box(t, scale)[0] / 2.0 for t in labels])
+    anchors = np.c_[boxes[:, 0] - 0.5 - thickness / 2.0 + half_widths, boxes[:, 1] - 0.5 - thickness / 2.0]
+    return draw_labels(out, labels, anchors, colors, scale)
 
 
 def overlay_mask(

@@ -4,18 +4,34 @@ Meshes are rendered with :class:`~ochmr_lit.vis.render.MeshRenderer` in one full
 per person, depth-correct compositing). Perspective projection does not change when the whole scene is
 scaled about the camera centre, so scenes are scaled to a nearest depth of a few metres before rendering:
 the depth buffer then resolves the body's own relief even for people tens of metres away (long focal lengths).
+
+Every panel of :func:`paper_figure` shows the same people (:func:`figure_people` decides who): person ``k``
+(row ``k`` of the result files) has box, mesh and side-view body in colour ``k`` of :func:`person_colors` and the
+label ``k`` in the box, mesh and side-view panels, so tiny or hidden people can still be counted. A person who
+cannot be drawn (invalid box, mesh behind the camera or outside the image, ...) is left out of every panel with
+the reason (:data:`LEFT_OUT_REASONS`). Under the panels a caption strip names them and holds the centermap's
+colour bar (value 0 to the map's maximum).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 from matplotlib import colormaps
 
-from ochmr_lit.vis.draw import draw_boxes, image_grid
-from ochmr_lit.vis.render import Mesh, MeshRenderer, RenderResult
+from ochmr_lit.vis.draw import (
+    draw_labels,
+    draw_person_boxes,
+    draw_text,
+    image_grid,
+    label_scale,
+    text_size,
+)
+from ochmr_lit.vis.render import Z_FAR, Mesh, MeshRenderer, RenderResult
 
 #: Panels of :func:`paper_figure`, left to right.
 FIGURE_PANELS: tuple[str, ...] = ("image", "centermap", "meshes", "side")
@@ -23,6 +39,21 @@ FIGURE_PANELS: tuple[str, ...] = ("image", "centermap", "meshes", "side")
 FIGURE_PAD = 4
 #: Nearest depth (metres) scenes are scaled to before rendering (see the module docstring).
 RENDER_DEPTH = 5.0
+#: Colormap of the centermap panel and its colour bar (low values dark violet, high values red).
+CENTERMAP_CMAP = "turbo"
+#: Brightness (0..1) of the grey image under the centermap, so that the map's colours stand out.
+CENTERMAP_DIM = 0.45
+#: Pixels between the caption strip's lines and around them.
+CAPTION_GAP = 3
+#: Why :func:`figure_people` leaves a person out of every panel (reason -> what it means).
+LEFT_OUT_REASONS: dict[str, str] = {
+    "invalid_box": "box not finite or without area",
+    "box_outside_image": "box entirely outside the image",
+    "invalid_mesh": "mesh vertices not finite",
+    "behind_camera": "mesh reaches behind the image camera",
+    "outside_image": "mesh projects entirely outside the image",
+    "beyond_far_plane": "mesh lies beyond the renderer's far plane",
+}
 
 
 def person_colors(n: int) -> np.ndarray:
@@ -62,12 +93,98 @@ def centermaps_to_image(maps: np.ndarray, crop_affine: np.ndarray, crop_size: in
     return out
 
 
-def heatmap_overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.7, cmap: str = "jet") -> np.ndarray:
-    """``image`` with a [0, 1] heat map blended in, weight ``alpha * heat`` per pixel; (H, W, 3) uint8."""
-    heat = np.clip(np.asarray(heat, np.float32), 0.0, 1.0)
-    colour = colormaps[cmap](heat)[..., :3].astype(np.float32) * 255.0
-    weight = alpha * heat[..., None]
-    return np.rint(image.astype(np.float32) * (1.0 - weight) + colour * weight).astype(np.uint8)
+def dim_image(image: np.ndarray, brightness: float = CENTERMAP_DIM) -> np.ndarray:
+    """(H, W, 3) uint8: ``image`` in grey at ``brightness`` (0..1) of its luminance, the centermap's background."""
+    grey = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY).astype(np.float32) * brightness
+    return np.repeat(np.rint(grey).astype(np.uint8)[..., None], 3, axis=-1)
+
+
+def heatmap_overlay(image: np.ndarray, heat: np.ndarray, vmax: float | None = None, alpha: float = 0.85,
+                    cmap: str = CENTERMAP_CMAP) -> np.ndarray:
+    """A heat map in colour over the dimmed grey image (:func:`dim_image`); (H, W, 3) uint8.
+
+    The colour of a pixel is ``cmap(heat / vmax)`` (the colour bar of :func:`centermap_legend`), blended in with
+    weight ``alpha * sqrt(heat / vmax)``: pixels where the map is 0 show the dimmed image unchanged, the map's
+    tails stay visible and its peaks are nearly opaque.
+
+    Args:
+        image: (H, W, 3) uint8 RGB.
+        heat: (H, W) values >= 0 (e.g. :func:`centermaps_to_image`).
+        vmax: the value drawn at the top of the colormap; None = ``heat.max()``. With ``vmax <= 0`` (a map
+            that is 0 everywhere) the dimmed image is returned.
+    """
+    base = dim_image(image)
+    heat = np.clip(np.nan_to_num(np.asarray(heat, np.float32)), 0.0, None)
+    vmax = float(heat.max()) if vmax is None else float(vmax)
+    if vmax <= 0:
+        return base
+    level = np.clip(heat / vmax, 0.0, 1.0)
+    colour = colormaps[cmap](level)[..., :3].astype(np.float32) * 255.0
+    weight = alpha * np.sqrt(level)[..., None]
+    return np.rint(base.astype(np.float32) * (1.0 - weight) + colour * weight).astype(np.uint8)
+
+
+def _fit_scale(text: str, width: int, scale: float) -> float:
+    """``scale``, shrunk so that ``text`` fits ``width`` px with :data:`CAPTION_GAP` on both sides."""
+    room = max(width - 2 * CAPTION_GAP, 1)
+    return min(scale, scale * room / max(text_size(text, scale)[0], 1))
+
+
+def caption_height(image_size: tuple[int, int]) -> int:
+    """Height px of the caption strip under each panel of an image of ``(W, H)`` px: two lines of text."""
+    return 2 * text_size("Ag0", label_scale(image_size))[1] + 3 * CAPTION_GAP
+
+
+def caption(width: int, image_size: tuple[int, int], lines: Sequence[str]) -> np.ndarray:
+    """A white (caption_height, width, 3) uint8 strip with up to two lines of dark text."""
+    strip = np.full((caption_height(image_size), width, 3), 255, np.uint8)
+    scale = label_scale(image_size)
+    line_height = text_size("Ag0", scale)[1]
+    for k, line in enumerate(lines[:2]):
+        draw_text(strip, line, (CAPTION_GAP, CAPTION_GAP + k * (line_height + CAPTION_GAP)),
+                  _fit_scale(line, width, scale), (20, 20, 20))
+    return strip
+
+
+def _value_text(value: float) -> str:
+    """A colour-bar end value, three significant digits."""
+    return f"{value:.3g}"
+
+
+def centermap_legend(width: int, image_size: tuple[int, int], vmax: float | None,
+                     cmap: str = CENTERMAP_CMAP) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
+    """The caption strip of the centermap panel: its title and a colour bar from 0 to ``vmax``.
+
+    Args:
+        width: strip width px (the panel's).
+        image_size: ``(W, H)`` px of the image (sets the text size).
+        vmax: the map's maximum (the colour bar's top); None = the model has no centermap (no bar), 0 = the map
+            is 0 everywhere (no bar; the strip says so).
+    Returns:
+        ``(strip, bar)``: the (caption_height, width, 3) uint8 strip and the colour bar's ``(x0, y0, x1, y1)``
+        px in it (exclusive ends; column ``x0 + i`` has colour ``cmap(i / (x1 - x0 - 1))``), or None without one.
+    """
+    if vmax is None:
+        return caption(width, image_size, ["no centermap:", "the model takes no context"]), None
+    if vmax <= 0:
+        return caption(width, image_size, ["global centermap", "0 everywhere"]), None
+    strip = caption(width, image_size, ["global centermap (body centres)"])
+    scale = label_scale(image_size)
+    line_height = text_size("Ag0", scale)[1]
+    low, high = "0", _value_text(vmax)
+    y0 = 2 * CAPTION_GAP + line_height
+    x0 = CAPTION_GAP + text_size(low, scale)[0] + CAPTION_GAP
+    x1 = width - 2 * CAPTION_GAP - text_size(high, scale)[0]
+    if x1 - x0 < 2:  # no room for the numbers: the bar alone, full width
+        x0, x1 = CAPTION_GAP, width - CAPTION_GAP
+    else:
+        draw_text(strip, low, (CAPTION_GAP, y0), scale, (20, 20, 20))
+        draw_text(strip, high, (x1 + CAPTION_GAP, y0), scale, (20, 20, 20))
+    x1 = min(max(x1, x0 + 2), width)
+    y1 = y0 + line_height
+    bar = colormaps[cmap](np.linspace(0.0, 1.0, x1 - x0))[:, :3] * 255.0
+    strip[y0:y1, x0:x1] = np.rint(bar).astype(np.uint8)[None]
+    return strip, (x0, y0, x1, y1)
 
 
 def _render_scene(renderer: MeshRenderer, vertices: np.ndarray, faces: np.ndarray, K: np.ndarray,
@@ -116,11 +233,43 @@ def render_people(image: np.ndarray, vertices: np.ndarray, faces: np.ndarray, fo
                          _person_colors(len(vertices), colors), np.ascontiguousarray(image), alpha)
 
 
+def side_view_layout(vertices: np.ndarray, image_size: tuple[int, int], angle_deg: float = 90.0,
+                     margin: float = 0.85, min_person_size: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
+    """Where :func:`side_view` puts the people: the scene turned by ``angle_deg`` about the vertical (camera y)
+    axis through its centre, bodies enlarged in place (see :func:`side_view`), framed to fill ``margin`` of an
+    image of ``image_size``.
+
+    Args:
+        vertices: (N, V, 3) camera-frame metres, N >= 1.
+        image_size: ``(W, H)`` px.
+    Returns:
+        ``(placed, K)``: (N, V, 3) vertices in the side camera's frame (metres, in front of it) and its (3, 3)
+        intrinsics (px).
+    """
+    width, height = image_size
+    points = np.asarray(vertices, np.float64)
+    centre = (points.reshape(-1, 3).min(0) + points.reshape(-1, 3).max(0)) / 2.0
+    a = np.deg2rad(angle_deg)
+    rot = np.array([[np.cos(a), 0.0, -np.sin(a)], [0.0, 1.0, 0.0], [np.sin(a), 0.0, np.cos(a)]])
+    turned = (points - centre) @ rot.T
+    roots = (turned.min(1) + turned.max(1)) / 2.0  # (N, 3) centre of each body
+    tallest = float(np.ptp(turned[..., 1], axis=1).max())
+    spread = float(max(np.ptp(roots[:, 0]), np.ptp(roots[:, 1]), tallest))
+    enlarge = max(1.0, min_person_size * spread / max(tallest, 1e-9))
+    turned = roots[:, None] + enlarge * (turned - roots[:, None])
+    lo, hi = turned.reshape(-1, 3).min(0), turned.reshape(-1, 3).max(0)
+    focal = float(max(width, height))
+    # Distance to the scene's front face at which its x and y extents fill `margin` of the image.
+    distance = max(focal * (hi[0] - lo[0]) / (margin * width), focal * (hi[1] - lo[1]) / (margin * height), 1e-3)
+    shift = np.array([-(lo[0] + hi[0]) / 2.0, -(lo[1] + hi[1]) / 2.0, distance - lo[2]])
+    return turned + shift, intrinsics(focal, (width / 2.0, height / 2.0))
+
+
 def side_view(vertices: np.ndarray, faces: np.ndarray, image_size: tuple[int, int], angle_deg: float = 90.0,
               background: int = 255, margin: float = 0.85, min_person_size: float = 0.2,
               renderer: MeshRenderer | None = None, colors: np.ndarray | None = None) -> RenderResult:
     """The people seen from the side: the scene turned by ``angle_deg`` about the vertical (camera y) axis
-    through its centre, framed to fill ``margin`` of an image of ``image_size``.
+    through its centre, framed to fill ``margin`` of an image of ``image_size`` (:func:`side_view_layout`).
 
     People of different box sizes can lie many metres apart in depth (tens of metres with a long focal length),
     which would leave each body a few pixels tall. Bodies are therefore drawn enlarged about their own
@@ -145,31 +294,160 @@ def side_view(vertices: np.ndarray, faces: np.ndarray, image_size: tuple[int, in
     if len(vertices) == 0:
         return MeshRenderer(width, height).render([], intrinsics(max(width, height), (width / 2, height / 2)),
                                                   background=background_image)
-    points = np.asarray(vertices, np.float64)
-    centre = (points.reshape(-1, 3).min(0) + points.reshape(-1, 3).max(0)) / 2.0
-    a = np.deg2rad(angle_deg)
-    rot = np.array([[np.cos(a), 0.0, -np.sin(a)], [0.0, 1.0, 0.0], [np.sin(a), 0.0, np.cos(a)]])
-    turned = (points - centre) @ rot.T
-    roots = (turned.min(1) + turned.max(1)) / 2.0  # (N, 3) centre of each body
-    tallest = float(np.ptp(turned[..., 1], axis=1).max())
-    spread = float(max(np.ptp(roots[:, 0]), np.ptp(roots[:, 1]), tallest))
-    enlarge = max(1.0, min_person_size * spread / max(tallest, 1e-9))
-    turned = roots[:, None] + enlarge * (turned - roots[:, None])
-    lo, hi = turned.reshape(-1, 3).min(0), turned.reshape(-1, 3).max(0)
-    focal = float(max(width, height))
-    # Distance to the scene's front face at which its x and y extents fill `margin` of the image.
-    distance = max(focal * (hi[0] - lo[0]) / (margin * width), focal * (hi[1] - lo[1]) / (margin * height), 1e-3)
-    shift = np.array([-(lo[0] + hi[0]) / 2.0, -(lo[1] + hi[1]) / 2.0, distance - lo[2]])
+    placed, K = side_view_layout(vertices, image_size, angle_deg, margin, min_person_size)
     renderer = renderer or MeshRenderer(width, height)
-    return _render_scene(renderer, turned + shift, faces, intrinsics(focal, (width / 2.0, height / 2.0)),
-                         _person_colors(len(points), colors), background_image, 1.0)
+    return _render_scene(renderer, placed, faces, K, _person_colors(len(placed), colors), background_image, 1.0)
+
+
+@dataclass(frozen=True)
+class FigurePeople:
+    """Who the panels of :func:`paper_figure` draw: the same people in every panel.
+
+    Attributes:
+        drawn: (K,) int64 ascending indices of the people drawn (box, mesh, side view, label ``str(k)``).
+        left_out: person index -> reason (a key of :data:`LEFT_OUT_REASONS`) for every other person.
+    """
+
+    drawn: np.ndarray
+    left_out: dict[int, str]
+
+    def counts(self) -> dict[str, int]:
+        """How many people each reason left out (reasons that occurred only)."""
+        return dict(sorted(Counter(self.left_out.values()).items()))
+
+
+def project(points: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """(..., 2) px of camera-frame points (..., 3) (z > 0) under the (3, 3) intrinsics ``K``."""
+    uvw = np.asarray(points, np.float64) @ np.asarray(K, np.float64).T
+    return uvw[..., :2] / uvw[..., 2:]
+
+
+def _box_reason(box: np.ndarray, image_size: tuple[int, int]) -> str | None:
+    """Why an ``xywh`` box (px) cannot be drawn on an image of ``(W, H)`` px, or None."""
+    width, height = image_size
+    x, y, w, h = box
+    if not (np.all(np.isfinite(box)) and w > 0 and h > 0):
+        return "invalid_box"
+    if x >= width or y >= height or x + w <= 0 or y + h <= 0:
+        return "box_outside_image"
+    return None
+
+
+def _mesh_reason(vertices: np.ndarray, K: np.ndarray, image_size: tuple[int, int]) -> str | None:
+    """Why a (V, 3) camera-frame mesh (metres) cannot be rendered in the image camera ``K``, or None."""
+    width, height = image_size
+    if not np.all(np.isfinite(vertices)):
+        return "invalid_mesh"
+    if vertices[:, 2].min() <= 0:
+        return "behind_camera"
+    uv = project(vertices, K)
+    lo, hi = uv.min(0), uv.max(0)
+    if hi[0] < -0.5 or hi[1] < -0.5 or lo[0] > width - 0.5 or lo[1] > height - 0.5:
+        return "outside_image"
+    return None
+
+
+def figure_people(boxes: np.ndarray, vertices: np.ndarray, focal_length: float, principal_point: Sequence[float],
+                  image_size: tuple[int, int]) -> FigurePeople:
+    """Which people :func:`paper_figure` draws, in every panel, and why the others are left out of all of them.
+
+    A person is drawn when their box can be drawn (finite, with area, overlapping the image; however small) and
+    their mesh can be rendered in the image camera (finite, in front of the camera, projecting at least partly
+    into the image, nearer than the renderer's far plane after the scene is scaled to :data:`RENDER_DEPTH`).
+
+    Args:
+        boxes: (N, 4) xywh px.
+        vertices: (N, V, 3) camera-frame metres.
+        focal_length, principal_point: the full-image camera (px).
+        image_size: ``(W, H)`` px.
+    Returns:
+        :class:`FigurePeople`.
+    """
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    vertices = np.asarray(vertices, np.float64)
+    if len(vertices) != len(boxes):
+        raise ValueError(f"{len(boxes)} boxes and {len(vertices)} meshes: one of each per person")
+    K = intrinsics(focal_length, principal_point)
+    left_out: dict[int, str] = {}
+    for k in range(len(boxes)):
+        reason = _box_reason(boxes[k], image_size) or _mesh_reason(vertices[k], K, image_size)
+        if reason is not None:
+            left_out[k] = reason
+    kept = [k for k in range(len(boxes)) if k not in left_out]
+    if kept:
+        scale = RENDER_DEPTH / min(float(vertices[k, :, 2].min()) for k in kept)
+        for k in kept:
+            if vertices[k, :, 2].min() * scale >= Z_FAR:
+                left_out[k] = "beyond_far_plane"
+    drawn = np.array([k for k in range(len(boxes)) if k not in left_out], np.int64)
+    return FigurePeople(drawn=drawn, left_out=dict(sorted(left_out.items())))
+
+
+def top_anchors(points: np.ndarray, K: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
+    """(N, 2) px just above each of N projected point sets (N, V, 3), clipped into the image: label anchors."""
+    width, height = image_size
+    uv = project(points, K)
+    anchors = np.stack([np.median(uv[..., 0], axis=1), uv[..., 1].min(axis=1) - 2.0], axis=-1)
+    return np.clip(anchors, [0.0, 0.0], [width - 1.0, height - 1.0])
+
+
+def _rgb255(colors: np.ndarray) -> list[tuple[int, int, int]]:
+    """(N, 3) RGB in [0, 1] -> N uint8 RGB tuples."""
+    return [tuple(int(round(255 * c)) for c in color) for color in np.asarray(colors, np.float64)]
+
+
+def _people_caption(what: str, people: FigurePeople) -> str:
+    """``"<what>: <n> people"``, n the people drawn."""
+    n = len(people.drawn)
+    return f"{what}: {n} {'person' if n == 1 else 'people'}"
+
+
+def _left_out_caption(people: FigurePeople) -> str:
+    """``"left out <n>: <count> <reason>, ..."``, or empty when everyone is drawn."""
+    counts = people.counts()
+    if not counts:
+        return ""
+    return f"left out {len(people.left_out)}: " + ", ".join(f"{n} {why}" for why, n in counts.items())
+
+
+def _centermap_heat(global_maps: np.ndarray | None, crop_affine: np.ndarray | None, crop_size: int | None,
+                    drawn: np.ndarray, image_size: tuple[int, int]) -> np.ndarray | None:
+    """(H, W) combined global centermap of the drawn people's crops (:func:`centermaps_to_image`), or None."""
+    if global_maps is None:
+        return None
+    if crop_affine is None or crop_size is None:
+        raise ValueError("global_maps need crop_affine and crop_size to be placed in the image")
+    if len(drawn) == 0:
+        return np.zeros(image_size[::-1], np.float32)
+    return centermaps_to_image(np.asarray(global_maps)[drawn], np.asarray(crop_affine)[drawn], crop_size,
+                               image_size)
+
+
+def _mesh_panels(image: np.ndarray, vertices: np.ndarray, faces: np.ndarray, focal_length: float,
+                 principal_point: Sequence[float], colors: np.ndarray, labels: list[str],
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """The labelled mesh panel and side view of the drawn people (vertices (K, V, 3) metres, colors (K, 3))."""
+    height, width = image.shape[:2]
+    renderer = MeshRenderer(width, height)
+    meshes = render_people(image, vertices, faces, focal_length, principal_point, renderer=renderer, colors=colors)
+    side = side_view(vertices, faces, (width, height), renderer=renderer, colors=colors)
+    if len(vertices) == 0:
+        return meshes.image, side.image
+    K = intrinsics(focal_length, principal_point)
+    side_vertices, side_K = side_view_layout(vertices, (width, height))
+    rgb = _rgb255(colors)
+    return (draw_labels(meshes.image, labels, top_anchors(vertices, K, (width, height)), rgb),
+            draw_labels(side.image, labels, top_anchors(side_vertices, side_K, (width, height)), rgb))
 
 
 def paper_figure(image: np.ndarray, boxes: np.ndarray, vertices: np.ndarray, faces: np.ndarray,
                  focal_length: float, principal_point: Sequence[float], global_maps: np.ndarray | None = None,
                  crop_affine: np.ndarray | None = None, crop_size: int | None = None,
-                 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+                 people: FigurePeople | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """The figure of one image and its panels (:data:`FIGURE_PANELS`), each (H, W, 3) uint8.
+
+    Every panel shows the same people, ``people.drawn``: their boxes in their colours (however small) with
+    their labels, the global centermap of their crops, their meshes with labels, the side view with labels.
 
     Args:
         image: (H, W, 3) uint8 RGB.
@@ -177,20 +455,33 @@ def paper_figure(image: np.ndarray, boxes: np.ndarray, vertices: np.ndarray, fac
         vertices: (N, V, 3) camera-frame metres; faces: (F, 3).
         focal_length, principal_point: the full-image camera (px).
         global_maps: (N, h, w) global centermap of each person's crop, or None (SPIN baseline: the panel
-            shows the image alone); crop_affine: (N, 2, 3) and crop_size (px) place them in the image.
+            shows the dimmed image and its caption says so); crop_affine: (N, 2, 3) and crop_size (px) place
+            them in the image. The map is drawn by :func:`heatmap_overlay`, from 0 to its maximum.
+        people: who is drawn; None = :func:`figure_people` (pass it to learn who was left out and why).
     Returns:
-        ``figure`` (panels side by side, :data:`FIGURE_PAD` px apart, panel k at x = pad + k (W + pad),
-        y = pad) and the ``panels`` dict.
+        ``figure`` and the ``panels`` dict. The figure has the panels side by side, :data:`FIGURE_PAD` px apart
+        (panel k at x = pad + k (W + pad), y = pad), and under them, at y = H + 2 pad, a caption strip per panel
+        (:func:`caption_height` px): what it shows, how many people, the centermap's colour bar
+        (:func:`centermap_legend`).
     """
     height, width = image.shape[:2]
-    panels = {"image": draw_boxes(image, boxes, color=(255, 255, 255), thickness=2)}
-    if global_maps is not None and len(global_maps):
-        heat = centermaps_to_image(global_maps, crop_affine, crop_size, (width, height))
-        panels["centermap"] = heatmap_overlay(image, heat)
-    else:
-        panels["centermap"] = image.copy()
-    renderer = MeshRenderer(width, height)
-    panels["meshes"] = render_people(image, vertices, faces, focal_length, principal_point, renderer=renderer).image
-    panels["side"] = side_view(vertices, faces, (width, height), renderer=renderer).image
-    figure = image_grid([panels[k] for k in FIGURE_PANELS], ncols=len(FIGURE_PANELS), pad=FIGURE_PAD)
-    return figure, panels
+    size = (width, height)
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    vertices = np.asarray(vertices, np.float64)
+    if people is None:
+        people = figure_people(boxes, vertices, focal_length, principal_point, size)
+    drawn = people.drawn
+    colors = person_colors(len(boxes))[drawn]
+    labels = [str(k) for k in drawn]
+    panels = {"image": draw_person_boxes(image, boxes[drawn], _rgb255(colors), labels)}
+    heat = _centermap_heat(global_maps, crop_affine, crop_size, drawn, size)
+    panels["centermap"] = dim_image(image) if heat is None else heatmap_overlay(image, heat)
+    panels["meshes"], panels["side"] = _mesh_panels(image, vertices[drawn], faces, focal_length, principal_point,
+                                                    colors, labels)
+    legend, _ = centermap_legend(width, size, None if heat is None else float(heat.max()))
+    captions = {"image": caption(width, size, [_people_caption("boxes", people), _left_out_caption(people)]),
+                "centermap": legend, "meshes": caption(width, size, [_people_caption("meshes", people)]),
+                "side": caption(width, size, [_people_caption("side view", people)])}
+    top = image_grid([panels[k] for k in FIGURE_PANELS], ncols=len(FIGURE_PANELS), pad=FIGURE_PAD)
+    bottom = image_grid([captions[k] for k in FIGURE_PANELS], ncols=len(FIGURE_PANELS), pad=FIGURE_PAD)
+    return np.concatenate([top[:-FIGURE_PAD], bottom]), panels
