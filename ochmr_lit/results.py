@@ -4,6 +4,8 @@ A results folder holds ``metrics.json`` (metrics, protocol, run config, the refe
 metrics), ``per_sample.csv`` (one row per evaluated person) and ``table.md`` (the table printed at the end of
 a run). Files are written to a temporary name and renamed, so an interrupted write never leaves a truncated
 file behind.
+
+:mod:`ochmr_lit.eval.records` reads them back for the analysis notebooks.
 """
 
 from __future__ import annotations
@@ -228,3 +230,4 @@ def write_results(folder: Path, metrics: Mapping[str, Any], per_sample: Mapping[
                 writer.writerow([f"{v:.6g}" if isinstance(v, float | np.floating) else v for v in row])
         os.replace(tmp, folder / "per_sample.csv")
     return folder
+
