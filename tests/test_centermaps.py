@@ -1,4 +1,8 @@
-"""Body centres and centermaps: definitions from DESIGN.md section 5 (context estimator)."""
+"""Body centres and centermaps of the context estimator, as ``ochmr_lit.data.centermaps`` defines them.
+
+Centre: mean of the labelled shoulders and hips, else the box centre; maps: HRNet's unnormalised Gaussians
+(peak 1, ``sigma`` in map pixels); global map: the pixel-wise maximum over the people whose centre is in the crop.
+"""
 
 import numpy as np
 import torch

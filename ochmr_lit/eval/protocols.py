@@ -1,8 +1,10 @@
 """Named evaluation protocols: which data, joints, regressor, root, ground truth, boxes and metrics.
 
 Every reported number names its protocol, and ``Protocol.to_dict()`` is stored with every result.
-The facts behind each entry are in DESIGN.md section 5; 3DPW-PC (ROMP) and 3DPW-OCC (PARE) subsets are
-decided by ``in_3dpw_pc`` and ``in_3dpw_occ``.
+Each entry states its facts in its own fields (subset, joints and their regressor, root, boxes, metrics). The 3D
+protocols follow SPIN's evaluation (``eval.py`` of its code release), CMU Panoptic CRMH's, keypoint AP
+pycocotools' OKS evaluation (CrowdPose's official semantics for CrowdPose); 3DPW-PC (ROMP) and 3DPW-OCC (PARE)
+subsets are decided by ``in_3dpw_pc`` and ``in_3dpw_occ``.
 """
 
 from __future__ import annotations

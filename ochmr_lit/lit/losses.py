@@ -1,4 +1,8 @@
-"""SPIN's training losses for the mesh regressor (weights from DESIGN.md section 5, all configurable)."""
+"""SPIN's training losses for the mesh regressor.
+
+Default weights are SPIN's (``utils/train_options.py`` and ``train/trainer.py`` of its code release, see
+:class:`LossWeights`); all are configurable under ``model.loss_weights``.
+"""
 
 from __future__ import annotations
 

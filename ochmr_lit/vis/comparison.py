@@ -3,7 +3,9 @@
 Both mesh panels are depth-composited renders over the image (:func:`~ochmr_lit.vis.figures.render_people`),
 each in its own camera: the predictions in the full-image camera the crops' weak-perspective cameras map to
 (:mod:`ochmr_lit.inference.camera`), the ground truth in the dataset's camera. Person ``k`` has the same
-colour (:func:`~ochmr_lit.vis.figures.person_colors`) in every panel.
+colour (:func:`~ochmr_lit.vis.figures.person_colors`) in every panel; on the image, their box is drawn in that
+colour with a dark outline and labelled ``k`` (:func:`~ochmr_lit.vis.figures.person_boxes`), so that small boxes
+stay visible.
 """
 
 from __future__ import annotations
@@ -12,8 +14,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ochmr_lit.vis.draw import draw_boxes, image_grid
-from ochmr_lit.vis.figures import FIGURE_PAD, person_colors, render_people, side_view
+from ochmr_lit.vis.draw import image_grid
+from ochmr_lit.vis.figures import (
+    FIGURE_PAD,
+    drawable_boxes,
+    person_boxes,
+    person_colors,
+    render_people,
+    side_view,
+)
 from ochmr_lit.vis.render import MeshRenderer
 
 #: Panels of :func:`comparison_figure`, left to right (the side views only with ``side=True``).
@@ -28,7 +37,8 @@ def comparison_figure(image: np.ndarray, boxes: np.ndarray, pred_vertices: np.nd
 
     Args:
         image: (H, W, 3) uint8 RGB.
-        boxes: (N, 4) xywh px of the predicted people, drawn on the first panel.
+        boxes: (B, 4) xywh px, row ``k`` person ``k``'s: drawn on the first panel in person ``k``'s colour and
+            labelled ``k``; boxes that cannot be drawn (not finite, without area, outside the image) are left out.
         pred_vertices: (N, V, 3) camera-frame metres of the predicted meshes; pred_focal (px) and
             pred_principal (2,) px: their full-image camera.
         gt_vertices: (M, V, 3) camera-frame metres of the ground-truth meshes; gt_focal (px) and gt_principal
@@ -46,9 +56,10 @@ def comparison_figure(image: np.ndarray, boxes: np.ndarray, pred_vertices: np.nd
     pred_ids = np.arange(n) if pred_ids is None else np.asarray(pred_ids, np.int64)
     if pred_ids.shape != (n,) or (n and (pred_ids.min() < 0)):
         raise ValueError(f"pred_ids must be ({n},) non-negative person indices, got {pred_ids.tolist()}")
-    colors = person_colors(max(m, int(pred_ids.max()) + 1 if n else 0))
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    colors = person_colors(max(m, len(boxes), int(pred_ids.max()) + 1 if n else 0))
     renderer = MeshRenderer(width, height)
-    panels = {"image": draw_boxes(image, boxes, color=(255, 255, 255), thickness=1)}
+    panels = {"image": person_boxes(image, boxes, drawable_boxes(boxes, (width, height)), colors)}
     panels["predicted"] = render_people(image, pred_vertices, faces, pred_focal, pred_principal, renderer=renderer,
                                         colors=colors[pred_ids]).image
     panels["ground_truth"] = render_people(image, gt_vertices, faces, gt_focal, gt_principal, renderer=renderer,

@@ -347,6 +347,32 @@ def _mesh_reason(vertices: np.ndarray, K: np.ndarray, image_size: tuple[int, int
     return None
 
 
+def drawable_boxes(boxes: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
+    """(K,) int64 ascending indices of the ``xywh`` boxes (N, 4) px that can be drawn on an image of ``(W, H)`` px:
+    finite, with area and overlapping the image, however small."""
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    return np.array([k for k, box in enumerate(boxes) if _box_reason(box, image_size) is None], np.int64)
+
+
+def person_boxes(image: np.ndarray, boxes: np.ndarray, people: np.ndarray, colors: np.ndarray) -> np.ndarray:
+    """``image`` with the boxes of ``people``, person ``k``'s in colour ``k`` and labelled ``k``, on a copy.
+
+    Each box is drawn by :func:`~ochmr_lit.vis.draw.draw_person_boxes`: in its person's colour with a dark outline
+    and a line width that grows with the image, so that boxes of a few pixels stay visible on any image.
+
+    Args:
+        image: (H, W, 3) uint8 RGB.
+        boxes: (N, 4) xywh px, row ``k`` person ``k``'s.
+        people: (K,) indices into ``boxes`` of the people to draw (e.g. :func:`drawable_boxes`).
+        colors: (M, 3) RGB in [0, 1] indexed by person (M > every index in ``people``), e.g. :func:`person_colors`.
+    Returns:
+        (H, W, 3) uint8 RGB.
+    """
+    people = np.asarray(people, np.int64).reshape(-1)
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    return draw_person_boxes(image, boxes[people], _rgb255(np.asarray(colors)[people]), [str(k) for k in people])
+
+
 def figure_people(boxes: np.ndarray, vertices: np.ndarray, focal_length: float, principal_point: Sequence[float],
                   image_size: tuple[int, int]) -> FigurePeople:
     """Which people :func:`paper_figure` draws, in every panel, and why the others are left out of all of them.
@@ -473,7 +499,7 @@ def paper_figure(image: np.ndarray, boxes: np.ndarray, vertices: np.ndarray, fac
     drawn = people.drawn
     colors = person_colors(len(boxes))[drawn]
     labels = [str(k) for k in drawn]
-    panels = {"image": draw_person_boxes(image, boxes[drawn], _rgb255(colors), labels)}
+    panels = {"image": person_boxes(image, boxes, drawn, person_colors(len(boxes)))}
     heat = _centermap_heat(global_maps, crop_affine, crop_size, drawn, size)
     panels["centermap"] = dim_image(image) if heat is None else heatmap_overlay(image, heat)
     panels["meshes"], panels["side"] = _mesh_panels(image, vertices[drawn], faces, focal_length, principal_point,
