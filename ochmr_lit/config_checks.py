@@ -101,7 +101,7 @@ def check_regressor_model(model: DictConfig | Mapping, key: str = "model") -> No
 
 def _check_optim(optim: Mapping | None, key: str) -> None:
     try:
-        OptimConfig(**(optim or {}))
+        OptimConfig(**(optim or {})).check_settings_used()
     except TypeError as error:
         raise ConfigError(f"{key}.optim: {error}") from None
     except ValueError as error:

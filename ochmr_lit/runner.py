@@ -169,10 +169,18 @@ def _resolve_mean_params(cfg: DictConfig, datamodule: Any) -> None:
 
 
 def _stage_config(cfg: DictConfig) -> DictConfig:
-    """The context-estimator stage of ``task=pipeline``: ``context_stage`` merged over the run config."""
+    """The context-estimator stage of ``task=pipeline``: ``context_stage`` merged over the run config.
+
+    ``context_stage.model`` is the stage's whole model: the experiment composes it from the context estimator's
+    group config (``/model@context_stage.model: context_hrnet`` in its defaults) with its own values merged
+    over it. ``context_stage.data`` and ``context_stage.trainer`` are merged over the run's.
+    """
     stage = cfg.context_stage
     if stage is None:
         raise ValueError("task=pipeline needs a context_stage block (see experiments/synthcrowd.yaml)")
+    if not (stage.get("model") or {}).get("_target_"):
+        raise ConfigError("context_stage.model has no _target_: compose it from a model config by adding "
+                          "'- /model@context_stage.model: context_hrnet' to the experiment's defaults")
     resume = "last" if cfg.get("ckpt_path") == "last" else None  # a given file is the regressor's
     stage_cfg = OmegaConf.merge(cfg, {"task": "context", "context_stage": None, "test_after_fit": False,
                                       "run_dir": str(Path(cfg.run_dir) / "context"), "ckpt_path": resume})

@@ -34,6 +34,44 @@ class OptimConfig:
         if not self.head_lr_scale > 0:
             raise ValueError(f"optim.head_lr_scale={self.head_lr_scale}: must be positive (1 = the same rate as lr)")
 
+    def check_settings_used(self) -> None:
+        """Refuse a setting that the optimiser or schedule ignores when it differs from its default.
+
+        ``momentum`` is read by SGD only; ``warmup_steps`` by the constant and cosine schedules; ``milestones`` and
+        ``gamma`` by the step schedule. Checked at start-up only (not on construction), so checkpoints whose
+        stored settings carry such a value still load.
+        """
+        for key, reader, fix in self._ignored_settings():
+            value = getattr(self, key)
+            shown = list(value) if isinstance(value, (list, tuple)) else value
+            raise ValueError(f"optim.{key}={shown}: {reader}; remove it or use {fix}")
+
+    def _ignored_settings(self) -> list[tuple[str, str, str]]:
+        """``(key, who reads it, the fix)`` of each setting set away from its default that nothing reads."""
+        name, schedule = self.name.lower(), self.schedule.lower()
+        changed = {key for key in ("momentum", "warmup_steps", "milestones", "gamma")
+                   if _normalised(getattr(self, key)) != _normalised(getattr(DEFAULTS, key))}
+        ignored = []
+        if name != "sgd" and "momentum" in changed:
+            ignored.append(("momentum", f"{self.name} has no momentum (only sgd reads it)", "optim.name=sgd"))
+        if schedule == "step" and "warmup_steps" in changed:
+            ignored.append(("warmup_steps", "schedule=step has no warm-up (constant and cosine have)",
+                            "another optim.schedule"))
+        for key in ("milestones", "gamma"):
+            if schedule != "step" and key in changed:
+                ignored.append((key, f"schedule={self.schedule} does not read it (only step does)",
+                                "optim.schedule=step"))
+        return ignored
+
+
+def _normalised(value: object) -> object:
+    """A setting as compared with its default (a list and a tuple of the same numbers are the same)."""
+    return tuple(value) if isinstance(value, (list, tuple)) else value
+
+
+#: The settings a config leaves out (what :meth:`OptimConfig.check_settings_used` compares with).
+DEFAULTS = OptimConfig()
+
 
 def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: OptimConfig,
                     head: Iterable[torch.nn.Parameter] = ()) -> torch.optim.Optimizer:
