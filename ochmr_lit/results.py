@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ochmr_lit.eval.bucket_tables import ERROR_METRICS, bucket_table, markdown_table
-from ochmr_lit.eval.protocols import OCCLUSION_BUCKETS
+from ochmr_lit.eval.buckets import OCCLUSION_BUCKETS
 from ochmr_lit.eval.references import REFERENCE_LABELS, constant_verdict
 
 #: Error metrics of the comparison tables (mm), with their column names.

@@ -11,7 +11,7 @@ import torch
 from conftest import TINY_OVERRIDES
 
 from ochmr_lit.eval.bucket_tables import BUCKET_COLUMNS, BUCKET_ROWS, bucket_table, log_bucket_table, markdown_table
-from ochmr_lit.lit.evaluation import MeshEvaluation
+from ochmr_lit.eval.mesh_evaluation import MeshEvaluation
 
 
 def _evaluation_with_known_samples() -> MeshEvaluation:

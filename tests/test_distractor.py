@@ -15,9 +15,9 @@ from ochmr_lit.data.dataset import TopDownDataset
 from ochmr_lit.data.datasets.synthcrowd import load_synthcrowd_records
 from ochmr_lit.data.distractor import crop_windows, distractor_flags, image_distractors, pixels_in_windows
 from ochmr_lit.data.transforms import TopDownTransform
-from ochmr_lit.eval.protocols import OCCLUSION_BUCKETS, RESULT_BUCKETS
+from ochmr_lit.eval.buckets import OCCLUSION_BUCKETS, RESULT_BUCKETS
+from ochmr_lit.eval.mesh_evaluation import MeshEvaluation
 from ochmr_lit.geometry import axis_angle_to_rotmat
-from ochmr_lit.lit.evaluation import MeshEvaluation
 
 SIZE = 40  # side of the hand-made images, px
 

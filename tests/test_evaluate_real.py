@@ -24,10 +24,10 @@ from test_metrics_matched import _crmh_numpy
 
 from ochmr_lit.body import BodyModel
 from ochmr_lit.body.keypoints import get_convention
+from ochmr_lit.eval.mesh_evaluation import MeshEvaluation, regressor_focal_length
 from ochmr_lit.evaluate import evaluate
 from ochmr_lit.geometry import apply_affine, axis_angle_to_rotmat, perspective_projection
 from ochmr_lit.lit import MeshRegressorModule
-from ochmr_lit.lit.evaluation import MeshEvaluation, regressor_focal_length
 
 # SPIN's constants.py (the spin24 order is SPIN's 24 ground-truth joints)
 H36M_TO_J17 = [6, 5, 4, 1, 2, 3, 16, 15, 14, 11, 12, 13, 8, 10, 0, 7, 9]

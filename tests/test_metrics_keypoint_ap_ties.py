@@ -237,8 +237,8 @@ def test_repeated_indices_are_named(fixtures_dir: Path) -> None:
 def test_evaluation_ranks_box_score_ties_by_sample_index(fixtures_dir: Path, tmp_path: Path) -> None:
     """The evaluation scores people by their box score, all equal for GT boxes: every prediction is tied, and
     the AP is pycocotools' on a results file listing the samples in dataset order."""
+    from ochmr_lit.eval.mesh_evaluation import MeshEvaluation
     from ochmr_lit.geometry import apply_affine
-    from ochmr_lit.lit.evaluation import MeshEvaluation
 
     gt_file = fixtures_dir / "coco" / "test_coco.json"
     ids, kps, _ = _tied_predictions(json.loads(gt_file.read_text()), 17, 3)

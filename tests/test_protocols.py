@@ -12,15 +12,9 @@ import torch
 from ochmr_lit.body.keypoints import H36M_TO_J14, get_convention
 from ochmr_lit.eval import PROTOCOLS, DetectorSweep, Protocol, build_metrics, format_sweep_table, get_protocol
 from ochmr_lit.eval import joints as J
-from ochmr_lit.eval.protocols import (
-    OCCLUSION_BUCKET_EDGES,
-    OCCLUSION_BUCKETS,
-    in_3dpw_occ,
-    in_3dpw_pc,
-    occlusion_bucket,
-    result_bucket_members,
-)
-from ochmr_lit.metrics import MPJPE, PAMPJPE, PVE, KeypointAP, MatchedMPJPE, bucket_summary
+from ochmr_lit.eval.mesh_evaluation import MeshEvaluation
+from ochmr_lit.eval.protocols import MESH_ERRORS, SPIN_MESH_PROTOCOL, in_3dpw_occ, in_3dpw_pc
+from ochmr_lit.metrics import MPJPE, PAMPJPE, PVE, KeypointAP, MatchedMPJPE
 
 # SPIN's constants.py (nkolot/SPIN): the evaluation joint selections the pipeline must reproduce.
 SPIN_H36M_TO_J17 = [6, 5, 4, 1, 2, 3, 16, 15, 14, 11, 12, 13, 8, 10, 0, 7, 9]
@@ -112,29 +106,6 @@ def test_registry_names_fields_and_round_trip() -> None:
     assert get_protocol("crowdpose_ap").ap_flavour == "crowdpose"
     with pytest.raises(KeyError, match="known protocols: .*3dpw_occ"):
         get_protocol("3dpw-occ")
-
-
-def test_occlusion_bucket_and_bucket_summary_share_the_edges() -> None:
-    assert OCCLUSION_BUCKET_EDGES == (0.0, 0.10, 0.40, 1.0)
-    ratios = np.array([0.0, 0.0999, 0.10, 0.25, 0.3999, 0.40, 0.4001, 1.0])
-    names = [occlusion_bucket(r) for r in ratios]
-    # [low, high): 0.10 opens partial, 0.40 opens heavy; 1.0 closes heavy
-    assert names == ["none", "none", "partial", "partial", "partial", "heavy", "heavy", "heavy"]
-    errors = np.arange(1.0, 9.0)  # one distinct error per person, mm
-    rows = bucket_summary(errors, ratios, OCCLUSION_BUCKET_EDGES)
-    assert [r["count"] for r in rows] == [names.count(b) for b in OCCLUSION_BUCKETS] + [0] == [2, 3, 3, 0]
-    assert [r["mean"] for r in rows[:3]] == [1.5, 4.0, 7.0]  # (1+2)/2, (3+4+5)/3, (6+7+8)/3
-    assert [r["name"] for r in rows] == ["[0, 0.1)", "[0.1, 0.4)", "[0.4, 1]", "unknown"]
-    members = result_bucket_members(ratios, np.zeros(8))
-    assert [b for i in range(8) for b in OCCLUSION_BUCKETS if members[b][i]] == names
-    # unknown and out-of-range ratios are in no bucket (occlusion_bucket refuses them)
-    rows = bucket_summary([1.0, 2.0, 3.0], [np.nan, 1.5, 0.40], OCCLUSION_BUCKET_EDGES,
-                          distractor=np.array([1.0, np.nan, 1.0]))
-    assert [r["count"] for r in rows] == [0, 0, 1, 2, 2] and rows[-1]["name"] == "distractor"
-    assert rows[-1]["mean"] == 2.0  # the distractor row ignores occlusion: people 1 and 3
-    for bad in (np.nan, 1.5, -0.1):
-        with pytest.raises(ValueError, match="occlusion ratio must be in"):
-            occlusion_bucket(bad)
 
 
 def test_joint_selections_equal_spin_constants() -> None:
@@ -317,6 +288,26 @@ def test_build_metrics(fixtures_dir: Path) -> None:
         build_metrics("coco_ap")
     with pytest.raises(ValueError, match="detector_sweep_crowdpose"):
         build_metrics("detector_sweep", keypoint_ground_truth=coco)
+
+
+def test_the_evaluation_measures_the_mesh_errors_its_protocol_declares(fixtures_dir: Path) -> None:
+    assert build_metrics("coco_ap", names=MESH_ERRORS) == {}  # nothing to build: no keypoint file needed
+    for name, protocol in PROTOCOLS.items():
+        if not protocol.pipeline:
+            assert protocol.mesh_protocol is get_protocol(SPIN_MESH_PROTOCOL)
+            continue
+        declared = [m for m in protocol.metrics if m in MESH_ERRORS]
+        evaluation = MeshEvaluation(name)
+        assert list(evaluation.mesh_errors) == declared, name
+        built = build_metrics(protocol, names=MESH_ERRORS)
+        for metric, expected in zip(evaluation.mesh_errors.values(), built.values(), strict=True):
+            assert type(metric) is type(expected) and metric.num_points == expected.num_points
+        assert list(evaluation.compute())[:3] == list(MESH_ERRORS)  # every key, NaN where not measured
+    assert list(MeshEvaluation("3doh").mesh_errors) == ["mpjpe", "pa_mpjpe"]  # 3DOH reports no PVE
+    assert MeshEvaluation("panoptic").mesh_errors.keys() == set()  # matched MPJPE only
+    crowd = MeshEvaluation("crowdpose_ap", keypoint_ground_truth=fixtures_dir / "crowdpose" / "test_crowdpose.json")
+    assert list(crowd.mesh_errors) == list(get_protocol(SPIN_MESH_PROTOCOL).metrics) == list(MESH_ERRORS)
+    assert (crowd.pipeline, crowd.joint_set, crowd.target) == ("mesh_vs_mesh", "lsp14", "smpl")
 
 
 def test_detector_sweep_counts_boxes_and_filters_predictions(fixtures_dir: Path) -> None:

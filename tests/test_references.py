@@ -238,5 +238,5 @@ def test_test_loop_writes_references_and_a_zero_head_equals_constant(tmp_path, t
     first = trainer.callback_metrics["val/constant/mpjpe"].item()
     assert first == pytest.approx(trainer.callback_metrics["val/mpjpe"].item(), rel=1e-6)
     trainer.validate(module, datamodule=datamodule, verbose=False)
-    assert not module._evaluation("val", "constant").mpjpe.update_called
+    assert not module._evaluation("val", "constant").mesh_errors["mpjpe"].update_called
     assert trainer.callback_metrics["val/constant/mpjpe"].item() == first

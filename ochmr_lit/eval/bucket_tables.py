@@ -15,7 +15,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ochmr_lit.eval.protocols import DISTRACTOR_BUCKET, OCCLUSION_BUCKETS
+from ochmr_lit.eval.buckets import DISTRACTOR_BUCKET, OCCLUSION_BUCKETS
 
 #: Row names, top to bottom: the occlusion buckets, every evaluated person, then the distractor bucket.
 BUCKET_ROWS: tuple[str, ...] = (*OCCLUSION_BUCKETS, "all", DISTRACTOR_BUCKET)

@@ -9,7 +9,7 @@ subsets are decided by ``in_3dpw_pc`` and ``in_3dpw_occ``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -19,12 +19,12 @@ from torchmetrics import Metric
 
 from ochmr_lit.body.keypoints import get_convention
 from ochmr_lit.eval import joints as J
+from ochmr_lit.eval.buckets import OCCLUSION_BUCKET_EDGES
 from ochmr_lit.eval.detector_sweep import DEFAULT_THRESHOLDS, DetectorSweep
 from ochmr_lit.metrics.coco_tools import GroundTruthError, GroundTruthSource
 from ochmr_lit.metrics.keypoint_ap import KeypointAP
 from ochmr_lit.metrics.matched_mpjpe import PANOPTIC_SEQUENCES, MatchedMPJPE
 from ochmr_lit.metrics.mesh_errors import MPJPE, PAMPJPE, PVE
-from ochmr_lit.metrics.results import bucket_index
 
 #: Frame ranges [start, stop) of 3DPW-PC (person-crowded, from ROMP), by sequence name.
 PW3D_PC_FRAMES: dict[str, tuple[int, int]] = {
@@ -59,55 +59,13 @@ PW3D_OCC_PREFIXES: frozenset[str] = frozenset(
     }
 )
 
-#: SynthCrowd's occlusion buckets by occlusion ratio (share of a person hidden by others), ``[low, high)``:
-#: none below 10 %, partial from 10 % to below 40 %, heavy from 40 % (1.0 included). Each person with a known
-#: ratio is in exactly one of them.
-OCCLUSION_BUCKETS: dict[str, tuple[float, float]] = {
-    "none": (0.0, 0.10),
-    "partial": (0.10, 0.40),
-    "heavy": (0.40, 1.0),
-}
+#: The per-person mesh errors (mm) a protocol may name, in report order: MPJPE and PA-MPJPE on the protocol's
+#: joints, PVE on all vertices.
+MESH_ERRORS: tuple[str, ...] = ("mpjpe", "pa_mpjpe", "pve")
 
-#: The bucket edges, for per-bucket summaries (``ochmr_lit.metrics.results.bucket_summary``); the same rule
-#: (``ochmr_lit.metrics.results.bucket_index``) as :func:`occlusion_bucket`.
-OCCLUSION_BUCKET_EDGES: tuple[float, ...] = (*(low for low, _ in OCCLUSION_BUCKETS.values()),
-                                             list(OCCLUSION_BUCKETS.values())[-1][1])
-
-#: The bucket of people whose crop shows more visible pixels of one other person than of themselves
-#: (``ochmr_lit.data.distractor``). It overlaps the occlusion buckets: a person may be in one of them and in it.
-DISTRACTOR_BUCKET = "distractor"
-
-#: Every bucket of the per-bucket results, in report order: the occlusion buckets, then the distractor bucket.
-RESULT_BUCKETS: tuple[str, ...] = (*OCCLUSION_BUCKETS, DISTRACTOR_BUCKET)
-
-
-def occlusion_bucket(ratio: float) -> str:
-    """The bucket of an occlusion ratio: ``none`` below 0.10, ``heavy`` from 0.40, else ``partial``.
-
-    Raises:
-        ValueError: the ratio is NaN or outside [0, 1].
-    """
-    ratio = float(ratio)
-    index = int(bucket_index(ratio, OCCLUSION_BUCKET_EDGES))
-    if index < 0:
-        raise ValueError(f"occlusion ratio must be in [0, 1], got {ratio}")
-    return list(OCCLUSION_BUCKETS)[index]
-
-
-def result_bucket_members(occlusion: np.ndarray, distractor: np.ndarray) -> dict[str, np.ndarray]:
-    """Which people each bucket of :data:`RESULT_BUCKETS` holds.
-
-    Args:
-        occlusion: (N,) occlusion ratios in [0, 1]; NaN (unknown) people are in no occlusion bucket.
-        distractor: (N,) distractor flags, 1 / 0; NaN (unknown) people are not in the distractor bucket.
-
-    Returns:
-        bucket name -> (N,) bool membership.
-    """
-    index = bucket_index(np.asarray(occlusion, dtype=np.float64).reshape(-1), OCCLUSION_BUCKET_EDGES)
-    members = {name: index == i for i, name in enumerate(OCCLUSION_BUCKETS)}
-    members[DISTRACTOR_BUCKET] = np.asarray(distractor, dtype=np.float64).reshape(-1) == 1.0
-    return members
+#: The protocol whose mesh errors a protocol without a 3D joint pipeline (keypoint AP) reports for the samples
+#: that have an SMPL ground truth: SPIN's (MPJPE / PA-MPJPE on 14 LSP joints, PVE), as 3DPW's.
+SPIN_MESH_PROTOCOL = "3dpw"
 
 
 def _sequence_name(sequence: str) -> str:
@@ -147,7 +105,8 @@ class Protocol:
         pipeline: the ``ochmr_lit.eval.joints`` function that builds the evaluation joints, or ``""``.
         gt_root: ``"pelvis"`` (SPIN's) or ``"mid_hips"`` for ``mesh_vs_spin24``; ``""`` otherwise.
         ap_flavour: ``"coco"`` or ``"crowdpose"`` for keypoint AP; ``""`` otherwise.
-        occlusion_buckets: bucket edges for per-occlusion results (SynthCrowd), else empty.
+        occlusion_buckets: bucket edges for per-occlusion results (SynthCrowd:
+            ``ochmr_lit.eval.buckets.OCCLUSION_BUCKET_EDGES``), else empty.
         score_thresholds: detection-score thresholds (detector sweep), else empty.
     """
 
@@ -170,6 +129,12 @@ class Protocol:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict of every field (tuples as lists)."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @property
+    def mesh_protocol(self) -> Protocol:
+        """The protocol whose pipeline, joints and declared mesh errors (:data:`MESH_ERRORS` in ``metrics``)
+        measure this one's mesh errors: itself where it has a 3D joint pipeline, else :data:`SPIN_MESH_PROTOCOL`."""
+        return self if self.pipeline else get_protocol(SPIN_MESH_PROTOCOL)
 
     @property
     def num_joints(self) -> int:
@@ -455,14 +420,16 @@ def build_metrics(
     keypoint_ground_truth: GroundTruthSource | None = None,
     keep_per_sample: bool = True,
     num_vertices: int = 6890,
+    names: Collection[str] | None = None,
 ) -> dict[str, Metric]:
-    """Fresh metric objects for a protocol, by metric name.
+    """Fresh metric objects for a protocol, by metric name, in the order the protocol declares them.
 
     Args:
         protocol: a ``Protocol`` or its name.
         keypoint_ground_truth: COCO-format keypoint file (or dict); required by AP protocols.
         keep_per_sample: keep per-sample results in the mesh-error metrics.
         num_vertices: V for PVE.
+        names: build only the protocol's metrics among these (e.g. :data:`MESH_ERRORS`); None: all of them.
 
     Returns:
         e.g. ``{"mpjpe": MPJPE, "pa_mpjpe": PAMPJPE, "pve": PVE}``; for the detector sweep the
@@ -471,6 +438,8 @@ def build_metrics(
     p = get_protocol(protocol) if isinstance(protocol, str) else protocol
     out: dict[str, Metric] = {}
     for name in p.metrics:
+        if names is not None and name not in names:
+            continue
         if name == "mpjpe":
             out[name] = MPJPE(p.num_joints, keep_per_sample=keep_per_sample)
         elif name == "pa_mpjpe":

@@ -16,6 +16,7 @@ from ochmr_lit.data.predicted_centres import rerender_context
 from ochmr_lit.errors import CheckpointError, MissingFileError
 from ochmr_lit.eval.bucket_tables import bucket_table, log_bucket_table
 from ochmr_lit.eval.context_modes import CONTEXT_MODES, apply_context_mode, context_mode_name
+from ochmr_lit.eval.mesh_evaluation import MeshEvaluation
 from ochmr_lit.eval.protocols import get_protocol
 from ochmr_lit.eval.references import REFERENCES, reference_parameters
 from ochmr_lit.geometry import (
@@ -26,7 +27,6 @@ from ochmr_lit.geometry import (
 )
 from ochmr_lit.lit import losses as L_
 from ochmr_lit.lit.context_estimator import compile_in_place
-from ochmr_lit.lit.evaluation import MeshEvaluation
 from ochmr_lit.lit.guard import NumericalGuardMixin
 from ochmr_lit.lit.optim import OptimConfig, build_optimizer, build_scheduler
 from ochmr_lit.lit.run_config import RunConfigMixin

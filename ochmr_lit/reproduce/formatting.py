@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ochmr_lit.eval.buckets import describe_occlusion_buckets
 from ochmr_lit.eval.references import COMPARED_METRICS, constant_verdict
 
 
@@ -79,7 +80,7 @@ def _mesh_section(result: dict[str, Any]) -> list[str]:
     if any(v is not None for v in counts.values()):
         lines += ["", "People per occlusion bucket (test split): " + ", ".join(
             f"{k.removeprefix('count_')} {v}" for k, v in counts.items() if v is not None)
-            + " (none < 10 %, partial 10 to < 40 %, heavy >= 40 % hidden by others)."]
+            + f" ({describe_occlusion_buckets(percent=True)} hidden by others)."]
     gain = heavy_occlusion_gain(result)
     if gain is not None:
         seeds = ", ".join(f"seed {s}: {100 * g:.1f} %" for s, g in zip(result["seeds"], gain["per_seed"],

@@ -34,7 +34,7 @@ from collections.abc import Sequence
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from ochmr_lit.eval.protocols import OCCLUSION_BUCKETS, occlusion_bucket  # noqa: F401 (re-exported)
+from ochmr_lit.eval.buckets import OCCLUSION_BUCKETS, occlusion_bucket  # noqa: F401 (re-exported)
 
 #: OCHuman's per-keypoint visibility codes.
 VISIBILITY_CODES = {0: "outside", 1: "visible", 2: "self_occluded", 3: "occluded_by_other"}

@@ -25,6 +25,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from ochmr_lit.eval.buckets import describe_occlusion_buckets
 from ochmr_lit.vis.draw import COCO17_SKELETON
 
 #: Decimal places kept in the files: pixels, metres/radians/ratios.
@@ -66,7 +67,7 @@ ANNOTATION_FIELDS: dict[str, str] = {
     "bbox_amodal": "[x, y, w, h] px around all projected vertices, not clipped to the image",
     "visibility_code": "17 ints, 0 outside, 1 visible, 2 self-occluded, 3 occluded by another person",
     "occlusion_ratio": "share of the amodal silhouette (inside the image) hidden by other people",
-    "occlusion_bucket": "none (< 0.10), partial (0.10 to < 0.40) or heavy (>= 0.40)",
+    "occlusion_bucket": f"bucket of occlusion_ratio: {describe_occlusion_buckets()}",
     "body_center": "[x, y] px, mean of the labelled shoulders and hips, else the visible box centre",
     "smpl_pose": "72 axis-angle radians, global orientation in the camera frame",
     "smpl_betas": "10 shape coefficients",

@@ -13,9 +13,11 @@ The :class:`~ochmr_lit.eval.protocols.Protocol` decides everything (``ochmr_lit.
   people whose annotation has no labelled keypoint are not scored (as HRNet's and mmpose's GT-box
   evaluations leave them out; COCOeval ignores their ground truth).
 
-Protocols without a 3D pipeline (the AP protocols) still report SPIN-protocol mesh errors for samples with
-an SMPL ground truth; ``mpjpe``, ``pa_mpjpe`` and ``pve`` are always in :meth:`MeshEvaluation.compute`'s
-output, NaN where nothing was measured.
+The mesh errors measured are those the protocol declares (``Protocol.metrics`` among
+``ochmr_lit.eval.protocols.MESH_ERRORS``, built by ``build_metrics``). Protocols without a 3D pipeline (the AP
+protocols) still report SPIN-protocol mesh errors for samples with an SMPL ground truth, those of
+``Protocol.mesh_protocol``; ``mpjpe``, ``pa_mpjpe`` and ``pve`` are always in :meth:`MeshEvaluation.compute`'s
+output, NaN where nothing was measured or the protocol declares no such error.
 """
 
 from __future__ import annotations
@@ -29,9 +31,9 @@ from torch import Tensor, nn
 
 from ochmr_lit.body import BodyModel
 from ochmr_lit.eval import joints as J
-from ochmr_lit.eval.protocols import RESULT_BUCKETS, get_protocol, occlusion_bucket, result_bucket_members
+from ochmr_lit.eval.buckets import RESULT_BUCKETS, occlusion_bucket, result_bucket_members
+from ochmr_lit.eval.protocols import MESH_ERRORS, build_metrics, get_protocol
 from ochmr_lit.geometry import apply_affine, axis_angle_to_rotmat, invert_affine, perspective_projection
-from ochmr_lit.metrics import MPJPE, PAMPJPE, PVE
 from ochmr_lit.metrics.keypoint_ap import object_keypoint_similarity
 from ochmr_lit.metrics.matched_mpjpe import MatchedMPJPEByImage
 from ochmr_lit.metrics.results import dataset_code
@@ -74,15 +76,14 @@ class MeshEvaluation(nn.Module):
         self.protocol = get_protocol(protocol)
         p = self.protocol
         # Protocols without a 3D pipeline (keypoint AP) measure SPIN-protocol mesh errors where a mesh GT exists.
-        self.pipeline = p.pipeline or "mesh_vs_mesh"
-        self.joint_set = p.joint_set if p.pipeline else "lsp14"
-        self.target = p.target or "smpl"
+        mesh = p.mesh_protocol
+        self.pipeline = mesh.pipeline
+        self.joint_set = mesh.joint_set
+        self.target = mesh.target
         self.focal_length = focal_length
-        joints = len(J.JOINT_SETS[self.joint_set])
-        self.mpjpe = MPJPE(joints, keep_per_sample=True)
-        self.pa_mpjpe = PAMPJPE(joints, keep_per_sample=True)
-        self.pve = PVE(num_vertices, keep_per_sample=True)
-        self.matched = MatchedMPJPEByImage(joints) if self.pipeline == "panoptic_joints" else None
+        #: The declared mesh errors of :data:`MESH_ERRORS`, by name (per-sample results kept).
+        self.mesh_errors = nn.ModuleDict(build_metrics(mesh, num_vertices=num_vertices, names=MESH_ERRORS))
+        self.matched = MatchedMPJPEByImage(mesh.num_joints) if self.pipeline == "panoptic_joints" else None
         self.keypoint_ap = self.keypoint_rows = None
         self._labelled: dict[int, int] = {}
         if keypoint_ground_truth is None and p.ap_flavour:
@@ -146,10 +147,11 @@ class MeshEvaluation(nn.Module):
         mask = None if bool(joints.mask.all()) else joints.mask
         extra = {"sample_ids": batch["index"][keep], "occlusion": batch["occlusion_ratio"][keep],
                  "distractor": self._distractor(batch, keep), "dataset": self._codes(batch, keep)}
-        self.mpjpe.update(joints.pred, joints.target, mask=mask, **extra)
-        self.pa_mpjpe.update(joints.pred, joints.target, mask=mask, **extra)
-        if joints.target_vertices is not None:
-            self.pve.update(joints.pred_vertices, joints.target_vertices, **extra)
+        for name, metric in self.mesh_errors.items():
+            if name != "pve":
+                metric.update(joints.pred, joints.target, mask=mask, **extra)
+            elif joints.target_vertices is not None:
+                metric.update(joints.pred_vertices, joints.target_vertices, **extra)
 
     def _update_matched(self, batch: dict, pred: dict, body: BodyModel) -> None:
         target = self._eval_target(batch)
@@ -226,27 +228,28 @@ class MeshEvaluation(nn.Module):
             return {"sample_index": rows["sample_id"], "dataset": rows["dataset"], "image_id": rows["image_id"],
                     "sequence": rows["sequence"], "matched_sample_index": rows["matched_sample_id"],
                     "mpjpe_mm": rows["error_mm"]}
-        rows = self.mpjpe.per_sample()
-        pa = self.pa_mpjpe.per_sample()
-        pve = self.pve.per_sample()
+        rows = self.mesh_errors["mpjpe"].per_sample()
         ids = rows["sample_id"]
-        if not np.array_equal(ids, pa["sample_id"]):
-            raise RuntimeError("MPJPE and PA-MPJPE saw different samples; they must be updated together")
-        if pve["sample_id"].size and not np.array_equal(ids, pve["sample_id"]):
-            raise RuntimeError("MPJPE and PVE saw different samples; they must be updated together")
-        pve_mm = pve["error_mm"] if pve["sample_id"].size else np.full(ids.shape, np.nan)
+        errors = {}
+        for name in MESH_ERRORS:
+            table = self.mesh_errors[name].per_sample() if name in self.mesh_errors else None
+            if table is None or (name == "pve" and not table["sample_id"].size):
+                errors[f"{name}_mm"] = np.full(ids.shape, np.nan)  # not declared, or no vertices measured
+                continue
+            if not np.array_equal(ids, table["sample_id"]):
+                raise RuntimeError(f"MPJPE and {name} saw different samples; they must be updated together")
+            errors[f"{name}_mm"] = table["error_mm"]
         return {"sample_index": rows["sample_id"], "dataset": rows["dataset"], "occlusion_ratio": rows["occlusion"],
                 "occlusion_bucket": np.array([occlusion_bucket(r) if math.isfinite(r) else "unknown"
                                               for r in rows["occlusion"]]),
-                "distractor": rows["distractor"],
-                "mpjpe_mm": rows["error_mm"], "pa_mpjpe_mm": pa["error_mm"], "pve_mm": pve_mm}
+                "distractor": rows["distractor"], **errors}
 
     def per_joint(self) -> dict[str, list]:
         """MPJPE and PA-MPJPE (mm) of each evaluation joint, with the joint names ({} for AP and matched)."""
         if self.protocol.ap_flavour or self.matched is not None:
             return {}
         return {"joint_names": list(J.JOINT_SETS[self.joint_set]),
-                "mpjpe_mm": self.mpjpe.per_joint().tolist(), "pa_mpjpe_mm": self.pa_mpjpe.per_joint().tolist()}
+                **{f"{name}_mm": self.mesh_errors[name].per_joint().tolist() for name in ("mpjpe", "pa_mpjpe")}}
 
     def compute(self) -> dict[str, float]:
         """Scalar metrics by protocol.
@@ -254,21 +257,22 @@ class MeshEvaluation(nn.Module):
         ``mpjpe``, ``pa_mpjpe``, ``pve`` in mm (NaN where not measured; for Panoptic ``mpjpe`` is the matched
         MPJPE, with ``mpjpe_mean_of_sequences``, ``mpjpe/<sequence>`` and the counts); for protocols with
         buckets, ``count_<bucket>`` and ``<metric>_<bucket>`` for every bucket of
-        ``ochmr_lit.eval.protocols.RESULT_BUCKETS`` (none / partial / heavy, then distractor, which overlaps
+        ``ochmr_lit.eval.buckets.RESULT_BUCKETS`` (none / partial / heavy, then distractor, which overlaps
         them); keypoint AP as ``kp_<stat>`` fractions, with ``kp_num_scored``
         (predictions scored) and ``kp_num_gt_people`` (non-crowd annotated people with keypoints).
         """
-        values = {name: float(metric.compute()) if metric.update_called else math.nan
-                  for name, metric in (("mpjpe", self.mpjpe), ("pa_mpjpe", self.pa_mpjpe), ("pve", self.pve))}
+        values = {name: float(self.mesh_errors[name].compute())
+                  if name in self.mesh_errors and self.mesh_errors[name].update_called else math.nan
+                  for name in MESH_ERRORS}
         if self.matched is not None:
             values.update({k: float(v) for k, v in self.matched.compute().items()})
-        if self.protocol.occlusion_buckets and self.mpjpe.num_samples > 0:
+        if self.protocol.occlusion_buckets and self.mesh_errors["mpjpe"].num_samples > 0:
             rows = self.per_sample()
             members = result_bucket_members(rows["occlusion_ratio"], rows["distractor"])
             for bucket in RESULT_BUCKETS:
                 chosen = members[bucket]
                 values[f"count_{bucket}"] = int(chosen.sum())
-                for name in ("mpjpe", "pa_mpjpe", "pve"):
+                for name in MESH_ERRORS:
                     column = rows[f"{name}_mm"][chosen]
                     values[f"{name}_{bucket}"] = float(np.nanmean(column)) if column.size else math.nan
         if self.keypoint_ap is not None:
@@ -279,6 +283,6 @@ class MeshEvaluation(nn.Module):
         return values
 
     def reset(self) -> None:
-        for metric in (self.mpjpe, self.pa_mpjpe, self.pve, self.matched, self.keypoint_ap, self.keypoint_rows):
+        for metric in (*self.mesh_errors.values(), self.matched, self.keypoint_ap, self.keypoint_rows):
             if metric is not None:
                 metric.reset()
