@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from pathlib import Path
 
 import lightning as L
 import numpy as np
@@ -13,7 +12,6 @@ import torch.nn.functional as F
 from ochmr_lit.body import BodyModel
 from ochmr_lit.data.bad_samples import skip_empty_batch, skipped_step_loss
 from ochmr_lit.data.predicted_centres import rerender_context
-from ochmr_lit.errors import CheckpointError, MissingFileError
 from ochmr_lit.eval.bucket_tables import bucket_table, log_bucket_table
 from ochmr_lit.eval.context_modes import CONTEXT_MODES, apply_context_mode, context_mode_name
 from ochmr_lit.eval.mesh_evaluation import MeshEvaluation
@@ -27,6 +25,7 @@ from ochmr_lit.geometry import (
 )
 from ochmr_lit.lit import losses as L_
 from ochmr_lit.lit.context_estimator import compile_in_place
+from ochmr_lit.lit.frozen_context import freeze, load_frozen_context_estimator
 from ochmr_lit.lit.guard import NumericalGuardMixin
 from ochmr_lit.lit.optim import OptimConfig, build_optimizer, build_scheduler
 from ochmr_lit.lit.run_config import RunConfigMixin
@@ -55,35 +54,6 @@ def check_heatmap_supervision(heatmap_keypoints: int, weight: float) -> None:
     if weight and not heatmap_keypoints:
         raise ValueError(f"model.loss_weights.keypoint_heatmaps={weight} weighs a heatmap head the model does not "
                          "have: set model.heatmap_keypoints=17, or the weight to 0")
-
-
-def _freeze(net: ContextEstimator) -> ContextEstimator:
-    net.eval()
-    for p in net.parameters():
-        p.requires_grad_(False)
-    return net
-
-
-def load_frozen_context_estimator(checkpoint: str, width: int = 32) -> ContextEstimator:
-    """A ContextEstimator in eval mode with frozen weights, from a ContextEstimatorModule checkpoint.
-
-    The checkpoint is read with ``weights_only=True``; its ``state_dict`` must hold ``model.*`` keys.
-    """
-    if not Path(checkpoint).is_file():
-        raise MissingFileError(f"model.context_checkpoint={checkpoint}: no such file; give the checkpoint of a "
-                                "context-estimator run (experiment=synthcrowd_context, its checkpoints/last.ckpt)")
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    if "state_dict" not in state:
-        raise CheckpointError(f"{checkpoint}: not a Lightning checkpoint of the context estimator (no 'state_dict'); "
-                         "set model.context_checkpoint to a file written by a context-estimator run")
-    weights = {k[len("model."):]: v for k, v in state["state_dict"].items() if k.startswith("model.")}
-    width = int(state.get("hyper_parameters", {}).get("width", width))
-    net = ContextEstimator(width=width)
-    missing, unexpected = net.load_state_dict(weights, strict=False)
-    if missing or unexpected:
-        raise CheckpointError(f"{checkpoint}: context estimator weights do not match HRNet-W{width} "
-                         f"(missing {missing[:5]}, unexpected {unexpected[:5]}); is it a context-estimator checkpoint?")
-    return _freeze(net)
 
 
 class MeshRegressorModule(NumericalGuardMixin, RunConfigMixin, L.LightningModule):
@@ -169,7 +139,7 @@ class MeshRegressorModule(NumericalGuardMixin, RunConfigMixin, L.LightningModule
             self.context_net = load_frozen_context_estimator(context_checkpoint)
             self.hparams.context_width = self.context_net.width
         elif context_source == "predicted":
-            self.context_net = _freeze(ContextEstimator(width=int(context_width)))
+            self.context_net = freeze(ContextEstimator(width=int(context_width)))
             self._context_weights_pending = True
         self.weights = L_.LossWeights(**(loss_weights or {}))
         check_heatmap_supervision(heatmap_keypoints, self.weights.keypoint_heatmaps)

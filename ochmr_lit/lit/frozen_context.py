@@ -1,0 +1,40 @@
+"""The frozen context estimator a mesh regressor reads its centermaps from (``context_source=predicted``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ochmr_lit.errors import CheckpointError, MissingFileError
+from ochmr_lit.models import ContextEstimator
+
+
+def freeze(net: ContextEstimator) -> ContextEstimator:
+    """``net`` in eval mode with every parameter frozen (returned for chaining)."""
+    net.eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net
+
+
+def load_frozen_context_estimator(checkpoint: str, width: int = 32) -> ContextEstimator:
+    """A ContextEstimator in eval mode with frozen weights, from a ContextEstimatorModule checkpoint.
+
+    The checkpoint is read with ``weights_only=True``; its ``state_dict`` must hold ``model.*`` keys.
+    """
+    if not Path(checkpoint).is_file():
+        raise MissingFileError(f"model.context_checkpoint={checkpoint}: no such file; give the checkpoint of a "
+                                "context-estimator run (experiment=synthcrowd_context, its checkpoints/last.ckpt)")
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    if "state_dict" not in state:
+        raise CheckpointError(f"{checkpoint}: not a Lightning checkpoint of the context estimator (no 'state_dict'); "
+                         "set model.context_checkpoint to a file written by a context-estimator run")
+    weights = {k[len("model."):]: v for k, v in state["state_dict"].items() if k.startswith("model.")}
+    width = int(state.get("hyper_parameters", {}).get("width", width))
+    net = ContextEstimator(width=width)
+    missing, unexpected = net.load_state_dict(weights, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(f"{checkpoint}: context estimator weights do not match HRNet-W{width} "
+                         f"(missing {missing[:5]}, unexpected {unexpected[:5]}); is it a context-estimator checkpoint?")
+    return freeze(net)
