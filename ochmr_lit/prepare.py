@@ -1,7 +1,7 @@
 """Convert or index the official dataset files once: ``python -m ochmr_lit.prepare <dataset> --raw DIR --out DIR``.
 
 * ``3dpw``: ``<raw>/sequenceFiles/{train,validation,test}/*.pkl`` -> ``<out>/3dpw_{split}.npz`` (SPIN-format
-  index, camera-frame SMPL, boxes from ``poses2d``; see ``ochmr_lit.data.datasets.threedpw``).
+  index, camera-frame SMPL, boxes from ``poses2d``; see ``ochmr_lit.data.readers.threedpw``).
 * ``panoptic``: ``<raw>/<sequence>/`` of the four CRMH sequences -> ``<out>/panoptic_<sequence>_<camera>.npz``
   for HD cameras 00_16 and 00_30.
 * ``ochuman``: ``<raw>/ochuman.json`` -> ``<out>/ochuman_coco_format_{val,test}_range_0.00_1.00.json`` (the

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ochmr_lit.body import BodyModel
-from ochmr_lit.data.datasets.synthcrowd import load_synthcrowd_records
+from ochmr_lit.data.readers.synthcrowd import load_synthcrowd_records
 from ochmr_lit.data.transforms import AugmentationConfig, TopDownTransform
 from ochmr_lit.geometry import axis_angle_to_rotmat
 

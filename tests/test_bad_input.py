@@ -20,9 +20,9 @@ from ochmr_lit.body import BodyModel
 from ochmr_lit.body.synthetic import ensure_synthetic_body_model
 from ochmr_lit.data.coco_datamodule import CocoKeypointDataModule
 from ochmr_lit.data.dataset import report_skipped
-from ochmr_lit.data.datasets.coco_format import load_coco_keypoint_records
-from ochmr_lit.data.datasets.spin_npz import load_spin_npz_records
-from ochmr_lit.data.datasets.threedpw import read_sequence
+from ochmr_lit.data.readers.coco_format import load_coco_keypoint_records
+from ochmr_lit.data.readers.spin_npz import load_spin_npz_records
+from ochmr_lit.data.readers.threedpw import read_sequence
 from ochmr_lit.data.transforms import BadSampleError, TopDownTransform, jpeg_is_complete, read_image_rgb
 from ochmr_lit.fit import command_line_error
 

@@ -31,7 +31,7 @@ from ochmr_lit.data.dataset import (
     collate_skipping_bad,
     is_empty_batch,
 )
-from ochmr_lit.data.datasets.coco_format import load_coco_keypoint_records
+from ochmr_lit.data.readers.coco_format import load_coco_keypoint_records
 from ochmr_lit.data.transforms import BadSampleError
 
 DATA_CONFIGS = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "ochmr_lit" / "configs" / "data")

@@ -6,7 +6,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from ochmr_lit.data.datasets.coco_format import load_coco_keypoint_records
+from ochmr_lit.data.readers.coco_format import load_coco_keypoint_records
 from ochmr_lit.data.transforms import AugmentationConfig, BadSampleError, TopDownTransform
 from ochmr_lit.geometry import apply_affine
 

@@ -14,7 +14,7 @@ import torch
 
 from ochmr_lit.body import BodyModel
 from ochmr_lit.body.keypoints import get_convention
-from ochmr_lit.data.datasets.threedpw import (
+from ochmr_lit.data.readers.threedpw import (
     camera_frame_smpl,
     keypoint_box,
     load_3dpw_records,

@@ -12,8 +12,8 @@ from pycocotools import mask as mask_utils
 from torch.utils.data import default_collate
 
 from ochmr_lit.data.dataset import TopDownDataset
-from ochmr_lit.data.datasets.synthcrowd import load_synthcrowd_records
 from ochmr_lit.data.distractor import crop_windows, distractor_flags, image_distractors, pixels_in_windows
+from ochmr_lit.data.readers.synthcrowd import load_synthcrowd_records
 from ochmr_lit.data.transforms import TopDownTransform
 from ochmr_lit.eval.buckets import OCCLUSION_BUCKETS, RESULT_BUCKETS
 from ochmr_lit.eval.mesh_evaluation import MeshEvaluation

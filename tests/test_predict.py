@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from ochmr_lit.data.centermaps import render_centermaps
-from ochmr_lit.data.datasets.coco_format import load_coco_keypoint_records
+from ochmr_lit.data.readers.coco_format import load_coco_keypoint_records
 from ochmr_lit.data.transforms import BadSampleError
 from ochmr_lit.geometry import (
     apply_affine,

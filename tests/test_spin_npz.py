@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from ochmr_lit.data.datasets.spin_npz import load_spin_npz_records
-from ochmr_lit.data.datasets.synthcrowd import load_synthcrowd_records
 from ochmr_lit.data.mixed_datamodule import RatioSampler, source_probabilities
+from ochmr_lit.data.readers.spin_npz import load_spin_npz_records
+from ochmr_lit.data.readers.synthcrowd import load_synthcrowd_records
 
 
 def test_spin_npz_and_coco_json_of_synthcrowd_agree(tiny_synthcrowd):

@@ -23,7 +23,7 @@ import torch
 from ochmr_lit.bench import PerfRow
 from ochmr_lit.bench.workloads import build_training_models, synthetic_batch, training_throughput
 from ochmr_lit.data.dataset import TopDownDataset
-from ochmr_lit.data.datasets.synthcrowd import load_synthcrowd_records
+from ochmr_lit.data.readers.synthcrowd import load_synthcrowd_records
 from ochmr_lit.data.synthcrowd import ensure_synthcrowd
 from ochmr_lit.data.transforms import AugmentationConfig, TopDownTransform
 

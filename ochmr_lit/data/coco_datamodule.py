@@ -6,7 +6,7 @@ from collections import Counter
 from pathlib import Path
 
 from ochmr_lit.data.datamodule import TopDownDataModule
-from ochmr_lit.data.datasets.coco_format import load_coco_keypoint_records
+from ochmr_lit.data.readers.coco_format import load_coco_keypoint_records
 from ochmr_lit.data.schema import PersonRecord
 
 

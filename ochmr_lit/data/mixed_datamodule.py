@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from ochmr_lit.data.datamodule import TopDownDataModule
-from ochmr_lit.data.datasets.spin_npz import load_spin_npz_records
+from ochmr_lit.data.readers.spin_npz import load_spin_npz_records
 from ochmr_lit.data.real_datamodules import EvalTargetsMixin
 from ochmr_lit.data.schema import PersonRecord
 

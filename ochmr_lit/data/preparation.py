@@ -14,11 +14,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ochmr_lit.data.datasets.ochuman_raw import VAL_IMAGES, write_ochuman_coco
-from ochmr_lit.data.datasets.panoptic import PANOPTIC_CAMERAS, POSE_DIR, frame_files
-from ochmr_lit.data.datasets.panoptic import write_index as write_panoptic_index
-from ochmr_lit.data.datasets.threedpw import PW3D_SPLITS
-from ochmr_lit.data.datasets.threedpw import write_index as write_3dpw_index
+from ochmr_lit.data.readers.ochuman_raw import VAL_IMAGES, write_ochuman_coco
+from ochmr_lit.data.readers.panoptic import PANOPTIC_CAMERAS, POSE_DIR, frame_files
+from ochmr_lit.data.readers.panoptic import write_index as write_panoptic_index
+from ochmr_lit.data.readers.threedpw import PW3D_SPLITS
+from ochmr_lit.data.readers.threedpw import write_index as write_3dpw_index
 from ochmr_lit.metrics.matched_mpjpe import PANOPTIC_SEQUENCES
 
 DATASETS: tuple[str, ...] = ("3dpw", "panoptic", "ochuman")

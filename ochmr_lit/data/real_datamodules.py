@@ -17,14 +17,14 @@ from pathlib import Path
 
 from ochmr_lit.data.coco_datamodule import CocoKeypointDataModule
 from ochmr_lit.data.datamodule import TopDownDataModule
-from ochmr_lit.data.datasets.crowdpose import boxes_kept_per_threshold, load_crowdpose_records, load_detection_records
-from ochmr_lit.data.datasets.eval_targets import EvalTargetTransform
-from ochmr_lit.data.datasets.ochuman_raw import load_ochuman_records
-from ochmr_lit.data.datasets.panoptic import PANOPTIC_CAMERAS, load_panoptic_records
-from ochmr_lit.data.datasets.spin_npz import load_spin_npz_records
-from ochmr_lit.data.datasets.threedoh import load_3doh_records
-from ochmr_lit.data.datasets.threedpw import load_3dpw_records
 from ochmr_lit.data.preparation import PrepareReport, format_report, prepare
+from ochmr_lit.data.readers.crowdpose import boxes_kept_per_threshold, load_crowdpose_records, load_detection_records
+from ochmr_lit.data.readers.eval_targets import EvalTargetTransform
+from ochmr_lit.data.readers.ochuman_raw import load_ochuman_records
+from ochmr_lit.data.readers.panoptic import PANOPTIC_CAMERAS, load_panoptic_records
+from ochmr_lit.data.readers.spin_npz import load_spin_npz_records
+from ochmr_lit.data.readers.threedoh import load_3doh_records
+from ochmr_lit.data.readers.threedpw import load_3dpw_records
 from ochmr_lit.data.schema import PersonRecord
 from ochmr_lit.data.transforms import TopDownTransform
 from ochmr_lit.metrics.matched_mpjpe import PANOPTIC_SEQUENCES

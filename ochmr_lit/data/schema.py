@@ -45,7 +45,7 @@ SAMPLE_KEYS: dict[str, str] = {
 
 
 #: Optional evaluation-only keys, added to the samples of evaluation splits (no augmentation) of the datasets
-#: whose protocol compares against them (see ``ochmr_lit.data.datasets.eval_targets``). Missing joints have
+#: whose protocol compares against them (see ``ochmr_lit.data.readers.eval_targets``). Missing joints have
 #: confidence 0 (masked), never invented values.
 EVAL_TARGET_KEYS: dict[str, str] = {
     "joints_spin24": "(24, 4) float32, SPIN's S: camera-frame metres + confidence (H36M, MPI-INF-3DHP)",

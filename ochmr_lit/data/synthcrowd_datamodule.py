@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ochmr_lit.body.synthetic import MEAN_PARAMS_FILE
 from ochmr_lit.data.datamodule import TopDownDataModule
-from ochmr_lit.data.datasets.synthcrowd import load_synthcrowd_records
+from ochmr_lit.data.readers.synthcrowd import load_synthcrowd_records
 from ochmr_lit.data.schema import PersonRecord
 from ochmr_lit.data.synthcrowd.generate import ensure_synthcrowd, write_split_mean_params
 from ochmr_lit.paths import cache_dir

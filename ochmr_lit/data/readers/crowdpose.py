@@ -21,7 +21,7 @@ import numpy as np
 
 from ochmr_lit.body.keypoints import convert_keypoints, get_convention
 from ochmr_lit.data.centermaps import body_centers
-from ochmr_lit.data.datasets.coco_format import load_coco, load_coco_keypoint_records
+from ochmr_lit.data.readers.coco_format import load_coco, load_coco_keypoint_records
 from ochmr_lit.data.schema import PersonRecord
 
 #: CrowdPose's keypoint names as its files spell them, and their registry names.

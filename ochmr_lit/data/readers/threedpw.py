@@ -12,7 +12,7 @@ Following SPIN's ``pw3d.py`` preprocessing: only ``campose_valid`` frames are ke
 is rotated into the camera frame with the frame's extrinsics; the person box is the extent of the
 detected 2D keypoints (confidence > 0), and the crop side is 1.2 x its longest side (SPIN's ``scale`` =
 1.2 x max side / 200). The index npz carries SPIN's keys (``imgname, center, scale, pose, shape,
-has_smpl, gender, part, S, openpose``) so :func:`~ochmr_lit.data.datasets.spin_npz.load_spin_npz_records`
+has_smpl, gender, part, S, openpose``) so :func:`~ochmr_lit.data.readers.spin_npz.load_spin_npz_records`
 reads it, plus the 3DPW fields (``sequence, frame, person, box, trans, cam_pose, joints_smpl24``).
 """
 
@@ -25,7 +25,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from ochmr_lit.body.keypoints import convert_keypoints
-from ochmr_lit.data.datasets.spin_npz import load_spin_npz_records
+from ochmr_lit.data.readers.spin_npz import load_spin_npz_records
 from ochmr_lit.data.schema import PersonRecord
 from ochmr_lit.eval.protocols import in_3dpw_occ, in_3dpw_pc
 from ochmr_lit.safe_pickle import safe_load_pickle

@@ -19,7 +19,7 @@ import numpy as np
 
 from ochmr_lit.body.keypoints import convert_keypoints
 from ochmr_lit.data.centermaps import body_centers
-from ochmr_lit.data.datasets.threedpw import rotate_global_orient
+from ochmr_lit.data.readers.threedpw import rotate_global_orient
 from ochmr_lit.data.schema import PersonRecord
 
 REQUIRED_KEYS: tuple[str, ...] = ("extri", "img_path", "bbox", "betas", "pose", "lsp_joints_2d", "lsp_joints_3d")

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from ochmr_lit.body.keypoints import convert_keypoints
-from ochmr_lit.data.datasets.coco_format import ImageLabels, load_coco_keypoint_records
 from ochmr_lit.data.distractor import image_distractors
+from ochmr_lit.data.readers.coco_format import ImageLabels, load_coco_keypoint_records
 from ochmr_lit.data.schema import PersonRecord
 
 GENDERS = {"neutral": 0, "male": 1, "female": 2}

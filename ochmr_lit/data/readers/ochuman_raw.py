@@ -21,7 +21,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from ochmr_lit.body.keypoints import convert_keypoints, get_convention
-from ochmr_lit.data.datasets.coco_format import load_coco_keypoint_records
+from ochmr_lit.data.readers.coco_format import load_coco_keypoint_records
 from ochmr_lit.data.schema import PersonRecord
 
 #: Raw names that the registry spells differently (OCHuman's head and neck have no published definition).
