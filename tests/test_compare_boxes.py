@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import ochmr_lit.lit  # noqa: F401  (torchvision must be imported before the first EGL context: it segfaults after)
-from ochmr_lit.vis.comparison import comparison_figure
+from ochmr_lit.vis.comparison_figure import comparison_figure
 from ochmr_lit.vis.figures import FIGURE_PAD, person_colors
 from ochmr_lit.vis.render import RendererUnavailableError, get_context
 

@@ -42,7 +42,7 @@ from ochmr_lit.geometry import axis_angle_to_rotmat  # noqa: E402
 from ochmr_lit.inference.boxes import list_images, load_json_boxes  # noqa: E402
 from ochmr_lit.inference.pipeline import Predictor, load_regressor  # noqa: E402
 from ochmr_lit.inference.run import resolve_device  # noqa: E402
-from ochmr_lit.vis.comparison import comparison_figure  # noqa: E402
+from ochmr_lit.vis.comparison_figure import comparison_figure  # noqa: E402
 from ochmr_lit.vis.draw import save_image  # noqa: E402
 
 log = logging.getLogger(__name__)
