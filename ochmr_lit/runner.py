@@ -26,6 +26,7 @@ from ochmr_lit.data.predicted_centres import predict_centres, save_predicted_cen
 from ochmr_lit.errors import CheckpointError, ConfigError, MissingFileError
 from ochmr_lit.eval.context_modes import context_mode_list
 from ochmr_lit.lit.checkpoints import check_training_checkpoint, load_regressor_checkpoint
+from ochmr_lit.lit.epoch_log import progress_bar_setting
 from ochmr_lit.lit.frozen_context import load_frozen_context_estimator
 from ochmr_lit.lit.summary import summary_trainer_arguments
 from ochmr_lit.progress import ProgressLog
@@ -144,8 +145,13 @@ def build(cfg: DictConfig) -> tuple[L.LightningModule, L.LightningDataModule, L.
     callbacks = _instantiate_group(cfg.get("callbacks"))
     if not loggers:  # logger=none: nothing to monitor the learning rate into (Lightning refuses the callback)
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    arguments = summary_trainer_arguments(callbacks, cfg.trainer)
+    requested = cfg.trainer.get("enable_progress_bar")
+    if requested and not progress_bar_setting(requested):
+        log.info("standard error is not a terminal: no progress bar, one line per epoch (the epoch_log callback)")
+        arguments["enable_progress_bar"] = False
     trainer = instantiate(cfg.trainer, logger=loggers or False, default_root_dir=cfg.run_dir, _convert_="all",
-                          **summary_trainer_arguments(callbacks, cfg.trainer))
+                          **arguments)
     for logger in trainer.loggers:
         logger.log_hyperparams(module.run_config)
     return module, datamodule, trainer

@@ -1,0 +1,71 @@
+"""One log line per training epoch: what a log file or a batch job's output shows instead of a progress bar.
+
+Lightning's progress bar redraws one terminal line; written to a file it shows nothing useful until the end.
+:class:`EpochLog` logs, after each epoch (and its validation), the epoch, the steps, the time and the epoch's
+metrics that Lightning collected (``train/loss_total``, ``val/mpjpe``, ...), so a run can be followed with
+``tail -f``. :func:`progress_bar_setting` turns the bar off when standard error is not a terminal.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback
+
+log = logging.getLogger(__name__)
+
+#: Metrics an epoch line shows when they were logged, in this order (others are left to the loggers).
+SHOWN_METRICS: tuple[str, ...] = ("train/loss_total", "train/loss", "val/mpjpe", "val/pa_mpjpe", "val/kp_AP",
+                                  "val/peak_dist", "val/pck")
+
+
+def format_metrics(metrics: dict[str, Any], names: Sequence[str] = SHOWN_METRICS) -> str:
+    """``name value`` pairs of the finite metrics among ``names`` (4 significant digits), in that order."""
+    parts = []
+    for name in names:
+        if name not in metrics:
+            continue
+        value = float(metrics[name])
+        if math.isfinite(value):
+            parts.append(f"{name} {value:.4g}")
+    return ", ".join(parts)
+
+
+class EpochLog(Callback):
+    """Logs ``epoch E/N: S steps in T s; <metrics>`` at the end of every training epoch (global rank zero)."""
+
+    def __init__(self) -> None:
+        self._started = time.perf_counter()
+        self._first_step = 0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._started = time.perf_counter()
+        self._first_step = trainer.global_step
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        total = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else "?"
+        steps = trainer.global_step - self._first_step
+        line = (f"epoch {trainer.current_epoch + 1}/{total}: {steps} step{'' if steps == 1 else 's'} in "
+                f"{time.perf_counter() - self._started:.0f} s (step {trainer.global_step})")
+        shown = format_metrics(dict(trainer.callback_metrics))
+        log.info(f"{line}; {shown}" if shown else line)
+
+
+def progress_bar_setting(requested: Any, stream: Any = None) -> bool | None:
+    """The Trainer's ``enable_progress_bar``: off when the config asks for it but ``stream`` (standard error) is
+    not a terminal, where the bar's redraws pile up unread; otherwise as requested (None = Lightning's default)."""
+    stream = sys.stderr if stream is None else stream
+    if requested is False:
+        return False
+    isatty = getattr(stream, "isatty", None)
+    if isatty is not None and not isatty():
+        return False
+    return requested

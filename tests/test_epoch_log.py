@@ -1,0 +1,54 @@
+"""One log line per epoch, and the progress bar off where nobody can watch it redraw."""
+
+import io
+import logging
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from ochmr_lit.lit.epoch_log import EpochLog, format_metrics, progress_bar_setting
+
+
+class Tty(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_bar_follows_the_config_on_a_terminal_and_is_off_elsewhere():
+    assert progress_bar_setting(True, Tty()) is True
+    assert progress_bar_setting(None, Tty()) is None
+    assert progress_bar_setting(True, io.StringIO()) is False  # a file: no redraws piling up
+    assert progress_bar_setting(False, Tty()) is False
+
+
+def test_metrics_are_shown_in_order_and_non_finite_ones_left_out():
+    metrics = {"val/pa_mpjpe": torch.tensor(85.43), "val/mpjpe": 169.81, "train/loss_total": float("nan"),
+               "other": 1.0}
+    assert format_metrics(metrics) == "val/mpjpe 169.8, val/pa_mpjpe 85.43"
+
+
+class Tiny(L.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.layer = torch.nn.Linear(2, 1)
+
+    def training_step(self, batch, batch_idx):
+        loss = self.layer(batch[0]).pow(2).mean()
+        self.log("train/loss_total", loss, on_step=False, on_epoch=True)
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_each_epoch_logs_its_steps_and_loss(tmp_path, caplog):
+    loader = DataLoader(TensorDataset(torch.randn(12, 2)), batch_size=4)
+    trainer = L.Trainer(max_epochs=2, callbacks=[EpochLog()], logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    with caplog.at_level(logging.INFO, logger="ochmr_lit.lit.epoch_log"):
+        trainer.fit(Tiny(), loader)
+    lines = [r.getMessage() for r in caplog.records if r.name == "ochmr_lit.lit.epoch_log"]
+    assert len(lines) == 2
+    assert lines[0].startswith("epoch 1/2: 3 steps in ") and "(step 3); train/loss_total " in lines[0]
+    assert lines[1].startswith("epoch 2/2: 3 steps in ") and "(step 6)" in lines[1]
