@@ -52,3 +52,17 @@ def test_each_epoch_logs_its_steps_and_loss(tmp_path, caplog):
     assert len(lines) == 2
     assert lines[0].startswith("epoch 1/2: 3 steps in ") and "(step 3); train/loss_total " in lines[0]
     assert lines[1].startswith("epoch 2/2: 3 steps in ") and "(step 6)" in lines[1]
+
+
+def test_step_lines_every_n_steps_without_a_progress_bar(tmp_path, caplog):
+    loader = DataLoader(TensorDataset(torch.randn(24, 2)), batch_size=4)  # 6 steps an epoch
+    trainer = L.Trainer(max_epochs=1, callbacks=[EpochLog(every_n_steps=2)], logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    with caplog.at_level(logging.INFO, logger="ochmr_lit.lit.epoch_log"):
+        trainer.fit(Tiny(), loader)
+    lines = [r.getMessage() for r in caplog.records if r.name == "ochmr_lit.lit.epoch_log"]
+    steps = [line for line in lines if ", step " in line]
+    assert [line.split(" of the epoch")[0] for line in steps] == [
+        "epoch 1, step 2/6", "epoch 1, step 4/6", "epoch 1, step 6/6"]
+    assert "steps/s, about" in steps[0] and "s left in the epoch" in steps[0]
+    assert lines[-1].startswith("epoch 1/1: 6 steps in ")

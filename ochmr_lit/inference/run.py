@@ -25,6 +25,7 @@ from ochmr_lit.inference.boxes import (
 from ochmr_lit.inference.camera import FOCAL_FROM_DIAGONAL, positive_pixels
 from ochmr_lit.inference.pipeline import ImagePrediction, Predictor, load_regressor
 from ochmr_lit.inference.writers import MESH_FORMATS, write_json, write_meshes, write_npz
+from ochmr_lit.progress import ProgressLog
 from ochmr_lit.vis.draw import save_image
 from ochmr_lit.vis.figures import figure_people, paper_figure
 
@@ -127,11 +128,17 @@ def run_predict(cfg: DictConfig) -> dict[str, Any]:
     on_bad_sample = str(cfg.get("on_bad_sample") or "raise")
     skipped: list[dict] = []
     figure_left_out: Counter = Counter()
+    progress = ProgressLog(log, "predict", len(images), "images")  # predicted and skipped images alike
+    counted_skips = 0
     for pred in predictor.predict(items, on_bad_image=on_bad_sample, skipped=skipped):
         files += [p.name for p in write_outputs(pred, out_dir, faces, bool(cfg.save_meshes), bool(cfg.save_figures),
                                                 mesh_format, figure_left_out)]
         people += pred.num_people
         log.info("%s: %d people", pred.boxes.image_path.name, pred.num_people)
+        progress.update(1 + len(skipped) - counted_skips)
+        counted_skips = len(skipped)
+    if len(skipped) > counted_skips:
+        progress.update(len(skipped) - counted_skips)
     summary = {"checkpoint": str(cfg.ckpt_path), "input": str(cfg.input), "images": len(images), "people": people,
                "boxes": report.to_dict(), "crop": {**predictor.settings, "focal_length": predictor.crop_focal_length},
                "image_focal_length": FOCAL_FROM_DIAGONAL if focal_length is None else focal_length,

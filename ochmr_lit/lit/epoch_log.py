@@ -38,15 +38,35 @@ def format_metrics(metrics: dict[str, Any], names: Sequence[str] = SHOWN_METRICS
 
 
 class EpochLog(Callback):
-    """Logs ``epoch E/N: S steps in T s; <metrics>`` at the end of every training epoch (global rank zero)."""
+    """Logs ``epoch E/N: S steps in T s; <metrics>`` at the end of every training epoch (global rank zero), and,
+    when the Trainer shows no progress bar, ``epoch E, step s/S of the epoch, r steps/s, about T left; <loss>``
+    every ``every_n_steps`` steps (0: never).
+    """
 
-    def __init__(self) -> None:
+    def __init__(self, every_n_steps: int = 50) -> None:
+        if every_n_steps < 0:
+            raise ValueError(f"every_n_steps must be 0 (no step lines) or positive, got {every_n_steps}")
+        self.every_n_steps = every_n_steps
         self._started = time.perf_counter()
         self._first_step = 0
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._started = time.perf_counter()
         self._first_step = trainer.global_step
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        done = trainer.global_step - self._first_step
+        if (not self.every_n_steps or done == 0 or done % self.every_n_steps or not trainer.is_global_zero
+                or trainer.progress_bar_callback is not None):
+            return
+        elapsed = time.perf_counter() - self._started
+        rate = done / max(elapsed, 1e-9)
+        total = trainer.num_training_batches
+        left = f", about {(total - done) / rate:.0f} s left in the epoch" if isinstance(total, int) else ""
+        shown = format_metrics(dict(trainer.callback_metrics), ("train/loss_total", "train/loss"))
+        line = f"epoch {trainer.current_epoch + 1}, step {done}/{total} of the epoch, {rate:.2f} steps/s{left}"
+        log.info(f"{line}; {shown}" if shown else line)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero:
