@@ -21,7 +21,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("body model", ("body",)),
     ("networks and metrics", ("models", "metrics")),
     # protocols, per-bucket tables and the results files an evaluation writes (read without Lightning)
-    ("evaluation", ("eval", "results")),
+    ("evaluation", ("eval",)),
     # samples, datasets, transforms, centermaps, SynthCrowd generation, dataset preparation, data modules
     ("data", ("data",)),
     # figures of data-module batches (normalised crops and their centermaps)

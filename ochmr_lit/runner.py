@@ -25,12 +25,12 @@ from ochmr_lit.config_checks import check_run_config
 from ochmr_lit.data.predicted_centres import predict_centres, save_predicted_centres
 from ochmr_lit.errors import CheckpointError, ConfigError, MissingFileError
 from ochmr_lit.eval.context_modes import context_mode_list
+from ochmr_lit.eval.results_files import atomic_write_text, context_diagnostics_document, print_table, write_results
 from ochmr_lit.lit.checkpoints import check_training_checkpoint, load_regressor_checkpoint
 from ochmr_lit.lit.epoch_log import progress_bar_setting
 from ochmr_lit.lit.frozen_context import load_frozen_context_estimator
 from ochmr_lit.lit.summary import summary_trainer_arguments
 from ochmr_lit.progress import ProgressLog
-from ochmr_lit.results import atomic_write_text, context_diagnostics_document, print_table, write_results
 
 log = logging.getLogger(__name__)
 

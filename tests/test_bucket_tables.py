@@ -126,7 +126,7 @@ def test_tiny_fit_writes_the_table_to_the_offline_wandb_run(tmp_path, tiny_synth
 
 
 def test_results_table_starts_with_the_bucket_summary(tmp_path):
-    from ochmr_lit.results import summary_table, write_results
+    from ochmr_lit.eval.results_files import summary_table, write_results
 
     metrics = {"mpjpe": 80.0, "pa_mpjpe": 50.0, "pve": 95.0, "count_none": 3, "mpjpe_none": 70.0,
                "pa_mpjpe_none": 45.0, "pve_none": 85.0, "count_partial": 0, "mpjpe_partial": float("nan"),

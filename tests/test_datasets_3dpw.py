@@ -23,7 +23,7 @@ from ochmr_lit.data.readers.threedpw import (
 )
 from ochmr_lit.data.real_datamodules import ThreeDPWDataModule
 from ochmr_lit.geometry import axis_angle_to_rotmat, crop_affine
-from ochmr_lit.metrics.results import DATASET_CODES
+from ochmr_lit.metrics.per_sample import DATASET_CODES
 from ochmr_lit.safe_pickle import UnsafePickleError
 
 

@@ -28,7 +28,7 @@ from ochmr_lit.eval.records import (
     per_joint_table,
     run_label,
 )
-from ochmr_lit.results import write_results
+from ochmr_lit.eval.results_files import write_results
 
 METRICS = {"mpjpe": 81.25, "pa_mpjpe": 52.5, "pve": 97.0, "mpjpe_heavy": math.nan, "count_none": 3, "kp_AP": 0.25}
 PROTOCOL = {"name": "synthcrowd", "joint_set": "lsp14"}

@@ -2,7 +2,7 @@
 
 The one definition of the occlusion buckets. SynthCrowd's generator writes each person's bucket into its
 annotations with :func:`occlusion_bucket`, and every evaluation groups people with the same edges and the same
-rule (``ochmr_lit.metrics.results.bucket_index``: bucket ``i`` holds ``e_i <= r < e_{i+1}``, the last one
+rule (``ochmr_lit.metrics.per_sample.bucket_index``: bucket ``i`` holds ``e_i <= r < e_{i+1}``, the last one
 also its upper edge), so a ratio exactly on an edge opens the higher bucket: 0.10 is partial, 0.40 heavy.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ochmr_lit.metrics.results import bucket_index
+from ochmr_lit.metrics.per_sample import bucket_index
 
 #: SynthCrowd's occlusion buckets by occlusion ratio (share of a person hidden by others), ``[low, high)``:
 #: none below 10 %, partial from 10 % to below 40 %, heavy from 40 % (1.0 included). Each person with a known
@@ -21,7 +21,7 @@ OCCLUSION_BUCKETS: dict[str, tuple[float, float]] = {
     "heavy": (0.40, 1.0),
 }
 
-#: The bucket edges ``(0, 0.10, 0.40, 1)``, for per-bucket summaries (``ochmr_lit.metrics.results.bucket_summary``)
+#: The bucket edges ``(0, 0.10, 0.40, 1)``, for per-bucket summaries (``ochmr_lit.metrics.per_sample.bucket_summary``)
 #: and a protocol's ``occlusion_buckets``.
 OCCLUSION_BUCKET_EDGES: tuple[float, ...] = (*(low for low, _ in OCCLUSION_BUCKETS.values()),
                                              list(OCCLUSION_BUCKETS.values())[-1][1])

@@ -36,7 +36,7 @@ from ochmr_lit.eval.protocols import MESH_ERRORS, build_metrics, get_protocol
 from ochmr_lit.geometry import apply_affine, axis_angle_to_rotmat, invert_affine, perspective_projection
 from ochmr_lit.metrics.keypoint_ap import object_keypoint_similarity
 from ochmr_lit.metrics.matched_mpjpe import MatchedMPJPEByImage
-from ochmr_lit.metrics.results import dataset_code
+from ochmr_lit.metrics.per_sample import dataset_code
 from ochmr_lit.metrics.sample_table import SampleTable
 
 #: Columns of the per-person table of keypoint AP evaluations.

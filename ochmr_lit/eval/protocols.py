@@ -91,7 +91,7 @@ class Protocol:
 
     Attributes:
         name: registry key, e.g. ``"3dpw"``.
-        dataset: dataset the protocol reads (``ochmr_lit.metrics.results.DATASET_CODES`` key(s)).
+        dataset: dataset the protocol reads (``ochmr_lit.metrics.per_sample.DATASET_CODES`` key(s)).
         joint_set: evaluation joints: a key of ``ochmr_lit.eval.joints.JOINT_SETS`` for 3D metrics, or the
             keypoint convention of the projected 2D keypoints for AP (``coco17``, ``crowdpose14``).
         joint_regressor: where the predicted joints come from.

@@ -1,6 +1,6 @@
 """Results folders read back for analysis: one record per distinct evaluation, with readable joint names.
 
-The analysis notebooks load results folders (written by :func:`ochmr_lit.results.write_results`) with
+The analysis notebooks load results folders (written by :func:`ochmr_lit.eval.results_files.write_results`) with
 :func:`load_evaluations`: :func:`group_evaluations` shows a checkpoint that ``fit`` tested and ``evaluate`` scored
 again once, saying how often it was evaluated, and :func:`joint_display_names` names joints for figures.
 """

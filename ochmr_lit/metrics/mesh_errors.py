@@ -23,7 +23,7 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
-from ochmr_lit.metrics.results import UNKNOWN_DATASET
+from ochmr_lit.metrics.per_sample import UNKNOWN_DATASET
 from ochmr_lit.procrustes import similarity_procrustes
 
 MM_PER_M = 1000.0
@@ -114,7 +114,7 @@ class _PointError(Metric):
             mask: (B, N) bool, True where the ground truth is valid; None: all valid.
             sample_ids: (B,) integer dataset-level sample index (needed with ``keep_per_sample``).
             occlusion: (B,) occlusion ratio in [0, 1] (NaN if unknown).
-            dataset: (B,) or scalar integer dataset code (``ochmr_lit.metrics.results.DATASET_CODES``).
+            dataset: (B,) or scalar integer dataset code (``ochmr_lit.metrics.per_sample.DATASET_CODES``).
             distractor: (B,) distractor flag, 1 / 0 (bool or float), NaN if unknown; None: all unknown.
         """
         self._check(pred, target, mask)

@@ -26,11 +26,11 @@ from omegaconf import DictConfig
 
 from ochmr_lit.errors import ConfigError, MissingFileError
 from ochmr_lit.eval.references import REFERENCE_LABELS, REFERENCES
+from ochmr_lit.eval.results_files import atomic_write_text
 from ochmr_lit.reproduce.formatting import format_table_document
 from ochmr_lit.reproduce.simulated_detector import write_simulated_detections
 from ochmr_lit.reproduce.sweep import sweep_checkpoint
 from ochmr_lit.reproduce.tables import PRESET_SPECS, Row, default_seeds, table_rows
-from ochmr_lit.results import atomic_write_text
 from ochmr_lit.runner import run_evaluate, run_fit
 
 log = logging.getLogger(__name__)

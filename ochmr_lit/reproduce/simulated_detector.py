@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ochmr_lit.results import atomic_write_text
+from ochmr_lit.eval.results_files import atomic_write_text
 
 PERSON_CATEGORY = 1
 

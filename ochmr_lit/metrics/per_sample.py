@@ -36,7 +36,7 @@ def dataset_code(name: str) -> int:
     except KeyError:
         raise KeyError(
             f"unknown dataset {name!r}; known: {sorted(DATASET_CODES)} "
-            "(add new datasets to ochmr_lit.metrics.results.DATASET_CODES)"
+            "(add new datasets to ochmr_lit.metrics.per_sample.DATASET_CODES)"
         ) from None
 
 
