@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,22 +52,32 @@ def weight_mismatch(expected: dict[str, torch.Tensor], stored: dict[str, torch.T
                                         ("of another shape", reshaped)) if keys)
 
 
-def _training_state(ckpt: str | Path, what: str) -> dict[str, Any]:
-    """A checkpoint given to ``fit ckpt_path=`` for a ``what`` module, read or refused in one line."""
+def _load_checkpoint(ckpt: str | Path, label: str, missing_fix: str, unreadable_fix: str,
+                     not_ours: Callable[[Any], str]) -> dict[str, Any]:
+    """A Lightning checkpoint of this framework read with ``weights_only``, or a one-line error: a missing file
+    (``ckpt_path=<ckpt>: no such file; <missing_fix>``), an unreadable one (``<label> cannot be read as a
+    checkpoint (<reason>); <unreadable_fix>``) or one without a state_dict and hyper-parameters (``not_ours(state)``).
+    """
     if not Path(ckpt).is_file():
-        raise MissingFileError(f"ckpt_path={ckpt}: no such file; give a checkpoints/*.ckpt of a run of this "
-                               "experiment, or ckpt_path=last to continue the newest one")
+        raise MissingFileError(f"ckpt_path={ckpt}: no such file; {missing_fix}")
     try:
         state = torch.load(ckpt, map_location="cpu", weights_only=True)
     except Exception as error:  # any failure to read it means: not a usable checkpoint
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"ckpt_path={ckpt} cannot be read as a checkpoint ({reason}); give a "
-                              "checkpoints/*.ckpt of a run of this experiment") from None
+        raise CheckpointError(f"{label} cannot be read as a checkpoint ({reason}); {unreadable_fix}") from None
     if not isinstance(state, dict) or "state_dict" not in state or not state.get("hyper_parameters"):
-        raise CheckpointError(f"ckpt_path={ckpt} is not a training checkpoint of this framework (no state_dict with "
-                              f"hyper_parameters) and cannot continue a {what}; starting weights of SPIN or "
-                              "torchvision go in model.pretrained")
+        raise CheckpointError(not_ours(state))
     return state
+
+
+def _training_state(ckpt: str | Path, what: str) -> dict[str, Any]:
+    """A checkpoint given to ``fit ckpt_path=`` for a ``what`` module, read or refused in one line."""
+    return _load_checkpoint(
+        ckpt, f"ckpt_path={ckpt}", "give a checkpoints/*.ckpt of a run of this experiment, or ckpt_path=last to "
+        "continue the newest one", "give a checkpoints/*.ckpt of a run of this experiment",
+        lambda state: f"ckpt_path={ckpt} is not a training checkpoint of this framework (no state_dict with "
+                      f"hyper_parameters) and cannot continue a {what}; starting weights of SPIN or torchvision go "
+                      "in model.pretrained")
 
 
 def check_checkpoint_kind(ckpt: str | Path, module_class: type) -> dict[str, Any]:
@@ -104,19 +115,13 @@ def check_training_checkpoint(ckpt: str | Path, module: torch.nn.Module) -> None
 
 
 def _read(ckpt: str | Path) -> dict[str, Any]:
-    if not Path(ckpt).is_file():
-        raise MissingFileError(f"ckpt_path={ckpt}: no such file; {REGRESSOR_CHECKPOINTS}")
-    try:
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
-    except Exception as error:  # any failure to read it means: not a usable checkpoint
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"{ckpt} cannot be read as a checkpoint ({reason}); {REGRESSOR_CHECKPOINTS}") from None
-    if not isinstance(state, dict) or "state_dict" not in state or not state.get("hyper_parameters"):
+    def not_ours(state: Any) -> str:
         keys = sorted(map(str, state))[:6] if isinstance(state, dict) else type(state).__name__
-        raise CheckpointError(f"{ckpt} is not a checkpoint of this framework (top-level {keys}, no state_dict with "
-                         f"hyper_parameters); {REGRESSOR_CHECKPOINTS} (SPIN or torchvision weight files start a "
-                         "training run through model.pretrained)")
-    return state
+        return (f"{ckpt} is not a checkpoint of this framework (top-level {keys}, no state_dict with "
+                f"hyper_parameters); {REGRESSOR_CHECKPOINTS} (SPIN or torchvision weight files start a "
+                "training run through model.pretrained)")
+
+    return _load_checkpoint(ckpt, str(ckpt), REGRESSOR_CHECKPOINTS, REGRESSOR_CHECKPOINTS, not_ours)
 
 
 def load_regressor_checkpoint(ckpt: str | Path, overrides: dict[str, Any] | None = None) -> MeshRegressorModule:
