@@ -34,6 +34,8 @@ from ochmr_lit.progress import ProgressLog
 
 log = logging.getLogger(__name__)
 
+#: The splits `evaluate split=...` scores.
+EVALUATION_SPLITS = ("train", "val", "test")
 TASK_MODULES = {"regressor": "MeshRegressorModule", "context": "ContextEstimatorModule"}
 
 #: Exit status of a run stopped by SIGTERM after saving last.ckpt (128 + SIGTERM, as a shell reports it).
@@ -297,7 +299,8 @@ def _test(module, datamodule, trainer: L.Trainer, cfg: DictConfig, folder: Path 
                       references=module.test_references)
         mode = "" if module.context_mode == "true" else f", context {module.context_mode}"
         print_table(module.test_results, references=module.test_references,
-                    title=f"{cfg.experiment_name}: {results['protocol']['name']} (test split{mode})")
+                    title=f"{cfg.experiment_name}: {results['protocol']['name']} "
+                          f"({getattr(datamodule, 'test_split', 'test')} split{mode})")
     return results
 
 
@@ -404,6 +407,15 @@ def check_same_architecture(cfg: DictConfig, module: Any, ckpt: str) -> None:
             f"it anyway (its results are then filed under {trained_in})")
 
 
+def evaluation_split(cfg: DictConfig) -> str:
+    """The split ``evaluate`` scores (``split``: train, val or test; train as evaluation crops, unaugmented)."""
+    split = cfg.get("split", "test")
+    if split not in EVALUATION_SPLITS:
+        raise ConfigError(f"split={split!r}: evaluate scores one of {', '.join(EVALUATION_SPLITS)} "
+                          "(e.g. split=val)")
+    return str(split)
+
+
 def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Evaluate a regressor checkpoint on a split and write the results files.
 
@@ -416,6 +428,7 @@ def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
     ckpt = _resolve_ckpt_path(cfg)
     if ckpt is None:
         raise ConfigError("evaluate needs ckpt_path=<checkpoint file> (or ckpt_path=last)")
+    split = evaluation_split(cfg)
     L.seed_everything(cfg.seed, workers=True)
     overrides = {"protocol": cfg.protocol} if cfg.get("protocol") else {}
     modes = context_modes(cfg)
@@ -430,10 +443,11 @@ def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
         cfg = copy.deepcopy(cfg)
         with open_dict(cfg):
             cfg.data.predicted_centres = cache_predicted_centres(
-                cfg.data, module.context_net, ("test",), Path(cfg.run_dir) / "predicted_centres",
+                cfg.data, module.context_net, (split,), Path(cfg.run_dir) / "predicted_centres",
                 int(module.hparams.context_input_size), str(cfg.trainer.get("precision", "")).startswith("bf16"),
                 str(module.hparams.context_checkpoint))
     datamodule = instantiate(cfg.data, _convert_="all")
+    datamodule.test_split = split
     trainer = instantiate(cfg.trainer, logger=_instantiate_group(cfg.get("logger")) or False,
                           callbacks=_instantiate_group(cfg.get("callbacks")), default_root_dir=cfg.run_dir,
                           _convert_="all")

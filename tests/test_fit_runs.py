@@ -8,13 +8,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import REPO_ROOT
 from conftest import TINY_OVERRIDES as TINY
 from hydra import compose, initialize_config_module
+from hydra.utils import instantiate
 
-from ochmr_lit.runner import run_fit
+from ochmr_lit.errors import ConfigError
+from ochmr_lit.runner import run_evaluate, run_fit
 
 
 def _compose(overrides):
@@ -47,8 +50,6 @@ def test_pipeline_run_leaves_checkpoints_logs_and_results(tiny_run):
 
 @pytest.mark.slow
 def test_evaluate_reproduces_the_test_metrics_of_the_run(tiny_run, tiny_synthcrowd, tmp_path):
-    from ochmr_lit.runner import run_evaluate
-
     run_dir, outcome = tiny_run
     with initialize_config_module(config_module="ochmr_lit.configs", version_base="1.3"):
         cfg = compose(config_name="evaluate", overrides=[
@@ -59,6 +60,30 @@ def test_evaluate_reproduces_the_test_metrics_of_the_run(tiny_run, tiny_synthcro
     for name in ("mpjpe", "pa_mpjpe", "pve", "kp_AP"):
         assert evaluated["results"]["metrics"][name] == pytest.approx(fitted[name], rel=1e-4, abs=1e-6)
     assert (tmp_path / "results" / "per_sample.csv").is_file()
+
+
+@pytest.mark.slow
+def test_evaluate_split_train_scores_the_training_people_unaugmented(tiny_run, tiny_synthcrowd, tmp_path):
+    """``split=train`` scores the training split as evaluation crops: every person of it, twice the same."""
+    _, outcome = tiny_run
+    tiny = [o for o in TINY if not o.startswith(("model.", "trainer.log"))]
+
+    def config(split: str, folder: Path):
+        with initialize_config_module(config_module="ochmr_lit.configs", version_base="1.3"):
+            return compose(config_name="evaluate", overrides=[
+                "experiment=synthcrowd", f"ckpt_path={outcome['checkpoint']}", f"run_dir={folder}",
+                f"++data.root={tiny_synthcrowd}", f"split={split}", *tiny])
+
+    def evaluate(split: str, folder: Path) -> dict:
+        return run_evaluate(config(split, folder))["results"]["metrics"]
+
+    first, again = evaluate("train", tmp_path / "a"), evaluate("train", tmp_path / "b")
+    records, _ = instantiate(config("train", tmp_path / "d").data, _convert_="all").load_records("train")
+    people = len(np.load(tiny_synthcrowd / "test" / "smpl_gt.npz")["pose"])
+    assert sum(first[f"count_{b}"] for b in ("none", "partial", "heavy")) == len(records) != people
+    assert first["mpjpe"] == pytest.approx(again["mpjpe"], rel=1e-6)  # no augmentation: the same crops each time
+    with pytest.raises(ConfigError, match=r"split='trian': evaluate scores one of train, val, test"):
+        evaluate("trian", tmp_path / "c")
 
 
 @pytest.mark.slow

@@ -135,6 +135,8 @@ class TopDownDataModule(L.LightningDataModule):
         self.resume_skip_batches = 0  # checkpoints written before the loader kept its own state
         self.train_progress = None  # the trainer's ExactResume callback, when it has one
         self.skipped: dict[str, Counter] = {}
+        #: The split ``test_dataloader`` reads (``evaluate split=...`` sets it): any split, as evaluation crops.
+        self.test_split = "test"
 
     # -- format-specific -------------------------------------------------------------------------------
     def load_records(self, split: str) -> tuple[list[PersonRecord], Counter]:
@@ -157,8 +159,10 @@ class TopDownDataModule(L.LightningDataModule):
         return TopDownTransform(self.crop_size, self.map_size, self.scale_factor, self.sigma,
                                 augment=self.augment if split == "train" else None)
 
-    def dataset(self, split: str) -> TopDownDataset:
-        if split not in self.datasets:
+    def dataset(self, split: str, evaluation: bool = False) -> TopDownDataset:
+        """The split's people as crops: augmented for ``train`` unless ``evaluation`` (then as any evaluation split)."""
+        key = f"{split} (evaluation)" if evaluation and split == "train" else split
+        if key not in self.datasets:
             records, skipped = self.load_records(split)
             if not records:
                 raise ValueError(f"{self.name} split '{split}' has no usable people ({report_skipped(split, skipped)});"
@@ -168,9 +172,9 @@ class TopDownDataModule(L.LightningDataModule):
                 path = Path(self.predicted_centres) / f"{split}.npz"
                 records = apply_predicted_centres(records, load_predicted_centres(path), path)
             log.info("%s %s: %d people. %s", self.name, split, len(records), report_skipped(split, skipped))
-            self.datasets[split] = TopDownDataset(records, self.transform(split), seed=self.seed,
-                                                  on_bad_sample=self.on_bad_sample)
-        return self.datasets[split]
+            transform = self.transform("val" if evaluation else split)
+            self.datasets[key] = TopDownDataset(records, transform, seed=self.seed, on_bad_sample=self.on_bad_sample)
+        return self.datasets[key]
 
     def unaugmented_loader(self, split: str) -> DataLoader:
         """The split's annotated records as evaluation crops (no augmentation, in order), whatever
@@ -183,7 +187,7 @@ class TopDownDataModule(L.LightningDataModule):
         return self._make_loader(dataset, whole, train=False)
 
     def _loader(self, split: str, train: bool) -> DataLoader:
-        dataset = self.dataset(split)
+        dataset = self.dataset(split, evaluation=not train)
         sampler = SeededSampler(len(dataset), shuffle=train, seed=self.seed, pad=train)
         return self._make_loader(dataset, sampler, train)
 
@@ -214,4 +218,4 @@ class TopDownDataModule(L.LightningDataModule):
         return self._loader("val", train=False)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", train=False)
+        return self._loader(self.test_split, train=False)

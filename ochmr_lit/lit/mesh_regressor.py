@@ -175,7 +175,9 @@ class MeshRegressorModule(NumericalGuardMixin, RunConfigMixin, L.LightningModule
         key = split if source == "model" else f"{split}/{source}"
         if key not in self.evaluations:
             datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
-            ap_gt = datamodule.keypoint_ground_truth(split) if datamodule is not None else None
+            # the test stage reads the datamodule's test_split (evaluate split=train|val|test)
+            data_split = getattr(datamodule, "test_split", "test") if split == "test" else split
+            ap_gt = datamodule.keypoint_ground_truth(data_split) if datamodule is not None else None
             self.evaluations[key] = MeshEvaluation(self.hparams.protocol, keypoint_ground_truth=ap_gt).to(self.device)
         return self.evaluations[key]
 
