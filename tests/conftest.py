@@ -15,6 +15,10 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 
+import ochmr_lit.lit  # noqa: E402, F401  (torchvision must be imported before the first EGL context: it segfaults after)
+from ochmr_lit.vis import render as render_module  # noqa: E402
+from ochmr_lit.vis.render import RendererUnavailableError  # noqa: E402
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 #: Real annotated fixtures (COCO, CrowdPose, OCHuman images and annotation files) committed with the tests;
 #: tests/data/README.md says where they come from and what each is for.
@@ -66,6 +70,49 @@ def require_fixture(*paths: Path) -> None:
     if in_ci():
         pytest.fail(f"{message} (CI=true: a missing fixture fails the test instead of skipping it)", pytrace=False)
     pytest.skip(message)
+
+
+#: ``OCHMR_TEST_WITHOUT_RENDERER=1`` runs the suite as on a machine without headless OpenGL (EGL): every test
+#: that draws a mesh must then skip (fail under CI=true) through :func:`require_renderer`, and nothing else fail.
+WITHOUT_RENDERER_ENV = "OCHMR_TEST_WITHOUT_RENDERER"
+
+
+def _no_renderer():
+    raise RendererUnavailableError(f"headless OpenGL switched off for this test session ({WITHOUT_RENDERER_ENV}=1)")
+
+
+#: The renderer's own context factory, kept for the tests of its error (whatever the switch above says).
+REAL_GET_CONTEXT = render_module.get_context
+if os.environ.get(WITHOUT_RENDERER_ENV, "").strip() == "1":
+    render_module.get_context = _no_renderer
+
+
+def require_renderer() -> None:
+    """The one renderer policy of the suite: a test that needs headless OpenGL (EGL) calls this first.
+
+    Meshes are drawn with it and SynthCrowd is rendered with it. Without EGL the test skips with the reason
+    (which packages to install); in CI (``CI=true``) it fails instead, as a missing fixture does. A test that
+    reaches the renderer without asking first (through a fixture that generates SynthCrowd, say) is reported
+    the same way by :func:`pytest_runtest_makereport`, never as an error of its own.
+    """
+    try:
+        render_module.get_context()
+    except RendererUnavailableError as error:
+        if in_ci():
+            pytest.fail(f"{error} (CI=true: a test that needs the renderer fails instead of skipping)",
+                        pytrace=False)
+        pytest.skip(str(error))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A test (or its fixture) stopped by a missing renderer skips outside CI: :func:`require_renderer`'s policy."""
+    outcome = yield
+    report = outcome.get_result()
+    if call.excinfo is None or not call.excinfo.errisinstance(RendererUnavailableError) or in_ci():
+        return
+    report.outcome = "skipped"
+    report.longrepr = (str(item.path), item.location[1] or 0, f"Skipped: {call.excinfo.value}")
 
 
 @pytest.fixture(scope="session")

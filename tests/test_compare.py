@@ -11,21 +11,11 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, require_renderer
 from pycocotools import mask as mask_utils
 
-import ochmr_lit.lit  # noqa: F401  (torchvision must be imported before the first EGL context: it segfaults after)
 from ochmr_lit.vis.figures import FIGURE_PAD, person_colors, render_people
-from ochmr_lit.vis.render import Mesh, MeshRenderer, RendererUnavailableError
-
-
-def _renderer_or_skip():
-    try:
-        from ochmr_lit.vis.render import get_context
-
-        get_context()
-    except RendererUnavailableError as error:
-        pytest.skip(str(error))
+from ochmr_lit.vis.render import Mesh, MeshRenderer
 
 
 def _run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -50,7 +40,7 @@ def _box_iou(a: np.ndarray, b: np.ndarray) -> float:
 @pytest.fixture(scope="module")
 def comparison(tiny_run, tmp_path_factory):
     """The command on the tiny run's checkpoint (SynthCrowd val of ``tiny_synthcrowd``, 2 images)."""
-    _renderer_or_skip()
+    require_renderer()
     out = tmp_path_factory.mktemp("compare")
     checkpoint = tiny_run[1]["checkpoint"]
     result = _run(f"ckpt_path={checkpoint}", "num_images=4", f"out={out}", "device=cpu")

@@ -4,28 +4,20 @@ person's colour with a dark outline and the person's number."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
+from conftest import require_renderer
 
-import ochmr_lit.lit  # noqa: F401  (torchvision must be imported before the first EGL context: it segfaults after)
 from ochmr_lit.vis.comparison_figure import comparison_figure
 from ochmr_lit.vis.figures import FIGURE_PAD, person_colors
-from ochmr_lit.vis.render import RendererUnavailableError, get_context
 
 WIDTH, HEIGHT = 160, 120
 #: A 12 px person box (xywh px), well inside the image.
 SMALL_BOX = (70.0, 50.0, 12.0, 12.0)
 
 
-def _renderer_or_skip() -> None:
-    try:
-        get_context()
-    except RendererUnavailableError as error:
-        pytest.skip(str(error))
-
 
 def _image_panel(boxes: np.ndarray) -> np.ndarray:
     """The image panel of the comparison figure of a white image with ``boxes`` and no meshes."""
-    _renderer_or_skip()
+    require_renderer()
     white = np.full((HEIGHT, WIDTH, 3), 255, np.uint8)
     empty = np.zeros((0, 8, 3))
     faces = np.zeros((0, 3), np.int64)

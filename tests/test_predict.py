@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from conftest import require_renderer
 
 from ochmr_lit.data.centermaps import render_centermaps
 from ochmr_lit.data.readers.coco_format import load_coco_keypoint_records
@@ -31,18 +32,10 @@ from ochmr_lit.inference.boxes import PersonDetector, list_images, load_json_box
 from ochmr_lit.inference.camera import crop_focal_length, crop_geometry, crop_points_to_image, crop_to_image_camera
 from ochmr_lit.inference.writers import write_meshes, write_obj, write_ply
 from ochmr_lit.vis.figures import FIGURE_PAD, centermaps_to_image, render_people, side_view
-from ochmr_lit.vis.render import Mesh, MeshRenderer, RendererUnavailableError
+from ochmr_lit.vis.render import Mesh, MeshRenderer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-
-def _renderer_or_skip():
-    try:
-        from ochmr_lit.vis.render import get_context
-
-        get_context()
-    except RendererUnavailableError as error:
-        pytest.skip(str(error))
 
 
 def _enlarged_box_mask(uv: np.ndarray, box: np.ndarray, factor: float = 1.2) -> np.ndarray:
@@ -247,7 +240,7 @@ def test_centermaps_warped_back_peak_at_the_body_centres(fixtures_dir):
 
 def test_scene_scaling_renders_like_the_plain_render():
     """Rendering after scaling the scene to a near depth gives the same coverage as rendering it where it is."""
-    _renderer_or_skip()
+    require_renderer()
     from ochmr_lit.body import BodyModel
 
     body = BodyModel(None)
@@ -321,7 +314,7 @@ def _crop_camera_uv(npz, k: int) -> np.ndarray:
 
 @pytest.mark.slow
 def test_predict_writes_files_and_consistent_geometry(ochuman_prediction, fixtures_dir):
-    _renderer_or_skip()
+    require_renderer()
     from ochmr_lit.body import BodyModel
 
     out, summary, checkpoint = ochuman_prediction

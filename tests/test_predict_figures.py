@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import cv2
 import numpy as np
 import pytest
+from conftest import require_renderer
 from matplotlib import colormaps
 
 from ochmr_lit.inference.run import write_figure
@@ -29,7 +30,6 @@ from ochmr_lit.vis.figures import (
     render_people,
     side_view,
 )
-from ochmr_lit.vis.render import RendererUnavailableError, get_context
 
 WIDTH, HEIGHT, FOCAL = 320, 240, 400.0
 PRINCIPAL = (WIDTH / 2.0, HEIGHT / 2.0)
@@ -37,12 +37,6 @@ PRINCIPAL = (WIDTH / 2.0, HEIGHT / 2.0)
 CUBOID_FACES = np.array([[0, 1, 3], [0, 3, 2], [4, 6, 7], [4, 7, 5], [0, 4, 5], [0, 5, 1], [2, 3, 7], [2, 7, 6],
                          [0, 2, 6], [0, 6, 4], [1, 5, 7], [1, 7, 3]])
 
-
-def _renderer_or_skip() -> None:
-    try:
-        get_context()
-    except RendererUnavailableError as error:
-        pytest.skip(str(error))
 
 
 def _cuboid(centre: tuple[float, float, float], size: tuple[float, float, float] = (0.5, 1.7, 0.3)) -> np.ndarray:
@@ -122,7 +116,7 @@ def test_centermap_legend_is_a_colour_bar_from_zero_to_the_maximum():
 
 
 def test_figure_carries_the_colour_bar_under_the_centermap_panel(crowd):
-    _renderer_or_skip()
+    require_renderer()
     crop = 64
     centres = crowd.boxes[:4, :2] + crowd.boxes[:4, 2:] / 2
     sides = crowd.boxes[:4, 2:].max(1) * 1.2
@@ -181,7 +175,7 @@ def _colour_pixels(panel: np.ndarray, colour: tuple[int, int, int]) -> np.ndarra
 
 
 def test_every_panel_shows_the_same_people_tiny_boxes_included(crowd):
-    _renderer_or_skip()
+    require_renderer()
     size = (WIDTH, HEIGHT)
     people = figure_people(crowd.boxes, crowd.vertices, FOCAL, PRINCIPAL, size)
     np.testing.assert_array_equal(people.drawn, [0, 1, 2, 3])
@@ -246,7 +240,7 @@ def test_box_lines_grow_with_the_image_and_show_on_white():
 
 # -- predict's figure writer ---------------------------------------------------------------------------------------
 def test_write_figure_reports_the_people_it_left_out(crowd, tmp_path):
-    _renderer_or_skip()
+    require_renderer()
     translation = np.zeros((len(crowd.boxes), 3))
     pred = SimpleNamespace(
         boxes=SimpleNamespace(boxes=crowd.boxes, image_path=Path("crowd.jpg")), image=crowd.image,

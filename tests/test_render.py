@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import REAL_GET_CONTEXT, require_renderer
 
 from ochmr_lit.vis import render as render_module
 from ochmr_lit.vis.draw import COCO17_SKELETON, VISIBILITY_COLORS, draw_keypoints, image_grid, overlay_mask
@@ -36,6 +37,7 @@ def pixel_grid() -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def renderer() -> MeshRenderer:
+    require_renderer()
     return MeshRenderer(W, H)
 
 
@@ -188,6 +190,7 @@ def test_missing_egl_gives_an_actionable_error(monkeypatch: pytest.MonkeyPatch) 
         raise Exception("eglGetDisplay failed")
 
     monkeypatch.setattr(render_module, "_CONTEXT", None)
+    monkeypatch.setattr(render_module, "get_context", REAL_GET_CONTEXT)
     monkeypatch.setattr(moderngl, "create_standalone_context", no_egl)
     with pytest.raises(RendererUnavailableError, match="libegl1"):
         MeshRenderer(8, 8).render([Mesh(quad(-0.2, 0.2, -0.2, 0.2, 2.0), QUAD_FACES)], np.eye(3))
