@@ -399,7 +399,7 @@ def test_a_bad_setting_stops_the_pipeline_before_its_first_stage(override, messa
 @pytest.mark.slow
 def test_every_trainer_argument_passes_through_and_logger_none_trains(tmp_path, tiny_synthcrowd):
     env = dict(os.environ, NO_ALBUMENTATIONS_UPDATE="1", WANDB_MODE="offline", PYTHONPATH=str(REPO_ROOT))
-    tiny = [o for o in TINY_OVERRIDES if o != "trainer=cpu"]
+    tiny = TINY_OVERRIDES
     command = [sys.executable, "-m", "ochmr_lit.fit", "experiment=synthcrowd_spin", "trainer.fast_dev_run=true",
                "trainer.limit_val_batches=1", "logger=none", f"++data.root={tiny_synthcrowd}", *tiny,
                f"hydra.run.dir={tmp_path}/run"]

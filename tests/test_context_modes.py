@@ -141,7 +141,7 @@ def test_evaluate_every_mode_writes_each_and_the_diagnostics(tmp_path, tiny_synt
     run_dir = tmp_path / "eval"
     cfg = _compose_evaluate(["experiment=synthcrowd", f"ckpt_path={checkpoint}", f"run_dir={run_dir}",
                              f"++data.root={tiny_synthcrowd}", "logger=csv", "context_mode=[true,shuffled,zeroed]",
-                             *[o for o in TINY_OVERRIDES if not o.startswith(("model.", "trainer.log"))]])
+                             *TINY_OVERRIDES])
     results = evaluate(cfg)["results"]
     root = run_dir / "results"
     per_mode = {mode: json.loads((root / f"context_{mode}" / "metrics.json").read_text()) for mode in CONTEXT_MODES}
