@@ -17,7 +17,7 @@ from pycocotools.coco import COCO
 from scipy import ndimage
 
 from ochmr_lit.body.keypoints import get_convention
-from ochmr_lit.data.real_datamodules import CrowdPoseDataModule, KeypointDataModule, OCHumanDataModule
+from ochmr_lit.data.datamodules import CrowdPoseDataModule, KeypointDataModule, OCHumanDataModule
 from ochmr_lit.geometry import apply_affine, invert_affine
 
 CROP = 64

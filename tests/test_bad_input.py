@@ -18,7 +18,7 @@ from hydra import compose, initialize_config_module
 
 from ochmr_lit.body import BodyModel
 from ochmr_lit.body.synthetic import ensure_synthetic_body_model
-from ochmr_lit.data.coco_datamodule import CocoKeypointDataModule
+from ochmr_lit.data.datamodules.coco_keypoints import CocoKeypointDataModule
 from ochmr_lit.data.dataset import report_skipped
 from ochmr_lit.data.readers.coco_format import load_coco_keypoint_records
 from ochmr_lit.data.readers.spin_npz import load_spin_npz_records

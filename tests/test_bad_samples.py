@@ -23,7 +23,7 @@ from ochmr_lit.data.bad_samples import (
     skip_empty_batch,
     skipped_step_loss,
 )
-from ochmr_lit.data.datamodule import SkipEmptyBatchesLoader, TopDownDataModule
+from ochmr_lit.data.datamodules.base import SkipEmptyBatchesLoader, TopDownDataModule
 from ochmr_lit.data.dataset import (
     BadSample,
     SeededSampler,

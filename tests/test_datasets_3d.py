@@ -11,9 +11,9 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from ochmr_lit.body.keypoints import get_convention
+from ochmr_lit.data.datamodules import PanopticDataModule, ThreeDOHDataModule
 from ochmr_lit.data.preparation import prepare
 from ochmr_lit.data.readers.panoptic import read_calibration
-from ochmr_lit.data.real_datamodules import PanopticDataModule, ThreeDOHDataModule
 from ochmr_lit.metrics.per_sample import DATASET_CODES
 
 

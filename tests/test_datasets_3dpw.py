@@ -14,6 +14,7 @@ import torch
 
 from ochmr_lit.body import BodyModel
 from ochmr_lit.body.keypoints import get_convention
+from ochmr_lit.data.datamodules import ThreeDPWDataModule
 from ochmr_lit.data.readers.threedpw import (
     camera_frame_smpl,
     keypoint_box,
@@ -21,7 +22,6 @@ from ochmr_lit.data.readers.threedpw import (
     read_sequence,
     write_index,
 )
-from ochmr_lit.data.real_datamodules import ThreeDPWDataModule
 from ochmr_lit.geometry import axis_angle_to_rotmat, crop_affine
 from ochmr_lit.metrics.per_sample import DATASET_CODES
 from ochmr_lit.safe_pickle import UnsafePickleError

@@ -6,7 +6,7 @@ import pytest
 from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
 
-from ochmr_lit.data import real_datamodules as rd
+from ochmr_lit.data import datamodules as rd
 
 EXPECTED = {
     "3dpw": (rd.ThreeDPWDataModule, {"subset": "all"}),

@@ -10,10 +10,10 @@ import pytest
 from pycocotools import mask as mask_utils
 
 from ochmr_lit.body.keypoints import get_convention
+from ochmr_lit.data.datamodules import CrowdPoseDataModule, KeypointDataModule, OCHumanDataModule
 from ochmr_lit.data.preparation import prepare
 from ochmr_lit.data.readers.crowdpose import boxes_kept_per_threshold, load_crowdpose_records
 from ochmr_lit.data.readers.ochuman_raw import ochuman_to_coco, read_ochuman_raw
-from ochmr_lit.data.real_datamodules import CrowdPoseDataModule, KeypointDataModule, OCHumanDataModule
 from ochmr_lit.prepare import main as prepare_main
 
 

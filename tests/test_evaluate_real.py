@@ -242,7 +242,7 @@ def test_panoptic_protocol(checkpoint, panoptic_root, tmp_path, monkeypatch):  #
     seen = _spy_vertices(monkeypatch)
     records_of = {}  # sample index -> (image, GT joints19), from the data module the evaluation reads
 
-    from ochmr_lit.data.real_datamodules import PanopticDataModule
+    from ochmr_lit.data.datamodules import PanopticDataModule
 
     module = PanopticDataModule(str(panoptic_root), splits={"val": [SEQ], "test": [SEQ]},
                                 index_dir=str(tmp_path / "idx"), num_workers=0)
@@ -282,7 +282,7 @@ def test_panoptic_protocol(checkpoint, panoptic_root, tmp_path, monkeypatch):  #
 def test_spin_npz_data_configs(data, test_file, tmp_path):
     from hydra.utils import instantiate
 
-    from ochmr_lit.data.real_datamodules import H36MDataModule, MPIINF3DHPDataModule
+    from ochmr_lit.data.datamodules import H36MDataModule, MPIINF3DHPDataModule
 
     with initialize_config_module(config_module="ochmr_lit.configs", version_base="1.3"):
         cfg = compose(config_name="fit", overrides=["~experiment", f"data={data}", f"paths.data_root={tmp_path}"])

@@ -194,13 +194,14 @@ def test_imports_are_found_as_python_runs_them(source, expected):
 
 
 def test_an_upward_import_is_reported_with_its_place_and_the_fix():
-    path = PACKAGE_DIR / "data" / "datamodule.py"
+    path = PACKAGE_DIR / "data" / "datamodules" / "base.py"
     source = "class M:\n    def setup(self):\n        from ochmr_lit.lit.guard import NumericalGuardMixin\n"
-    (package, module) = _upward(_imports_of("ochmr_lit.data.datamodule", path, source))
-    assert package == ("ochmr_lit/data/datamodule.py:3: ochmr_lit.data.datamodule (layer 'data') imports ochmr_lit.lit "
+    (package, module) = _upward(_imports_of("ochmr_lit.data.datamodules.base", path, source))
+    assert package == ("ochmr_lit/data/datamodules/base.py:3: ochmr_lit.data.datamodules.base (layer 'data') imports "
+                       "ochmr_lit.lit "
                        "(layer 'Lightning modules', above it) (importing ochmr_lit.lit.guard runs its package "
                        "first)")
-    assert module.startswith("ochmr_lit/data/datamodule.py:3:") and "imports ochmr_lit.lit.guard (layer" in module
+    assert module.startswith("ochmr_lit/data/datamodules/base.py:3:") and "imports ochmr_lit.lit.guard (layer" in module
     # the other way round is allowed, and so is the same layer
     assert not _upward(_imports_of("ochmr_lit.lit.context_estimator", PACKAGE_DIR / "lit" / "context_estimator.py",
                                    "from ochmr_lit.data.bad_samples import skip_empty_batch\nfrom . import optim"))

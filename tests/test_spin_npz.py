@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ochmr_lit.data.mixed_datamodule import RatioSampler, source_probabilities
+from ochmr_lit.data.datamodules.mixed import RatioSampler, source_probabilities
 from ochmr_lit.data.readers.spin_npz import load_spin_npz_records
 from ochmr_lit.data.readers.synthcrowd import load_synthcrowd_records
 
@@ -53,7 +53,7 @@ def test_spin_ratios_split_groups_by_size_and_sampler_follows_them():
 
 def test_mixed_eval_samples_carry_spin_joints(tiny_synthcrowd):
     """The paper recipe's eval sets (SPIN npz) reach the H36M/3DHP protocols: S becomes joints_spin24."""
-    from ochmr_lit.data.mixed_datamodule import MixedDataModule
+    from ochmr_lit.data.datamodules.mixed import MixedDataModule
 
     split = tiny_synthcrowd / "val"
     spec = {"name": "synthcrowd", "npz": str(split / "smpl_gt.npz"), "image_root": str(split)}

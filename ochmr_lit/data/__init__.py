@@ -1,23 +1,23 @@
 """Data: one sample schema, datasets per format family, transforms, centermaps and DataModules."""
 
-from ochmr_lit.data.coco_datamodule import CocoKeypointDataModule
-from ochmr_lit.data.datamodule import TopDownDataModule
-from ochmr_lit.data.mixed_datamodule import MixedDataModule
-from ochmr_lit.data.real_datamodules import (
+from ochmr_lit.data.datamodules import (
+    CocoKeypointDataModule,
     CrowdPoseDataModule,
     H36MDataModule,
     KeypointDataModule,
     LSPDataModule,
     LSPExtendedDataModule,
+    MixedDataModule,
     MPIIDataModule,
     MPIINF3DHPDataModule,
     OCHumanDataModule,
     PanopticDataModule,
     SpinNpzDataModule,
+    SynthCrowdDataModule,
     ThreeDOHDataModule,
     ThreeDPWDataModule,
+    TopDownDataModule,
 )
-from ochmr_lit.data.synthcrowd_datamodule import SynthCrowdDataModule
 
 __all__ = [
     "CocoKeypointDataModule", "CrowdPoseDataModule", "H36MDataModule", "KeypointDataModule", "LSPDataModule",

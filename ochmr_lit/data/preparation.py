@@ -20,6 +20,7 @@ from ochmr_lit.data.readers.panoptic import write_index as write_panoptic_index
 from ochmr_lit.data.readers.threedpw import PW3D_SPLITS
 from ochmr_lit.data.readers.threedpw import write_index as write_3dpw_index
 from ochmr_lit.metrics.matched_mpjpe import PANOPTIC_SEQUENCES
+from ochmr_lit.paths import cache_dir
 
 DATASETS: tuple[str, ...] = ("3dpw", "panoptic", "ochuman")
 DIRECT: dict[str, str] = {
@@ -175,3 +176,8 @@ def format_report(report: PrepareReport) -> str:
     if report.missing:
         lines.append(f"  not found (nothing written for them): {', '.join(report.missing)}")
     return "\n".join(lines)
+
+
+def prepared_index_dir(index_dir: str | None, name: str) -> Path:
+    """Where a dataset's prepared index lives: ``index_dir`` when given, else ``<cache>/prepared/<name>``."""
+    return Path(index_dir) if index_dir else cache_dir() / "prepared" / name

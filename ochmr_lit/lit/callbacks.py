@@ -137,7 +137,7 @@ class ExactResume(Callback):
     """Resume mid-epoch on exactly the batches and random numbers an uninterrupted run would see.
 
     It counts the training batches of the current epoch; the checkpoint holds that count (here and in the
-    training DataLoader's state, :class:`~ochmr_lit.data.datamodule.ResumableTrainLoader`, through Lightning's
+    training DataLoader's state, :class:`~ochmr_lit.data.datamodules.base.ResumableTrainLoader`, through Lightning's
     stateful-loader protocol) and, on resume, the sampler (a deterministic order per (seed, epoch)) skips the
     batches already trained on. This callback stores the torch / numpy / Python RNG states
     (dropout draws from torch's) and restores them just before the first resumed batch (after the data iterator

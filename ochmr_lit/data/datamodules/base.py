@@ -1,4 +1,4 @@
-"""LightningDataModules: one shared top-down base, one subclass per dataset."""
+"""The top-down DataModule every dataset builds on: crops, augmentation, loaders, bad samples, resume."""
 
 from __future__ import annotations
 

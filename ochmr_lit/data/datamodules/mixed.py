@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from ochmr_lit.data.datamodule import TopDownDataModule
+from ochmr_lit.data.datamodules.base import TopDownDataModule
+from ochmr_lit.data.datamodules.eval_targets import EvalTargetsMixin
 from ochmr_lit.data.readers.spin_npz import load_spin_npz_records
-from ochmr_lit.data.real_datamodules import EvalTargetsMixin
 from ochmr_lit.data.schema import PersonRecord
 
 

@@ -6,7 +6,7 @@ from collections import Counter
 from pathlib import Path
 
 from ochmr_lit.body.synthetic import MEAN_PARAMS_FILE
-from ochmr_lit.data.datamodule import TopDownDataModule
+from ochmr_lit.data.datamodules.base import TopDownDataModule
 from ochmr_lit.data.readers.synthcrowd import load_synthcrowd_records
 from ochmr_lit.data.schema import PersonRecord
 from ochmr_lit.data.synthcrowd.generate import ensure_synthcrowd, write_split_mean_params
