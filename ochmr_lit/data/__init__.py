@@ -1,27 +1,10 @@
-"""Data: one sample schema, datasets per format family, transforms, centermaps and DataModules."""
+"""Data: one sample schema, record readers per format family, transforms, centermaps and DataModules.
 
-from ochmr_lit.data.datamodules import (
-    CocoKeypointDataModule,
-    CrowdPoseDataModule,
-    H36MDataModule,
-    KeypointDataModule,
-    LSPDataModule,
-    LSPExtendedDataModule,
-    MixedDataModule,
-    MPIIDataModule,
-    MPIINF3DHPDataModule,
-    OCHumanDataModule,
-    PanopticDataModule,
-    SpinNpzDataModule,
-    SynthCrowdDataModule,
-    ThreeDOHDataModule,
-    ThreeDPWDataModule,
-    TopDownDataModule,
-)
+Every DataModule is importable from here (``ochmr_lit.data.SynthCrowdDataModule``, the configs' targets); each
+lives in its family's module of :mod:`ochmr_lit.data.datamodules`.
+"""
 
-__all__ = [
-    "CocoKeypointDataModule", "CrowdPoseDataModule", "H36MDataModule", "KeypointDataModule", "LSPDataModule",
-    "LSPExtendedDataModule", "MPIIDataModule", "MPIINF3DHPDataModule", "MixedDataModule", "OCHumanDataModule",
-    "PanopticDataModule", "SpinNpzDataModule", "SynthCrowdDataModule", "ThreeDOHDataModule", "ThreeDPWDataModule",
-    "TopDownDataModule",
-]
+from ochmr_lit.data import datamodules
+from ochmr_lit.data.datamodules import *  # noqa: F403  (the DataModules, named once in datamodules.__all__)
+
+__all__ = list(datamodules.__all__)
