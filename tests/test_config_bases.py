@@ -180,3 +180,12 @@ def test_debug_profile_profiles_a_few_batches():
 
 def test_command_line_logger_wins_over_the_debug_preset():
     assert list(compose_fit("debug=fast", "logger=tensorboard").logger) == ["tensorboard"]
+
+
+def test_debug_tiny_reads_the_tests_tiny_synthcrowd_as_generated():
+    """debug=tiny must describe the tiny_synthcrowd fixture exactly: another seed, size or split count would make
+    SynthCrowd regenerate the shared fixture folder under the tests that read it."""
+    cfg = compose_fit("experiment=synthcrowd", "debug=tiny")
+    assert cfg.data.generation_seed == 0 and list(cfg.data.image_size) == [128, 128]
+    assert dict(cfg.data.splits) == {"train": 4, "val": 2, "test": 2}
+    assert cfg.data.crop_size == 64 and cfg.model.backbone == "resnet18" and list(cfg.logger) == ["csv"]
