@@ -18,6 +18,7 @@ import lightning as L
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
+from ochmr_lit.data.transforms import AugmentationConfig
 from ochmr_lit.errors import ConfigError
 from ochmr_lit.lit.checkpoints import check_checkpoint_kind
 from ochmr_lit.lit.losses import LossWeights
@@ -108,6 +109,20 @@ def _check_optim(optim: Mapping | None, key: str) -> None:
         raise ConfigError(str(error).replace("optim.", f"{key}.optim.", 1)) from None
 
 
+def check_augmentation(augment: DictConfig | Mapping | None, key: str = "data.augment") -> None:
+    """The training augmentation's keys and values, as :class:`AugmentationConfig` checks them (None = none)."""
+    if augment is None:
+        return
+    values = OmegaConf.to_container(augment, resolve=True) if isinstance(augment, DictConfig) else dict(augment)
+    try:
+        AugmentationConfig(**values)
+    except TypeError as error:
+        raise ConfigError(f"{key}: {error}; the keys are those of ochmr_lit.data.transforms.AugmentationConfig") \
+            from None
+    except ValueError as error:
+        raise ConfigError(str(error).replace("data.augment", key, 1)) from None
+
+
 def check_run_config(cfg: DictConfig, stages: list[tuple[str, DictConfig]]) -> None:
     """Check every stage's trainer and model before the first one starts (``stages``: (prefix, stage config)),
     and that a checkpoint file given as ``ckpt_path`` was written by the module the first stage trains (in a
@@ -117,6 +132,8 @@ def check_run_config(cfg: DictConfig, stages: list[tuple[str, DictConfig]]) -> N
         check_checkpoint_kind(str(ckpt), get_class(str(cfg.model._target_)))
     for prefix, stage in stages:
         check_trainer(stage.trainer, f"{prefix}trainer")
+        if stage.get("data") is not None:
+            check_augmentation(stage.data.get("augment"), f"{prefix}data.augment")
         target = str(stage.model.get("_target_", ""))
         if target.endswith("MeshRegressorModule"):
             check_regressor_model(stage.model, f"{prefix}model")

@@ -26,7 +26,7 @@ def test_augmented_pose_reproduces_augmented_3d_keypoints(tiny_synthcrowd, rotat
     aug = AugmentationConfig(rotation_deg=abs(rotation) or 1e-9, rotation_prob=1.0 if rotation else 0.0, scale=0.0,
                              translation=0.0, flip_prob=flip, brightness_contrast=0.0, noise_prob=0.0)
     transform = TopDownTransform(crop_size=64, map_size=16, augment=aug)
-    transform._sample_augmentation = lambda rng: (rotation, 1.0, np.zeros(2), bool(flip))
+    transform._sample_augmentation = lambda rng, epoch=None: (rotation, 1.0, np.zeros(2), bool(flip))
     sample = transform(record, rng=np.random.default_rng(0))
     posed, present = _pelvis_centred_coco(body, sample["smpl_pose"], sample["smpl_betas"], int(sample["gender"]))
     labels = sample["keypoints_3d"].numpy()

@@ -102,7 +102,7 @@ def test_flip_mirrors_the_crop_and_swaps_left_and_right(name, fixtures_dir):
                  if r.keypoints[[coco17.index("left_wrist"), coco17.index("right_wrist")], 2].all())
     samples = {}
     for flip in (False, True):  # the same rotation, scale and shift, without and with the flip
-        transform._sample_augmentation = lambda rng, flip=flip: (20.0, 1.1, np.array([0.02, -0.03]), flip)
+        transform._sample_augmentation = lambda rng, epoch=None, flip=flip: (20.0, 1.1, np.array([0.02, -0.03]), flip)
         samples[flip] = dataset[(0, index)]
     plain, mirrored = samples[False]["keypoints_2d"].numpy(), samples[True]["keypoints_2d"].numpy()
     for side, other in (("left", "right"), ("right", "left")):

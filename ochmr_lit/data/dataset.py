@@ -67,7 +67,7 @@ class TopDownDataset(Dataset):
         record = self.records[index]
         rng = np.random.default_rng([self.seed, int(epoch), int(index)])
         try:
-            sample = self.transform(record, rng=rng)
+            sample = self.transform(record, rng=rng, epoch=int(epoch))
         except BadSampleError as error:
             if self.on_bad_sample == "raise":
                 raise

@@ -52,6 +52,20 @@ class AugmentationConfig:
     flip_prob: float = 0.5
     brightness_contrast: float = 0.3  # albumentations RandomBrightnessContrast limits
     noise_prob: float = 0.3  # albumentations GaussNoise probability
+    # Geometric augmentation (rotation probability, scale and shift ranges, flip probability) grows linearly
+    # from none in epoch 0 to full in this epoch; 0 = full from the start (SPIN). Photometric is never ramped.
+    geometric_ramp_epochs: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.geometric_ramp_epochs, int) or self.geometric_ramp_epochs < 0:
+            raise ValueError(f"data.augment.geometric_ramp_epochs={self.geometric_ramp_epochs!r}: use a whole number "
+                             "of epochs >= 0 (0 = full geometric augmentation from the first epoch)")
+
+    def geometric_strength(self, epoch: int | None) -> float:
+        """Share of the geometric augmentation applied in ``epoch`` (0-based; None = full), in [0, 1]."""
+        if self.geometric_ramp_epochs == 0 or epoch is None:
+            return 1.0
+        return min(1.0, max(0, int(epoch)) / self.geometric_ramp_epochs)
 
 
 #: A labelled keypoint farther outside its image than this share of the longer image side is an annotation
@@ -169,21 +183,29 @@ class TopDownTransform:
                 A.GaussNoise(std_range=(0.02, 0.08), p=augment.noise_prob),
             ])
 
-    def _sample_augmentation(self, rng: np.random.Generator) -> tuple[float, float, np.ndarray, bool]:
+    def _sample_augmentation(self, rng: np.random.Generator,
+                             epoch: int | None = None) -> tuple[float, float, np.ndarray, bool]:
+        """(rotation degrees, box scale, centre shift (2,) in box sides, flip) of one sample in ``epoch``.
+
+        ``epoch`` (0-based; None = full strength) sets the share of the geometric ramp
+        (``AugmentationConfig.geometric_ramp_epochs``): it scales the probabilities and ranges.
+        """
         aug = self.augment
         if aug is None:
             return 0.0, 1.0, np.zeros(2), False
+        strength = aug.geometric_strength(epoch)
         rotation = 0.0
-        if aug.rotation_deg > 0 and rng.random() < aug.rotation_prob:
+        if aug.rotation_deg > 0 and rng.random() < aug.rotation_prob * strength:
             rotation = float(np.clip(rng.standard_normal() * aug.rotation_deg, -2 * aug.rotation_deg,
                                      2 * aug.rotation_deg))
-        scale = float(np.clip(1.0 + rng.standard_normal() * aug.scale, 1.0 - aug.scale, 1.0 + aug.scale))
-        shift = rng.uniform(-aug.translation, aug.translation, size=2)
-        flip = bool(rng.random() < aug.flip_prob)
+        scale_range = aug.scale * strength
+        scale = float(np.clip(1.0 + rng.standard_normal() * scale_range, 1.0 - scale_range, 1.0 + scale_range))
+        shift = rng.uniform(-aug.translation, aug.translation, size=2) * strength
+        flip = bool(rng.random() < aug.flip_prob * strength)
         return rotation, scale, shift, flip
 
     def __call__(self, record: PersonRecord, rng: np.random.Generator | None = None,
-                 image: np.ndarray | None = None) -> dict:
+                 image: np.ndarray | None = None, epoch: int | None = None) -> dict:
         box = np.asarray(record.box, dtype=np.float64)
         if box.shape != (4,) or not np.all(np.isfinite(box)) or box[2] <= 0 or box[3] <= 0:
             raise BadSampleError(f"{record.sample_id}: box {box.tolist()} is not a finite xywh box with positive "
@@ -193,7 +215,7 @@ class TopDownTransform:
         if record.keypoints is not None:
             check_keypoints_in_image(record, *image.shape[:2])
         rng = rng if rng is not None else np.random.default_rng(0)
-        rotation, scale, shift, flip = self._sample_augmentation(rng)
+        rotation, scale, shift, flip = self._sample_augmentation(rng, epoch)
 
         center, size = box_to_center_size(box, self.scale_factor)
         size = float(size) * scale
