@@ -102,8 +102,9 @@ def test_flops_section_counts_the_conorm_block_exactly():
 def test_training_section_tiny():
     rows = training_section.run(True, backbone="resnet18", batch_size=2, crop_size=32, rounds=1, matmul_size=128)
     _check_rows(rows)
-    # 3 models x 2 precisions, 3 precision ratios, 2 CoNorm before/after, cached context vs per-step estimator
-    assert len(rows) == 3 * 2 + 3 + 2 + 1
+    # 3 models x 2 precisions, 3 precision ratios, 2 CoNorm before/after, cached context vs per-step estimator,
+    # the optimiser update
+    assert len(rows) == 3 * 2 + 3 + 2 + 1 + 1
     assert all("resnet18" in r.name for r in rows[:9])
     for label in ("fp32, NCHW", "bf16-mixed, channels_last"):
         ochmr = _by_name(rows, f"OCHMR (CoNorm@2, resnet18) training step, batch 2, 32px, {label}")
@@ -123,6 +124,9 @@ def test_training_section_tiny():
                            "bf16-mixed, channels_last")
     assert cache.baseline == "frozen HRNet-W32 run on every crop"
     assert cache.unit == "img/s" and cache.value > 0 and cache.baseline_value > 0
+    (update,) = [r for r in rows if r.name.startswith("optimizer step")]
+    assert update.name.startswith("optimizer step (Adam, fused), resnet18 OCHMR")
+    assert update.unit == "steps/s" and update.value > 0 and update.baseline_value > 0
 
 
 def test_training_models_share_the_batch_and_step():

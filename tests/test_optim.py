@@ -3,7 +3,14 @@
 import pytest
 import torch
 
-from ochmr_lit.lit.optim import OptimConfig, build_optimizer, build_scheduler
+from ochmr_lit.lit.optim import (
+    FusedOptimizerMixin,
+    OptimConfig,
+    build_optimizer,
+    build_scheduler,
+    fused_implementation,
+    is_fused,
+)
 from ochmr_lit.models import MeshRegressor
 
 
@@ -44,3 +51,68 @@ def test_a_pooling_grid_keeps_where_features_fired():
     assert not torch.allclose(grid.avgpool(last), grid.avgpool(last.flip(-1)))
     with pytest.raises(ValueError, match="pooling_grid must be at least 1"):
         _regressor(pooling_grid=0)
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw", "sgd"])
+def test_the_fused_update_is_torchs_update(name):
+    """On a CPU the optimisers use torch's fused kernels; after 5 steps the weights equal those of torch's default
+    implementation (to float32 rounding)."""
+    torch.manual_seed(0)
+    fused_model, loop_model = _regressor(), _regressor()
+    loop_model.load_state_dict(fused_model.state_dict())
+    cfg = OptimConfig(name=name, lr=1e-3, head_lr_scale=0.1, momentum=0.9 if name == "sgd" else 0.0,
+                      weight_decay=1e-4)
+    fused = build_optimizer(fused_model.parameters(), cfg, head=fused_model.head_parameters())
+    assert all(group["fused"] for group in fused.param_groups)
+    loop_cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}[name]
+    extra = {"momentum": 0.9} if name == "sgd" else {}
+    head_ids = {id(p) for p in loop_model.head_parameters()}
+    loop = loop_cls([{"params": [p for p in loop_model.parameters() if id(p) not in head_ids]},
+                     {"params": list(loop_model.head_parameters()), "lr": 1e-4}],
+                    lr=1e-3, weight_decay=1e-4, foreach=False, **extra)
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(5):
+        for a, b in zip(fused_model.parameters(), loop_model.parameters(), strict=True):
+            a.grad = torch.randn(a.shape, generator=generator)
+            b.grad = a.grad.clone()
+        fused.step()
+        loop.step()
+    for a, b in zip(fused_model.parameters(), loop_model.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_parameters_on_a_device_without_fused_kernels_keep_torchs_default():
+    assert fused_implementation([torch.nn.Parameter(torch.zeros(2))]) == {"fused": True}
+    assert fused_implementation([torch.nn.Parameter(torch.zeros(2, device="meta"))]) == {}
+    assert fused_implementation([]) == {}
+
+
+@pytest.mark.parametrize("algorithm", ["norm", "value"])
+def test_fused_optimisers_clip_as_lightning_would(algorithm):
+    """Lightning's mixed-precision plugin refuses to clip for a fused optimiser; the mixin clips it directly."""
+
+    class Module(FusedOptimizerMixin):
+        pass
+
+    layer = torch.nn.Linear(8, 8)
+    optimizer = build_optimizer(layer.parameters(), OptimConfig(name="adam"))
+    assert is_fused(optimizer) and Module().fused_allowed()
+    for p in layer.parameters():
+        p.grad = torch.full_like(p, 3.0)
+    Module().configure_gradient_clipping(optimizer, 0.5, algorithm)
+    grads = torch.cat([p.grad.flatten() for p in layer.parameters()])
+    if algorithm == "norm":
+        assert grads.norm().item() == pytest.approx(0.5, rel=1e-4)
+    else:
+        assert torch.all(grads == 0.5)
+    assert not is_fused(build_optimizer(layer.parameters(), OptimConfig(name="adam"), fused=False))
+
+
+@pytest.mark.parametrize(("precision", "fused"), [("16-mixed", False), ("bf16-mixed", True), ("32-true", True)])
+def test_a_float16_gradient_scaler_keeps_torchs_default(precision, fused):
+    """Fused kernels unscale inside the step, after clipping: no fused optimiser under 16-mixed."""
+
+    class Module(FusedOptimizerMixin):
+        _trainer = type("Trainer", (), {"precision": precision})()
+
+    assert Module().fused_allowed() is fused

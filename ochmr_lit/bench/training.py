@@ -39,6 +39,7 @@ from ochmr_lit.bench.measure import (
 )
 from ochmr_lit.bench.workloads import build_training_models, synthetic_batch, training_throughput
 from ochmr_lit.data.predicted_centres import rerender_context
+from ochmr_lit.lit.optim import OptimConfig, build_optimizer
 from ochmr_lit.models import CoNorm, ContextEstimator
 
 SECTION = "training"
@@ -175,7 +176,33 @@ def run(
         rows.extend(conorm_rows(backbone, batch, device, rounds, label, bf16, channels_last))
     label, bf16, channels_last = PRECISIONS[-1]
     rows.extend(context_cache_rows(backbone, batch, device, rounds, label, bf16, channels_last))
+    rows.extend(optimizer_rows(backbone, batch, device, max(rounds, 5)))
     return rows
+
+
+def optimizer_rows(backbone: str, batch: dict, device: str | torch.device, rounds: int) -> list[PerfRow]:
+    """The optimiser update of OCHMR's parameters: the project's (fused kernels where the device has them,
+    :func:`~ochmr_lit.lit.optim.build_optimizer`) against torch's default implementation for the device."""
+    model = build_training_models(backbone, batch, device, False, False)[0].module.model
+    params = [p for p in model.parameters() if p.requires_grad]
+    generator = torch.Generator(device="cpu").manual_seed(0)
+    for p in params:
+        p.grad = (torch.randn(p.shape, generator=generator) * 1e-3).to(device)
+    ours = build_optimizer(params, OptimConfig(name="adam"))
+    default = torch.optim.Adam([{"params": params}], lr=OptimConfig().lr)
+    fused, loop = interleaved_step_times([ours.step, default.step], device, rounds, warmup=2)
+    implementation = "fused" if ours.param_groups[0].get("fused") else "torch's default"
+    return [
+        PerfRow(
+            SECTION,
+            f"optimizer step (Adam, {implementation}), {backbone} OCHMR, {len(params)} tensors, "
+            f"{sum(p.numel() for p in params) / 1e6:.1f} M parameters",
+            1.0 / min(fused),
+            "steps/s",
+            baseline="torch.optim.Adam default implementation",
+            baseline_value=1.0 / min(loop),
+        )
+    ]
 
 
 def context_cache_rows(

@@ -12,7 +12,7 @@ from torchmetrics import MeanMetric
 from ochmr_lit.data.bad_samples import skip_empty_batch, skipped_step_loss
 from ochmr_lit.data.centermaps import centermap_peaks
 from ochmr_lit.lit.guard import NumericalGuardMixin
-from ochmr_lit.lit.optim import OptimConfig, build_optimizer, build_scheduler
+from ochmr_lit.lit.optim import FusedOptimizerMixin, OptimConfig, build_optimizer, build_scheduler
 from ochmr_lit.lit.run_config import RunConfigMixin
 from ochmr_lit.models import ContextEstimator
 from ochmr_lit.models.pretrained import apply_pretrained
@@ -38,7 +38,7 @@ def compile_in_place(module: torch.nn.Module, mode: str | None = None, option: s
         raise ValueError(f"{option}={mode!r}: {error}") from error
 
 
-class ContextEstimatorModule(NumericalGuardMixin, RunConfigMixin, L.LightningModule):
+class ContextEstimatorModule(NumericalGuardMixin, FusedOptimizerMixin, RunConfigMixin, L.LightningModule):
     """Trains :class:`~ochmr_lit.models.ContextEstimator` with HRNet's heatmap MSE on both maps.
 
     Validation reports the local-centre localisation error: the distance between the arg-max of the
@@ -125,7 +125,7 @@ class ContextEstimatorModule(NumericalGuardMixin, RunConfigMixin, L.LightningMod
                            pred[: self.hparams.num_vis], target[: self.hparams.num_vis], self.global_step)
 
     def configure_optimizers(self):
-        optimizer = build_optimizer(self.parameters(), self.optim_cfg)
+        optimizer = build_optimizer(self.parameters(), self.optim_cfg, fused=self.fused_allowed())
         scheduler = build_scheduler(optimizer, self.optim_cfg, int(self.trainer.estimated_stepping_batches))
         return optimizer if scheduler is None else {"optimizer": optimizer, "lr_scheduler": scheduler}
 

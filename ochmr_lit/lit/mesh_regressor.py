@@ -27,7 +27,7 @@ from ochmr_lit.lit import losses as L_
 from ochmr_lit.lit.context_estimator import compile_in_place
 from ochmr_lit.lit.frozen_context import freeze, load_frozen_context_estimator
 from ochmr_lit.lit.guard import NumericalGuardMixin
-from ochmr_lit.lit.optim import OptimConfig, build_optimizer, build_scheduler
+from ochmr_lit.lit.optim import FusedOptimizerMixin, OptimConfig, build_optimizer, build_scheduler
 from ochmr_lit.lit.run_config import RunConfigMixin
 from ochmr_lit.models import ContextEstimator, MeshRegressor
 from ochmr_lit.models.keypoint_heatmaps import keypoint_heatmap_loss
@@ -56,7 +56,7 @@ def check_heatmap_supervision(heatmap_keypoints: int, weight: float) -> None:
                          "have: set model.heatmap_keypoints=17, or the weight to 0")
 
 
-class MeshRegressorModule(NumericalGuardMixin, RunConfigMixin, L.LightningModule):
+class MeshRegressorModule(NumericalGuardMixin, FusedOptimizerMixin, RunConfigMixin, L.LightningModule):
     """Trains and evaluates :class:`~ochmr_lit.models.MeshRegressor`.
 
     Args:
@@ -428,7 +428,8 @@ class MeshRegressorModule(NumericalGuardMixin, RunConfigMixin, L.LightningModule
         self.test_per_joint = self._evaluation("test").per_joint()
 
     def configure_optimizers(self):
-        optimizer = build_optimizer(self.model.parameters(), self.optim_cfg, head=self.model.head_parameters())
+        optimizer = build_optimizer(self.model.parameters(), self.optim_cfg, head=self.model.head_parameters(),
+                                    fused=self.fused_allowed())
         scheduler = build_scheduler(optimizer, self.optim_cfg, int(self.trainer.estimated_stepping_batches))
         return optimizer if scheduler is None else {"optimizer": optimizer, "lr_scheduler": scheduler}
 

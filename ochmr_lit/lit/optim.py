@@ -73,20 +73,74 @@ def _normalised(value: object) -> object:
 DEFAULTS = OptimConfig()
 
 
+#: Devices whose parameters the optimisers update with torch's fused kernels.
+FUSED_DEVICE_TYPES = ("cpu", "cuda")
+
+
+def fused_implementation(params: Iterable[torch.nn.Parameter]) -> dict[str, bool]:
+    """``{"fused": True}`` when every parameter is a floating tensor on a device with fused optimiser kernels.
+
+    The fused update does the whole parameter list in one kernel per step; torch's default on a CPU is a Python
+    loop over the parameters, several times slower for the regressor's tensors (``python -m ochmr_lit.bench
+    --only training``, row "optimizer step"). Elsewhere (a device without the kernels) torch's default is kept.
+    """
+    params = list(params)
+    if params and all(p.device.type in FUSED_DEVICE_TYPES and p.is_floating_point() for p in params):
+        return {"fused": True}
+    return {}
+
+
+def is_fused(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether ``optimizer`` updates with torch's fused kernels."""
+    return any(group.get("fused") for group in optimizer.param_groups)
+
+
+class FusedOptimizerMixin:
+    """For LightningModules whose optimiser comes from :func:`build_optimizer`.
+
+    ``fused_allowed()``: fused kernels unscale the gradients of a float16 ``GradScaler`` inside the step, after
+    Lightning would have clipped them still scaled, so a ``16-mixed`` run keeps torch's default implementation.
+    ``configure_gradient_clipping``: Lightning's mixed-precision plugin refuses to clip for any fused optimiser,
+    even under bf16-mixed where no gradient is scaled; there the gradients are clipped directly, by norm or value
+    as ``trainer.gradient_clip_algorithm`` says, as the plugin would.
+    """
+
+    def fused_allowed(self) -> bool:
+        trainer = getattr(self, "_trainer", None)
+        return trainer is None or str(trainer.precision) != "16-mixed"
+
+    def configure_gradient_clipping(self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None,
+                                    gradient_clip_algorithm: str | None = None) -> None:
+        if not gradient_clip_val or not is_fused(optimizer):
+            super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+            return
+        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        if str(gradient_clip_algorithm or "norm") == "value":
+            torch.nn.utils.clip_grad_value_(params, float(gradient_clip_val))
+        else:
+            torch.nn.utils.clip_grad_norm_(params, float(gradient_clip_val))
+
+
 def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: OptimConfig,
-                    head: Iterable[torch.nn.Parameter] = ()) -> torch.optim.Optimizer:
-    """The optimiser over ``params``; those also in ``head`` learn at ``lr * head_lr_scale`` (a second group)."""
+                    head: Iterable[torch.nn.Parameter] = (), fused: bool = True) -> torch.optim.Optimizer:
+    """The optimiser over ``params``; those also in ``head`` learn at ``lr * head_lr_scale`` (a second group).
+
+    ``fused``: use torch's fused kernels where the parameters' device has them (:func:`fused_implementation`);
+    build the optimiser once the parameters are on their device.
+    """
     head_ids = {id(p) for p in head}
     body = [p for p in params if p.requires_grad and id(p) not in head_ids]
     heads = [p for p in head if p.requires_grad]
     params = [{"params": body}] + ([{"params": heads, "lr": cfg.lr * cfg.head_lr_scale}] if heads else [])
+    implementation = fused_implementation([*body, *heads]) if fused else {}
     name = cfg.name.lower()
     if name == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                               **implementation)
     if name == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **implementation)
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **implementation)
     raise ValueError(f"optim.name={cfg.name!r} is not known; use one of sgd, adam, adamw")
 
 
