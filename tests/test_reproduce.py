@@ -5,7 +5,7 @@ import json
 import pytest
 from conftest import run_reproduce, tiny_table_settings
 
-from ochmr_lit.reproduce.formatting import format_cell, heavy_occlusion_gain
+from ochmr_lit.reproduce.formatting import format_cell, mpjpe_gain
 from ochmr_lit.reproduce.run import compose
 from ochmr_lit.reproduce.tables import PRESETS, TABLES, default_seeds, table_rows
 
@@ -40,17 +40,17 @@ def test_every_row_composes_to_the_model_it_names(table, preset, tmp_path):
         assert cfg.model.backbone == ("resnet18" if preset == "cpu" else "resnet50")
 
 
-def test_cells_and_heavy_occlusion_gain():
+def test_cells_and_mpjpe_gain():
     assert format_cell({"mean": 101.25, "sd": 2.5, "values": [98.75, 103.75]}) == "101.2 ± 2.5"
     assert format_cell({"mean": 101.25, "sd": 0.0, "values": [101.25]}) == "101.2"
     assert format_cell({"mean": float("nan"), "sd": float("nan"), "values": [float("nan")]}) == "-"
     cell = {"mpjpe_heavy": {"mean": 200.0, "sd": 0.0, "values": [180.0, 220.0]}}
     ours = {"mpjpe_heavy": {"mean": 150.0, "sd": 0.0, "values": [144.0, 156.0]}}
     result = {"rows": [{"key": "spin", "cells": cell}, {"key": "ochmr_predicted_d2", "cells": ours}]}
-    gain = heavy_occlusion_gain(result)
+    gain = mpjpe_gain(result)
     assert gain["of_means"] == pytest.approx(0.25)
     assert gain["per_seed"] == pytest.approx([0.2, 1 - 156 / 220])
-    assert heavy_occlusion_gain({"rows": [{"key": "spin", "cells": cell}]}) is None
+    assert mpjpe_gain({"rows": [{"key": "spin", "cells": cell}]}) is None
 
 
 def test_bad_settings_stop_with_one_line():
@@ -86,7 +86,9 @@ def test_tiny_tables_share_runs_and_write_their_files(tiny_tables, tiny_synthcro
     assert done.stderr.count("reusing") >= 3  # spin, the context estimator and ochmr_predicted_d2
     assert "training ochmr_gt_d2 (seed 0)" in done.stderr and "training spin" not in done.stderr
     table = json.loads((root / "occlusion" / "table.json").read_text())
-    for row in table["rows"]:
+    trained = [row for row in table["rows"] if not row.get("diagnostic")]
+    assert [row["key"] for row in trained] == ["spin", "ochmr_gt_d2", "ochmr_predicted_d2"]
+    for row in trained:
         run = row["runs"][0]
         metrics = json.loads((root / "runs" / row["key"] / "seed0" / "results" / "metrics.json").read_text())
         assert row["cells"]["mpjpe"]["mean"] == pytest.approx(metrics["metrics"]["mpjpe"])
@@ -94,6 +96,19 @@ def test_tiny_tables_share_runs_and_write_their_files(tiny_tables, tiny_synthcro
         assert run["checkpoint"].endswith(".ckpt")
     text = (root / "occlusion" / "table.md").read_text()
     assert "| SPIN (baseline) | none | - |" in text and "Heavy-occlusion MPJPE of OCHMR" in text
+    assert "Distractor-bucket MPJPE of OCHMR" in text and " | MPJPE distractor | " in text
+    # the context diagnostics: each OCHMR row again with another person's maps and with zero maps, from the
+    # evaluation of the same checkpoint
+    diagnostics = {row["key"]: row for row in table["rows"] if row.get("diagnostic")}
+    assert set(diagnostics) == {f"{key}@{mode}" for key in ("ochmr_gt_d2", "ochmr_predicted_d2")
+                                for mode in ("shuffled", "zeroed")}
+    for key, row in diagnostics.items():
+        run, mode = key.split("@")
+        evaluated = json.loads((root / "runs" / run / "seed0" / "eval_context" / "done.json").read_text())
+        assert evaluated["checkpoint"] == next(r for r in trained if r["key"] == run)["runs"][0]["checkpoint"]
+        assert row["cells"]["mpjpe"]["mean"] == pytest.approx(evaluated["context_diagnostics"][mode]["mpjpe"])
+        assert row["context"] == f"{trained[1 if run == 'ochmr_gt_d2' else 2]['context']}, {mode}"
+    assert "| OCHMR (GT context, CoNorm@2), context shuffled | gt, shuffled | 2 |" in text
     # the reference rows come from the first run's test evaluation (they do not depend on the weights)
     first = json.loads((root / "runs" / "spin" / "seed0" / "results" / "metrics.json").read_text())["references"]
     references = {row["key"]: row for row in table["references"]}

@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 
 CONFIG_MODULE = "ochmr_lit.configs"
 
+#: Context modes of the diagnostic rows (besides each OCHMR row's own, ``true``, evaluation).
+DIAGNOSTIC_MODES = ("shuffled", "zeroed")
+
 
 def compose(config_name: str, overrides: Sequence[str]) -> DictConfig:
     """A ``fit`` / ``evaluate`` config composed as the command line would (``run_dir`` given explicitly)."""
@@ -147,6 +150,31 @@ class TableRunner:
         return record
 
 
+    def diagnose(self, row: Row, seed: int, checkpoint: str, modes: Sequence[str] = DIAGNOSTIC_MODES
+                 ) -> dict[str, dict[str, Any]]:
+        """Evaluate a trained OCHMR row with other context maps (``context_modes``; cpu preset); reused when done.
+
+        Returns mode -> test metrics (``ochmr_lit.eval.context_modes``: another person's maps, zero maps).
+        """
+        eval_dir = self.run_dir(row.key, seed) / "eval_context"
+        done = eval_dir / "done.json"
+        if done.is_file():
+            return _read_json(done)["context_diagnostics"]
+        overrides = list(row.overrides)
+        if row.needs_context_estimator:
+            overrides = [o.replace("@CONTEXT_CHECKPOINT@", self.context_checkpoint()) for o in overrides]
+        cfg = compose("evaluate", [f"experiment={row.experiment}", *overrides, *self.overrides,
+                                   *self.regressor_overrides, f"ckpt_path={checkpoint}", f"run_dir={eval_dir}",
+                                   f"seed={seed}", f"context_modes=[{','.join(modes)}]"])
+        started = time.perf_counter()
+        outcome = run_evaluate(cfg)
+        record = {"checkpoint": checkpoint, "seconds": round(time.perf_counter() - started, 1),
+                  "context_diagnostics": outcome["results"]["context_diagnostics"],
+                  "results": str(eval_dir / "results")}
+        atomic_write_text(done, json.dumps(record, indent=2))
+        return record["context_diagnostics"]
+
+
 def _summary(values: Sequence[float]) -> dict[str, Any]:
     """Mean, sample standard deviation (0 for one seed) and the values, ignoring NaN."""
     finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
@@ -159,14 +187,18 @@ def _summary(values: Sequence[float]) -> dict[str, Any]:
 #: Columns of the CPU (SynthCrowd) mesh tables: (header, metric key, scale). Errors in mm, AP in %.
 OCCLUSION_COLUMNS = (
     ("MPJPE none", "mpjpe_none", 1.0), ("MPJPE partial", "mpjpe_partial", 1.0),
-    ("MPJPE heavy", "mpjpe_heavy", 1.0), ("MPJPE all", "mpjpe", 1.0),
+    ("MPJPE heavy", "mpjpe_heavy", 1.0), ("MPJPE distractor", "mpjpe_distractor", 1.0), ("MPJPE all", "mpjpe", 1.0),
     ("PA-MPJPE none", "pa_mpjpe_none", 1.0), ("PA-MPJPE partial", "pa_mpjpe_partial", 1.0),
-    ("PA-MPJPE heavy", "pa_mpjpe_heavy", 1.0), ("PA-MPJPE all", "pa_mpjpe", 1.0), ("AP", "kp_AP", 100.0),
+    ("PA-MPJPE heavy", "pa_mpjpe_heavy", 1.0), ("PA-MPJPE distractor", "pa_mpjpe_distractor", 1.0),
+    ("PA-MPJPE all", "pa_mpjpe", 1.0), ("AP", "kp_AP", 100.0),
 )
 DEPTH_COLUMNS = (
     ("MPJPE all", "mpjpe", 1.0), ("PA-MPJPE all", "pa_mpjpe", 1.0), ("MPJPE heavy", "mpjpe_heavy", 1.0),
-    ("PA-MPJPE heavy", "pa_mpjpe_heavy", 1.0), ("AP", "kp_AP", 100.0),
+    ("PA-MPJPE heavy", "pa_mpjpe_heavy", 1.0), ("MPJPE distractor", "mpjpe_distractor", 1.0),
+    ("PA-MPJPE distractor", "pa_mpjpe_distractor", 1.0), ("AP", "kp_AP", 100.0),
 )
+#: The people counts a table reports per bucket (keys of the test metrics).
+BUCKET_COUNTS = ("count_none", "count_partial", "count_heavy", "count_distractor")
 
 
 def machine_description() -> str:
@@ -207,16 +239,34 @@ def _reference_rows(references: dict[str, dict[str, Any]], columns: list[tuple[s
     return [{"key": name, "label": REFERENCE_LABELS[name], "experiment": None, "context": "-", "depths": [],
              "reference": True, "runs": [],
              "cells": {key: _summary([references[name].get(key, math.nan) * scale]) for _, key, scale in columns},
-             "counts": {k: references[name].get(k) for k in ("count_none", "count_partial", "count_heavy")}}
+             "counts": {k: references[name].get(k) for k in BUCKET_COUNTS}}
             for name in REFERENCES if name in references]
 
 
-def _mesh_table(runner: TableRunner, table: str, rows: list[Row], seeds: list[int]) -> dict[str, Any]:
+def _diagnostic_rows(runner: TableRunner, row: Row, per_seed: list[dict[str, Any]],
+                     columns: list[tuple[str, str, float]]) -> list[dict[str, Any]]:
+    """The rows of an OCHMR row evaluated with other context maps (one per mode of :data:`DIAGNOSTIC_MODES`)."""
+    by_mode: dict[str, list[dict[str, Any]]] = {mode: [] for mode in DIAGNOSTIC_MODES}
+    for run in per_seed:
+        diagnostics = runner.diagnose(row, run["seed"], run["checkpoint"])
+        for mode in DIAGNOSTIC_MODES:
+            by_mode[mode].append({"seed": run["seed"], "metrics": diagnostics[mode]})
+    return [{"key": f"{row.key}@{mode}", "label": f"{row.label}, context {mode}", "experiment": row.experiment,
+             "context": f"{row.context}, {mode}", "depths": list(row.depths), "diagnostic": mode,
+             "cells": {key: _summary([s["metrics"].get(key, math.nan) * scale for s in runs])
+                       for _, key, scale in columns},
+             "runs": runs, "counts": {k: runs[0]["metrics"].get(k) for k in BUCKET_COUNTS}}
+            for mode, runs in by_mode.items()]
+
+
+def _mesh_table(runner: TableRunner, table: str, rows: list[Row], seeds: list[int],
+                context_diagnostics: bool = False) -> dict[str, Any]:
     """Train every row for every seed; cells are mean and spread over seeds of the test metrics.
 
     ``references`` holds the rows of the reference predictions (``constant``, ``oracle``), printed below the
     trained rows, from the first run's results: they do not depend on the weights, only on the test split and
-    the mean parameters every row shares.
+    the mean parameters every row shares. ``context_diagnostics``: each row with context is also evaluated with
+    another person's maps and with zero maps (:meth:`TableRunner.diagnose`), as rows after the trained ones.
     """
     evaluations = runner.spec.evaluations.get(table)
     if evaluations:
@@ -224,7 +274,7 @@ def _mesh_table(runner: TableRunner, table: str, rows: list[Row], seeds: list[in
                    for e in evaluations]
     else:
         columns = list(OCCLUSION_COLUMNS if table == "occlusion" else DEPTH_COLUMNS)
-    out_rows, references = [], None
+    out_rows, diagnostic_rows, references = [], [], None
     for row in rows:
         per_seed = []
         for seed in seeds:
@@ -240,10 +290,12 @@ def _mesh_table(runner: TableRunner, table: str, rows: list[Row], seeds: list[in
                 references = _reference_metrics(per_seed[-1], evaluated)
         cells = {key: _summary([s["metrics"].get(key, math.nan) * scale for s in per_seed])
                  for _, key, scale in columns}
-        counts = {k: per_seed[0]["metrics"].get(k) for k in ("count_none", "count_partial", "count_heavy")}
+        counts = {k: per_seed[0]["metrics"].get(k) for k in BUCKET_COUNTS}
         out_rows.append({"key": row.key, "label": row.label, "experiment": row.experiment, "context": row.context,
                          "depths": list(row.depths), "cells": cells, "runs": per_seed, "counts": counts})
-    return {"columns": [[h, k] for h, k, _ in columns], "rows": out_rows,
+        if context_diagnostics and row.context != "none":
+            diagnostic_rows.extend(_diagnostic_rows(runner, row, per_seed, columns))
+    return {"columns": [[h, k] for h, k, _ in columns], "rows": [*out_rows, *diagnostic_rows],
             "references": _reference_rows(references or {}, columns)}
 
 
@@ -327,8 +379,11 @@ def run_table(cfg: DictConfig) -> dict[str, Any]:
                          context_overrides=list(cfg.context_overrides or []),
                          regressor_overrides=list(cfg.regressor_overrides or []))
     started = time.perf_counter()
-    body = _sweep_table(runner, cfg, rows, seeds) if table == "detector_sweep" else _mesh_table(runner, table, rows,
-                                                                                                 seeds)
+    if table == "detector_sweep":
+        body = _sweep_table(runner, cfg, rows, seeds)
+    else:
+        diagnose = bool(cfg.get("context_diagnostics")) and preset == "cpu" and table == "occlusion"
+        body = _mesh_table(runner, table, rows, seeds, context_diagnostics=diagnose)
     result = {"table": table, "preset": preset, "seeds": seeds, "budget": runner.budget, "overrides": runner.overrides,
               "context_overrides": runner.context_overrides, "regressor_overrides": runner.regressor_overrides,
               "machine": machine_description(), "seconds": round(time.perf_counter() - started, 1), **body}
