@@ -149,7 +149,6 @@ class TableRunner:
         atomic_write_text(done, json.dumps(record, indent=2))
         return record
 
-
     def diagnose(self, row: Row, seed: int, checkpoint: str, modes: Sequence[str] = DIAGNOSTIC_MODES
                  ) -> dict[str, dict[str, Any]]:
         """Evaluate a trained OCHMR row with other context maps (``context_modes``; cpu preset); reused when done.
