@@ -80,8 +80,8 @@ def _mesh_section(result: dict[str, Any]) -> list[str]:
     if any(v is not None for v in counts.values()):
         lines += ["", "People per bucket (test split): " + ", ".join(
             f"{k.removeprefix('count_')} {v}" for k, v in counts.items() if v is not None)
-            + f" ({describe_occlusion_buckets(percent=True)} hidden by others; distractor: another person shows "
-            "more visible pixels of one other person than of the target, across the occlusion buckets)."]
+            + f" ({describe_occlusion_buckets(percent=True)} hidden by others; distractor: the crop shows more "
+            "visible pixels of one other person than of the target, across the occlusion buckets)."]
     if any(row.get("diagnostic") for row in result["rows"]):
         lines += ["", "Context diagnostics: the rows \"context shuffled\" evaluate the same checkpoints with another "
                   "person's centermaps (the batch rolled by one), \"context zeroed\" with zero maps; a model that "
