@@ -28,7 +28,7 @@ def test_training_shards_have_equal_length_and_reshuffle_each_epoch():
 class _Echo:
     """A transform returning the first random numbers drawn for a record."""
 
-    def __call__(self, record, rng):
+    def __call__(self, record, rng, epoch=None):
         return {"draw": torch.tensor(rng.random(3))}
 
 

@@ -44,7 +44,8 @@ class TopDownDataset(Dataset):
 
     Args:
         records: the people of this split.
-        transform: builds a sample from a record.
+        transform: builds a sample from a record, called as ``transform(record, rng=..., epoch=...)`` (the
+            epoch of the sampler's key, for augmentation that changes over training).
         seed: base seed of the augmentation randomness.
         on_bad_sample: ``raise`` (a :class:`BadSampleError` propagates) or ``skip`` (a :class:`BadSample`
             marker is returned in its place; batch with :func:`collate_skipping_bad`).

@@ -65,8 +65,8 @@ class EvalTargetTransform:
         self.sources = dict(sources)
 
     def __call__(self, record: PersonRecord, rng: np.random.Generator | None = None,
-                 image: np.ndarray | None = None) -> dict:
-        sample = self.base(record, rng=rng, image=image)
+                 image: np.ndarray | None = None, epoch: int | None = None) -> dict:
+        sample = self.base(record, rng=rng, image=image, epoch=epoch)
         for key, source in self.sources.items():
             sample[key] = eval_target(record, key, source)
         return sample
