@@ -118,7 +118,7 @@ def test_oracle_orientation_recovers_a_mean_body_turned_away_and_constant_does_n
 # -- tables -------------------------------------------------------------------------------------------------
 def _metrics(mpjpe: float, pa_mpjpe: float, pve: float, ap: float) -> dict:
     out = {"mpjpe": mpjpe, "pa_mpjpe": pa_mpjpe, "pve": pve, "kp_AP": ap}
-    for bucket, offset in (("none", -10.0), ("partial", 0.0), ("heavy", 20.0)):
+    for bucket, offset in (("none", -10.0), ("partial", 0.0), ("heavy", 20.0), ("distractor", 5.0)):
         out.update({f"count_{bucket}": 2, f"mpjpe_{bucket}": mpjpe + offset, f"pa_mpjpe_{bucket}": pa_mpjpe + offset,
                     f"pve_{bucket}": pve + offset})
     return out
