@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from lightning.pytorch.utilities import GradClipAlgorithmType
 
 from ochmr_lit.lit.optim import (
     FusedOptimizerMixin,
@@ -87,7 +88,7 @@ def test_parameters_on_a_device_without_fused_kernels_keep_torchs_default():
     assert fused_implementation([]) == {}
 
 
-@pytest.mark.parametrize("algorithm", ["norm", "value"])
+@pytest.mark.parametrize("algorithm", ["norm", "value", GradClipAlgorithmType.NORM, GradClipAlgorithmType.VALUE])
 def test_fused_optimisers_clip_as_lightning_would(algorithm):
     """Lightning's mixed-precision plugin refuses to clip for a fused optimiser; the mixin clips it directly."""
 

@@ -115,7 +115,7 @@ class FusedOptimizerMixin:
             super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
             return
         params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-        if str(gradient_clip_algorithm or "norm") == "value":
+        if gradient_clip_algorithm == "value":  # Lightning passes GradClipAlgorithmType, a str enum
             torch.nn.utils.clip_grad_value_(params, float(gradient_clip_val))
         else:
             torch.nn.utils.clip_grad_norm_(params, float(gradient_clip_val))
