@@ -39,7 +39,7 @@ from ochmr_lit.bench.measure import (
 )
 from ochmr_lit.bench.workloads import build_training_models, synthetic_batch, training_throughput
 from ochmr_lit.data.predicted_centres import rerender_context
-from ochmr_lit.lit.optim import OptimConfig, build_optimizer
+from ochmr_lit.lit.optim import OptimConfig, build_optimizer, is_fused
 from ochmr_lit.models import CoNorm, ContextEstimator
 
 SECTION = "training"
@@ -191,7 +191,7 @@ def optimizer_rows(backbone: str, batch: dict, device: str | torch.device, round
     ours = build_optimizer(params, OptimConfig(name="adam"))
     default = torch.optim.Adam([{"params": params}], lr=OptimConfig().lr)
     fused, loop = interleaved_step_times([ours.step, default.step], device, rounds, warmup=2)
-    implementation = "fused" if ours.param_groups[0].get("fused") else "torch's default"
+    implementation = "fused" if is_fused(ours) else "torch's default"
     return [
         PerfRow(
             SECTION,
