@@ -22,6 +22,9 @@ class Toy(L.LightningModule):
     def validation_step(self, batch, batch_idx):
         self.seen_in_validation.append(self.model[0].weight.detach().clone())
 
+    def test_step(self, batch, batch_idx):
+        return None
+
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
@@ -83,3 +86,19 @@ def test_checkpoint_holds_the_average_and_resume_restores_the_raw_weights(tmp_pa
     _trainer(tmp_path, [resumed], limit_val_batches=0).fit(resumed_module, _loader(), ckpt_path=path)
     assert resumed.updates == 8  # nothing left to train in epoch 0: restored as saved
     assert torch.equal(resumed._average["0.weight"], ema._average["0.weight"])
+
+
+def test_testing_from_a_checkpoint_evaluates_its_average(tmp_path):
+    """``trainer.test(ckpt_path=...)`` (what ``select_checkpoint=best`` runs) must not put the raw weights back."""
+    torch.manual_seed(0)
+    module, recorder, ema = Toy(), Recorder(), EMAWeights(decay=0.9)
+    trainer = _trainer(tmp_path, [recorder, ema], limit_val_batches=0)
+    trainer.fit(module, _loader())
+    path = tmp_path / "ema.ckpt"
+    module.model.load_state_dict(recorder.states[-1])  # the raw weights, as when an epoch checkpoint is written
+    trainer.save_checkpoint(path)
+    checkpoint = torch.load(path, weights_only=True)
+    assert not torch.equal(checkpoint["state_dict"]["model.0.weight"], checkpoint[RAW_STATE_KEY]["model.0.weight"])
+    module.model[0].weight.data.zero_()  # whatever the network holds now, the test loads the checkpoint's average
+    trainer.test(module, _loader(16), ckpt_path=path, verbose=False)
+    assert torch.equal(module.model[0].weight, checkpoint["state_dict"]["model.0.weight"])

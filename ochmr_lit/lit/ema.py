@@ -11,7 +11,9 @@ copied.
 * checkpoints hold the averaged weights under ``state_dict`` (what ``evaluate``, ``predict`` and ``compare``
   load) and the raw ones under ``ema_raw_state_dict``, with the average's step count in the callback state, so
   a resumed run continues both exactly;
-* when training ends the averaged weights are copied into the network, so the test after fit evaluates them.
+* when training ends the averaged weights are copied into the network, so the test after fit evaluates them;
+  ``trainer.test`` / ``validate`` / ``predict`` with a ``ckpt_path`` evaluate the checkpoint's average too (Lightning
+  restores callbacks there as well; only a resumed fit gets the raw weights back).
 """
 
 from __future__ import annotations
@@ -123,6 +125,8 @@ class EMAWeights(Callback):
             state[prefix + name] = value.detach().clone()
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        if trainer.state.fn != "fit":  # test / validate / predict from a checkpoint: evaluate its average
+            return
         raw = checkpoint.get(RAW_STATE_KEY)
         if raw is None:  # a checkpoint of a run without the average: start it from the loaded weights
             self._average = None
