@@ -123,10 +123,27 @@ def check_augmentation(augment: DictConfig | Mapping | None, key: str = "data.au
         raise ConfigError(str(error).replace("data.augment", key, 1)) from None
 
 
+#: The values of ``select_checkpoint``.
+SELECTIONS = ("last", "best")
+
+
+def select_checkpoint(cfg: DictConfig | Mapping) -> str:
+    """``select_checkpoint``: ``last`` (the final step's weights) or ``best`` (the best validation epoch's)."""
+    value = cfg.get("select_checkpoint", "last")
+    if value not in SELECTIONS:
+        raise ConfigError(f"select_checkpoint={value!r}: use last (the final step's weights) or best (the epoch with "
+                          "the best validation score)")
+    if value == "best" and not (cfg.get("callbacks") or {}).get("model_checkpoint"):
+        raise ConfigError("select_checkpoint=best needs callbacks.model_checkpoint (the epoch checkpoint keeps the "
+                          "best validation epoch): use callbacks=default, or select_checkpoint=last")
+    return str(value)
+
+
 def check_run_config(cfg: DictConfig, stages: list[tuple[str, DictConfig]]) -> None:
     """Check every stage's trainer and model before the first one starts (``stages``: (prefix, stage config)),
     and that a checkpoint file given as ``ckpt_path`` was written by the module the first stage trains (in a
     pipeline, the regressor: the stage a given file continues)."""
+    select_checkpoint(cfg)
     ckpt = cfg.get("ckpt_path")
     if ckpt not in (None, "", "last"):
         check_checkpoint_kind(str(ckpt), get_class(str(cfg.model._target_)))

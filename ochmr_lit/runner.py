@@ -21,7 +21,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from ochmr_lit.config_checks import check_run_config
+from ochmr_lit.config_checks import check_run_config, select_checkpoint
 from ochmr_lit.data.predicted_centres import predict_centres, save_predicted_centres
 from ochmr_lit.errors import CheckpointError, ConfigError, MissingFileError
 from ochmr_lit.eval.context_modes import context_mode_list
@@ -141,6 +141,7 @@ def build(cfg: DictConfig) -> tuple[L.LightningModule, L.LightningDataModule, L.
     datamodule = instantiate(cfg.data, _convert_="all")
     _resolve_mean_params(cfg, datamodule)
     module = instantiate(cfg.model, _convert_="all")
+    _monitor_selection_metric(cfg, module)
     module.run_config = OmegaConf.to_container(cfg, resolve=True)
     _tag_wandb_run(cfg, datamodule, module)
     loggers = _instantiate_group(cfg.get("logger"))
@@ -157,6 +158,20 @@ def build(cfg: DictConfig) -> tuple[L.LightningModule, L.LightningDataModule, L.
     for logger in trainer.loggers:
         logger.log_hyperparams(module.run_config)
     return module, datamodule, trainer
+
+
+def _monitor_selection_metric(cfg: DictConfig, module: L.LightningModule) -> None:
+    """``select_checkpoint=best``: the epoch checkpoint (``callbacks.model_checkpoint``) keeps the best epoch by
+    the module's ``SELECTION_METRIC``, unless the config names a monitor of its own."""
+    if select_checkpoint(cfg) != "best":
+        return
+    epoch_checkpoint = cfg.callbacks.model_checkpoint
+    if epoch_checkpoint.get("monitor"):
+        return
+    metric, mode = type(module).SELECTION_METRIC
+    with open_dict(cfg):
+        epoch_checkpoint.monitor = metric
+        epoch_checkpoint.mode = mode
 
 
 def _resolve_mean_params(cfg: DictConfig, datamodule: Any) -> None:
@@ -260,13 +275,16 @@ def _fit_one(cfg: DictConfig) -> dict[str, Any]:
         where = f"saved {saved[0]}" if saved else "no PreemptionCheckpoint callback: only earlier checkpoints exist"
         log.warning("stopped by SIGTERM at step %d (%s); continue with ckpt_path=last", trainer.global_step, where)
         raise SystemExit(PREEMPTED_EXIT_CODE) from None
-    checkpoint = _final_checkpoint(trainer)
+    best = _best_checkpoint(trainer) if select_checkpoint(cfg) == "best" else None
+    checkpoint = best["path"] if best else _final_checkpoint(trainer)
     if checkpoint is None:  # no checkpoint callback (or fast_dev_run): still keep the trained weights
         checkpoint = str(Path(cfg.run_dir) / "checkpoints" / "final.ckpt")
         trainer.save_checkpoint(checkpoint)
     outcome: dict[str, Any] = {"checkpoint": checkpoint}
+    if best:
+        outcome["selected"] = best
     if cfg.get("test_after_fit") and cfg.task == "regressor":
-        outcome["results"] = _test(module, datamodule, trainer, cfg)
+        outcome["results"] = _test(module, datamodule, trainer, cfg, selected=best)
     _finish_loggers(trainer)
     return outcome
 
@@ -279,18 +297,35 @@ def _final_checkpoint(trainer: L.Trainer) -> str | None:
     return path or None
 
 
+def _best_checkpoint(trainer: L.Trainer) -> dict[str, Any] | None:
+    """The monitored checkpoint callback's best epoch: ``{path, monitor, mode, score}``; None (with a warning,
+    the final weights are used) when no epoch was scored, e.g. a run without validation."""
+    for callback in trainer.checkpoint_callbacks:
+        if getattr(callback, "monitor", None) and callback.best_model_path:
+            score = callback.best_model_score
+            return {"path": callback.best_model_path, "monitor": callback.monitor, "mode": callback.mode,
+                    "score": None if score is None else float(score)}
+    log.warning("select_checkpoint=best: no validation epoch was scored, so the final weights are used")
+    return None
+
+
 def _finish_loggers(trainer: L.Trainer) -> None:
     for logger in trainer.loggers:
         if type(logger).__name__ == "WandbLogger" and trainer.is_global_zero:
             logger.experiment.finish()
 
 
-def _test(module, datamodule, trainer: L.Trainer, cfg: DictConfig, folder: Path | None = None) -> dict[str, Any]:
+def _test(module, datamodule, trainer: L.Trainer, cfg: DictConfig, folder: Path | None = None,
+          selected: dict[str, Any] | None = None) -> dict[str, Any]:
     """Test the module; write its results (and the reference predictions') to ``folder`` (default ``results/``).
 
+    ``selected`` (:func:`_best_checkpoint`): test the weights of its checkpoint instead, and record it in the
+    results' ``run_config`` as ``selected_checkpoint``.
     Returns ``metrics`` (the model's), ``references`` (reference name -> metrics) and ``protocol``.
     """
-    trainer.test(module, datamodule=datamodule, verbose=False)
+    trainer.test(module, datamodule=datamodule, verbose=False, ckpt_path=selected["path"] if selected else None)
+    if selected:  # loading the checkpoint restored the run config stored in it
+        module.run_config = {**(module.run_config or {}), "selected_checkpoint": selected}
     results = {"metrics": module.test_results, "references": module.test_references,
                "protocol": module.evaluation_protocol().to_dict()}
     if trainer.is_global_zero:

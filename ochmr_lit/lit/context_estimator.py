@@ -58,6 +58,10 @@ class ContextEstimatorModule(NumericalGuardMixin, FusedOptimizerMixin, RunConfig
             (:mod:`ochmr_lit.models.pretrained`); None = from scratch.
     """
 
+    #: The validation score that picks the best epoch (``select_checkpoint=best``): logged key, and whether lower
+    #: or higher is better.
+    SELECTION_METRIC = ("val/pck_centre", "max")
+
     def __init__(self, width: int = 32, optim: dict | None = None, pck_threshold: float = 0.05,
                  channels_last: bool = True, num_vis: int = 4, compile: bool = False,
                  compile_mode: str | None = None, pretrained: list | dict | None = None):

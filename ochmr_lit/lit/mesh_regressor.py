@@ -104,6 +104,10 @@ class MeshRegressorModule(NumericalGuardMixin, FusedOptimizerMixin, RunConfigMix
             (:mod:`ochmr_lit.models.keypoint_heatmaps`), trained with ``loss_weights.keypoint_heatmaps``; 0 = none.
     """
 
+    #: The validation score that picks the best epoch (``select_checkpoint=best``): logged key, and whether lower
+    #: or higher is better.
+    SELECTION_METRIC = ("val/mpjpe", "min")
+
     def __init__(self, backbone: str = "resnet50", conorm_depths: tuple[int, ...] = (2,), hidden_channels: int = 128,
                  context_source: str = "gt", context_checkpoint: str | None = None, context_input_size: int = 256,
                  body_model_dir: str | None = None, loss_weights: dict | None = None, optim: dict | None = None,
