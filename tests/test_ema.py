@@ -69,16 +69,22 @@ def test_average_follows_the_formula_and_validation_uses_it(tmp_path):
     assert torch.equal(module.faces, torch.arange(7))
 
 
-def test_checkpoint_holds_the_average_and_resume_restores_the_raw_weights(tmp_path):
+def _checkpoint_with_raw_weights(tmp_path):
+    """One epoch with the average, then a checkpoint written while the network holds the raw weights (as in the
+    middle of training): (trainer, module, ema, recorder, path, loaded checkpoint)."""
     torch.manual_seed(0)
     module, recorder, ema = Toy(), Recorder(), EMAWeights(decay=0.9)
     trainer = _trainer(tmp_path, [recorder, ema], limit_val_batches=0)
     trainer.fit(module, _loader())
     path = tmp_path / "ema.ckpt"
     ema._swap_out(module)
-    module.model.load_state_dict(recorder.states[-1])  # the raw weights, as in the middle of training
+    module.model.load_state_dict(recorder.states[-1])
     trainer.save_checkpoint(path)
-    checkpoint = torch.load(path, weights_only=True)
+    return trainer, module, ema, recorder, path, torch.load(path, weights_only=True)
+
+
+def test_checkpoint_holds_the_average_and_resume_restores_the_raw_weights(tmp_path):
+    _, _, ema, recorder, path, checkpoint = _checkpoint_with_raw_weights(tmp_path)
     assert torch.equal(checkpoint["state_dict"]["model.0.weight"], ema._average["0.weight"])
     assert torch.equal(checkpoint[RAW_STATE_KEY]["model.0.weight"], recorder.states[-1]["0.weight"])
     # resume: the network gets the raw weights back, the callback the average and its step count
@@ -90,14 +96,7 @@ def test_checkpoint_holds_the_average_and_resume_restores_the_raw_weights(tmp_pa
 
 def test_testing_from_a_checkpoint_evaluates_its_average(tmp_path):
     """``trainer.test(ckpt_path=...)`` (what ``select_checkpoint=best`` runs) must not put the raw weights back."""
-    torch.manual_seed(0)
-    module, recorder, ema = Toy(), Recorder(), EMAWeights(decay=0.9)
-    trainer = _trainer(tmp_path, [recorder, ema], limit_val_batches=0)
-    trainer.fit(module, _loader())
-    path = tmp_path / "ema.ckpt"
-    module.model.load_state_dict(recorder.states[-1])  # the raw weights, as when an epoch checkpoint is written
-    trainer.save_checkpoint(path)
-    checkpoint = torch.load(path, weights_only=True)
+    trainer, module, _, _, path, checkpoint = _checkpoint_with_raw_weights(tmp_path)
     assert not torch.equal(checkpoint["state_dict"]["model.0.weight"], checkpoint[RAW_STATE_KEY]["model.0.weight"])
     module.model[0].weight.data.zero_()  # whatever the network holds now, the test loads the checkpoint's average
     trainer.test(module, _loader(16), ckpt_path=path, verbose=False)
