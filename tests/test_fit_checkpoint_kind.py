@@ -28,8 +28,8 @@ def test_a_context_estimator_checkpoint_stops_a_pipeline_before_its_first_stage(
         cfg = compose(config_name="fit", overrides=["experiment=synthcrowd", f"ckpt_path={ckpt}",
                                                     f"run_dir={tmp_path / 'run'}"])
     with pytest.raises(CheckpointError, match=r"context\.ckpt was written by another module \(task=context, "
-                                              r"hyper-parameters pck_threshold, width\) and cannot continue a "
-                                              r"MeshRegressorModule"):
+                                              r"hyper-parameters global_radius, pck_threshold, width\) and cannot "
+                                              r"continue a MeshRegressorModule"):
         run_fit(cfg)
     assert not (tmp_path / "run").exists()  # nothing trained, nothing written
 

@@ -10,10 +10,11 @@ import torch.nn.functional as F
 from torchmetrics import MeanMetric
 
 from ochmr_lit.data.bad_samples import skip_empty_batch, skipped_step_loss
-from ochmr_lit.data.centermaps import centermap_peaks
+from ochmr_lit.data.predicted_centres import decode_centres
 from ochmr_lit.lit.guard import NumericalGuardMixin
 from ochmr_lit.lit.optim import FusedOptimizerMixin, OptimConfig, build_optimizer, build_scheduler
 from ochmr_lit.lit.run_config import RunConfigMixin
+from ochmr_lit.metrics import CentreLocalisation
 from ochmr_lit.models import ContextEstimator
 from ochmr_lit.models.pretrained import apply_pretrained
 from ochmr_lit.vis.centermaps import log_centermap_grid
@@ -41,14 +42,17 @@ def compile_in_place(module: torch.nn.Module, mode: str | None = None, option: s
 class ContextEstimatorModule(NumericalGuardMixin, FusedOptimizerMixin, RunConfigMixin, L.LightningModule):
     """Trains :class:`~ochmr_lit.models.ContextEstimator` with HRNet's heatmap MSE on both maps.
 
-    Validation reports the local-centre localisation error: the distance between the arg-max of the
-    predicted and the target local map, in map pixels and as a fraction of the map side (``peak_dist``),
-    and the PCK of centres at ``pck_threshold`` x map side.
+    Validation scores the centres the regressor's predicted context is made of (:func:`decode_centres` of the
+    predicted and of the target maps, :class:`~ochmr_lit.metrics.CentreLocalisation`): the sub-pixel distance of
+    the target's centre as a fraction of the map side (``val/peak_dist``), the PCK of target centres at
+    ``pck_threshold`` x map side (``val/pck_centre``), the recall and precision of everyone's centres at
+    ``global_radius`` x map side (``val/global_recall``, ``val/global_precision``), and the global map's MSE.
 
     Args:
         width: HRNet width (32 or 48).
         optim: optimiser settings (HRNet's official recipe is Adam 1e-3).
-        pck_threshold: fraction of the map side under which a centre counts as found.
+        pck_threshold: fraction of the map side under which a target centre counts as found.
+        global_radius: fraction of the map side under which a predicted global centre matches a true one.
         channels_last: run the network in channels_last memory format (faster with bf16 on CPU).
         num_vis: validation samples whose centermaps are logged each epoch.
         compile: compile the HRNet with :func:`torch.compile` in :meth:`configure_model` (in place: the
@@ -63,7 +67,7 @@ class ContextEstimatorModule(NumericalGuardMixin, FusedOptimizerMixin, RunConfig
     SELECTION_METRIC = ("val/pck_centre", "max")
 
     def __init__(self, width: int = 32, optim: dict | None = None, pck_threshold: float = 0.05,
-                 channels_last: bool = True, num_vis: int = 4, compile: bool = False,
+                 global_radius: float = 0.1, channels_last: bool = True, num_vis: int = 4, compile: bool = False,
                  compile_mode: str | None = None, pretrained: list | dict | None = None):
         super().__init__()
         self.save_hyperparameters()
@@ -73,8 +77,7 @@ class ContextEstimatorModule(NumericalGuardMixin, FusedOptimizerMixin, RunConfig
         self.channels_last = channels_last
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.val_peak_dist = MeanMetric()
-        self.val_pck = MeanMetric()
+        self.val_centres = CentreLocalisation(threshold=pck_threshold, global_radius=global_radius)
         self.val_global_mse = MeanMetric()
 
     def configure_model(self) -> None:
@@ -108,20 +111,22 @@ class ContextEstimatorModule(NumericalGuardMixin, FusedOptimizerMixin, RunConfig
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         pred = self(batch["image"]).float()
         target = batch["centermaps"]
-        size = target.shape[-1]
-        dist = (centermap_peaks(pred[:, :1]) - centermap_peaks(target[:, :1])).norm(dim=-1).squeeze(1)
-        self.val_peak_dist.update(dist / size)
-        self.val_pck.update((dist / size <= self.hparams.pck_threshold).float())
+        pred_local, pred_global = decode_centres(pred)
+        true_local, true_global = decode_centres(target.float())
+        self.val_centres.update(pred_local, true_local, pred_global, true_global, map_size=target.shape[-1])
         self.val_global_mse.update(F.mse_loss(pred[:, 1], target[:, 1], reduction="none").mean(dim=(1, 2)))
         self.log("val/loss", self._loss(pred, target), batch_size=pred.shape[0], sync_dist=True)
         if batch_idx == 0:
             self._log_maps(batch["image"], pred, target)
 
     def on_validation_epoch_end(self) -> None:
-        self.log("val/peak_dist", self.val_peak_dist.compute())
-        self.log("val/pck_centre", self.val_pck.compute(), prog_bar=True)
+        centres = self.val_centres.compute()
+        self.log("val/peak_dist", centres["peak_dist"].float())
+        self.log("val/pck_centre", centres["pck"].float(), prog_bar=True)
+        self.log("val/global_recall", centres["global_recall"].float())
+        self.log("val/global_precision", centres["global_precision"].float())
         self.log("val/global_mse", self.val_global_mse.compute())
-        for metric in (self.val_peak_dist, self.val_pck, self.val_global_mse):
+        for metric in (self.val_centres, self.val_global_mse):
             metric.reset()
 
     def _log_maps(self, images: torch.Tensor, pred: torch.Tensor, target: torch.Tensor) -> None:

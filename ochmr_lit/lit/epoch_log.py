@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 #: Metrics an epoch line shows when they were logged, in this order (others are left to the loggers).
 SHOWN_METRICS: tuple[str, ...] = ("train/loss_total", "train/loss", "val/mpjpe", "val/pa_mpjpe", "val/kp_AP",
-                                  "val/peak_dist", "val/pck")
+                                  "val/peak_dist", "val/pck_centre", "val/global_recall")
 
 
 def format_metrics(metrics: dict[str, Any], names: Sequence[str] = SHOWN_METRICS) -> str:

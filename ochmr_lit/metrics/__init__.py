@@ -1,5 +1,6 @@
-"""Evaluation metrics as torchmetrics: mesh errors (mm), keypoint AP (OKS), matched multi-person MPJPE."""
+"""Evaluation metrics as torchmetrics: mesh errors (mm), keypoint AP (OKS), matched multi-person MPJPE, centres."""
 
+from ochmr_lit.metrics.centre_localisation import CentreLocalisation, match_centres
 from ochmr_lit.metrics.keypoint_ap import COCO_STAT_NAMES, KeypointAP, evaluate_coco_keypoints
 from ochmr_lit.metrics.matched_mpjpe import PANOPTIC_SEQUENCES, MatchedMPJPE, match_people
 from ochmr_lit.metrics.mesh_errors import MPJPE, PAMPJPE, PVE
@@ -13,6 +14,7 @@ from ochmr_lit.metrics.per_sample import (
 
 __all__ = [
     "COCO_STAT_NAMES",
+    "CentreLocalisation",
     "DATASET_CODES",
     "KeypointAP",
     "MPJPE",
@@ -24,6 +26,7 @@ __all__ = [
     "dataset_code",
     "dataset_name",
     "evaluate_coco_keypoints",
+    "match_centres",
     "match_people",
     "merge_per_sample",
 ]
