@@ -26,7 +26,7 @@ from ochmr_lit.data.predicted_centres import predict_centres, save_predicted_cen
 from ochmr_lit.errors import CheckpointError, ConfigError, MissingFileError
 from ochmr_lit.eval.context_modes import context_mode_list
 from ochmr_lit.eval.results_files import atomic_write_text, context_diagnostics_document, print_table, write_results
-from ochmr_lit.lit.checkpoints import check_training_checkpoint, load_regressor_checkpoint
+from ochmr_lit.lit.checkpoints import check_training_checkpoint, load_context_checkpoint, load_regressor_checkpoint
 from ochmr_lit.lit.epoch_log import progress_bar_setting
 from ochmr_lit.lit.frozen_context import load_frozen_context_estimator
 from ochmr_lit.lit.summary import summary_trainer_arguments
@@ -339,6 +339,32 @@ def _test(module, datamodule, trainer: L.Trainer, cfg: DictConfig, folder: Path 
     return results
 
 
+def _evaluate_context_estimator(cfg: DictConfig, ckpt: str, split: str) -> dict[str, Any]:
+    """Score a context estimator's decoded centres on a split, for every person and per bucket.
+
+    ``results/metrics.json`` and ``table.md`` hold ``pck_centre``, ``peak_dist``, ``global_recall`` and
+    ``global_precision`` (fractions of the map side and shares, :class:`ochmr_lit.metrics.CentreLocalisation`), each
+    also per result bucket (``_heavy``, ``_distractor``, ...), and the people counted.
+    """
+    module = load_context_checkpoint(ckpt)
+    stored = OmegaConf.create(module.run_config or {})
+    module.run_config = OmegaConf.to_container(OmegaConf.merge(stored, {"evaluated_with": cfg}), resolve=True)
+    datamodule = instantiate(cfg.data, _convert_="all")
+    datamodule.test_split = split
+    trainer = instantiate(cfg.trainer, logger=_instantiate_group(cfg.get("logger")) or False,
+                          callbacks=_instantiate_group(cfg.get("callbacks")), default_root_dir=cfg.run_dir,
+                          _convert_="all")
+    trainer.test(module, datamodule=datamodule, verbose=False)
+    protocol = {"name": "body centres (context estimator)", "pck_threshold": module.hparams.pck_threshold,
+                "global_radius": module.hparams.global_radius, "split": split}
+    if trainer.is_global_zero:
+        write_results(Path(cfg.run_dir) / "results", module.test_results, None, protocol,
+                      run_config=module.run_config)
+        print_table(module.test_results, title=f"{cfg.experiment_name}: body centres ({split} split)")
+    _finish_loggers(trainer)
+    return {"checkpoint": ckpt, "results": {"metrics": module.test_results, "protocol": protocol}}
+
+
 def context_modes(cfg: DictConfig) -> list[str]:
     """The context modes an evaluation runs: ``context_modes`` (a list) when set, else ``context_mode``.
 
@@ -452,7 +478,8 @@ def evaluation_split(cfg: DictConfig) -> str:
 
 
 def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
-    """Evaluate a regressor checkpoint on a split and write the results files.
+    """Evaluate a regressor checkpoint on a split and write the results files (a context estimator's under
+    ``task=context``, e.g. ``experiment=synthcrowd_context``: :func:`_evaluate_context_estimator`).
 
     The model is rebuilt from the checkpoint's own hyper-parameters (architecture, context source and
     context-estimator checkpoint); data, trainer and loggers come from the composed config; ``protocol``
@@ -465,6 +492,8 @@ def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError("evaluate needs ckpt_path=<checkpoint file> (or ckpt_path=last)")
     split = evaluation_split(cfg)
     L.seed_everything(cfg.seed, workers=True)
+    if cfg.get("task") == "context":
+        return _evaluate_context_estimator(cfg, ckpt, split)
     overrides = {"protocol": cfg.protocol} if cfg.get("protocol") else {}
     modes = context_modes(cfg)
     module = load_regressor_checkpoint(ckpt, overrides)

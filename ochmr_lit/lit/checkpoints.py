@@ -15,12 +15,17 @@ from typing import Any
 import torch
 
 from ochmr_lit.errors import CheckpointError, MissingFileError
+from ochmr_lit.lit.context_estimator import ContextEstimatorModule
 from ochmr_lit.lit.mesh_regressor import MeshRegressorModule
 
 log = logging.getLogger(__name__)
 
 REGRESSOR_CHECKPOINTS = ("evaluate, predict and compare take the checkpoints/*.ckpt of task=regressor or "
                          "task=pipeline runs")
+#: What ``evaluate`` with a context experiment takes.
+CONTEXT_CHECKPOINTS = ("evaluate with a context experiment (experiment=synthcrowd_context) takes the "
+                       "checkpoints/*.ckpt of task=context runs or the context/checkpoints/*.ckpt of task=pipeline "
+                       "runs")
 
 #: A key of the context estimator whose first dimension is its HRNet width (the first high-resolution branch).
 _CONTEXT_WIDTH_KEY = "context_net.backbone.transition1.0.0.weight"
@@ -166,4 +171,36 @@ def load_regressor_checkpoint(ckpt: str | Path, overrides: dict[str, Any] | None
     module.load_state_dict(state["state_dict"])
     log.info("loaded %s as trained: %s", ckpt,
              ", ".join(f"{k}={hparams.get(k)}" for k in ("backbone", "conorm_depths", "context_source")))
+    return module
+
+
+def load_context_checkpoint(ckpt: str | Path) -> ContextEstimatorModule:
+    """The :class:`ContextEstimatorModule` of a checkpoint, rebuilt from its hyper-parameters (``weights_only``).
+
+    The weights are the checkpoint's ``state_dict`` (the average, for a run with ``callbacks.ema``); the starting
+    weights it was trained from (``pretrained``) are provenance only, and it is evaluated eager (no compile).
+    Raises a one-line error naming the checkpoint and the fix when the file is missing, unreadable, a regressor's,
+    or holds weights that do not fit the HRNet width its hyper-parameters name.
+    """
+    def not_ours(state: Any) -> str:
+        keys = sorted(map(str, state))[:6] if isinstance(state, dict) else type(state).__name__
+        return (f"{ckpt} is not a checkpoint of this framework (top-level {keys}, no state_dict with "
+                f"hyper_parameters); {CONTEXT_CHECKPOINTS}")
+
+    state = _load_checkpoint(ckpt, str(ckpt), CONTEXT_CHECKPOINTS, CONTEXT_CHECKPOINTS, not_ours)
+    hparams = dict(state["hyper_parameters"])
+    accepted = set(inspect.signature(ContextEstimatorModule.__init__).parameters) - {"self"}
+    foreign = sorted(set(hparams) - accepted)
+    if foreign:
+        raise CheckpointError(f"{ckpt} is a mesh regressor's checkpoint, not a context estimator's "
+                              f"(hyper-parameters {_first(foreign)}); {CONTEXT_CHECKPOINTS}; evaluate a regressor "
+                              "with its own experiment")
+    hparams.update(pretrained=None, compile=False)
+    module = ContextEstimatorModule(**hparams)
+    found = weight_mismatch(module.state_dict(), state["state_dict"])
+    if found:
+        raise CheckpointError(f"{ckpt}: its weights are not those of HRNet-W{hparams.get('width')}, the width its "
+                              f"hyper-parameters name: {found}; evaluate the checkpoint of the run that trained it")
+    module.on_load_checkpoint(state)
+    module.load_state_dict(state["state_dict"])
     return module

@@ -5,12 +5,14 @@ from __future__ import annotations
 from dataclasses import asdict
 
 import lightning as L
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torchmetrics import MeanMetric
 
 from ochmr_lit.data.bad_samples import skip_empty_batch, skipped_step_loss
 from ochmr_lit.data.predicted_centres import decode_centres
+from ochmr_lit.eval.buckets import RESULT_BUCKETS, result_bucket_members
 from ochmr_lit.lit.guard import NumericalGuardMixin
 from ochmr_lit.lit.optim import FusedOptimizerMixin, OptimConfig, build_optimizer, build_scheduler
 from ochmr_lit.lit.run_config import RunConfigMixin
@@ -79,6 +81,10 @@ class ContextEstimatorModule(NumericalGuardMixin, FusedOptimizerMixin, RunConfig
             self.model = self.model.to(memory_format=torch.channels_last)
         self.val_centres = CentreLocalisation(threshold=pck_threshold, global_radius=global_radius)
         self.val_global_mse = MeanMetric()
+        # the test (python -m ochmr_lit.evaluate experiment=<a context experiment>): every person and each bucket
+        self.test_centres = torch.nn.ModuleDict({name: CentreLocalisation(pck_threshold, global_radius)
+                                                 for name in ("all", *RESULT_BUCKETS)})
+        self.test_results: dict[str, float] = {}
 
     def configure_model(self) -> None:
         """Compile the HRNet when ``compile`` is set (once: the Trainer calls this hook for every stage).
@@ -128,6 +134,35 @@ class ContextEstimatorModule(NumericalGuardMixin, FusedOptimizerMixin, RunConfig
         self.log("val/global_mse", self.val_global_mse.compute())
         for metric in (self.val_centres, self.val_global_mse):
             metric.reset()
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        """Score the decoded centres of every person and of each result bucket (occlusion, distractor)."""
+        pred_local, pred_global = decode_centres(self(batch["image"]).float())
+        true_local, true_global = decode_centres(batch["centermaps"].float())
+        members = result_bucket_members(batch["occlusion_ratio"].cpu().numpy(), batch["distractor"].cpu().numpy())
+        members["all"] = np.ones(len(pred_local), dtype=bool)
+        for name, metric in self.test_centres.items():
+            rows = np.flatnonzero(members[name]).tolist()
+            if rows:
+                metric.update(pred_local[rows], true_local[rows], [pred_global[i] for i in rows],
+                              [true_global[i] for i in rows], map_size=batch["centermaps"].shape[-1])
+
+    def on_test_epoch_end(self) -> None:
+        """``test_results``: ``pck_centre``, ``peak_dist``, ``global_recall``, ``global_precision`` of every person,
+        the same with a ``_<bucket>`` suffix per bucket, and ``count_<bucket>`` (people in it)."""
+        results: dict[str, float] = {}
+        for name, metric in self.test_centres.items():
+            suffix = "" if name == "all" else f"_{name}"
+            scores = metric.compute()
+            results.update({f"pck_centre{suffix}": float(scores["pck"]),
+                            f"peak_dist{suffix}": float(scores["peak_dist"]),
+                            f"global_recall{suffix}": float(scores["global_recall"]),
+                            f"global_precision{suffix}": float(scores["global_precision"]),
+                            f"count{suffix or '_all'}": float(metric.people)})
+            metric.reset()
+        self.test_results = results
+        for key, value in results.items():
+            self.log(f"test/{key}", value)
 
     def _log_maps(self, images: torch.Tensor, pred: torch.Tensor, target: torch.Tensor) -> None:
         log_centermap_grid(self.loggers, "val/centermaps", images[: self.hparams.num_vis],
