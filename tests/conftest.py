@@ -191,7 +191,8 @@ def tiny_table_settings(out: Path, synthcrowd: Path, *extra: str) -> list[str]:
     everything = ",".join(f"'{o}'" for o in [f"++data.root={synthcrowd}", *TINY_OVERRIDES, "logger=csv",
                                              "trainer.max_epochs=1", "trainer.enable_progress_bar=false"])
     return [f"out={out}", f"overrides=[{everything}]",
-            "regressor_overrides=[model.backbone=resnet18,model.context_input_size=64]", "budget.cpu=[]", *extra]
+            "regressor_overrides=[model.backbone=resnet18,model.context_input_size=64]", "budget.cpu=[]",
+            "context_budget.cpu=[]", *extra]
 
 
 @pytest.fixture(scope="session")

@@ -128,7 +128,8 @@ def format_table_document(result: dict[str, Any]) -> str:
              f"Command: `{_command(result)}`", "",
              f"Seeds: {', '.join(str(s) for s in result['seeds'])}"
              + (" (cells: mean ± sample standard deviation over seeds)" if len(result["seeds"]) > 1 else "")
-             + f". Training budget of every regressor row: `{_joined(result.get('budget'))}`; overrides of every "
+             + f". Training budget of every regressor row: `{_joined(result.get('budget'))}`, of the context "
+             f"estimator `{_joined(result.get('context_budget'))}`; overrides of every "
              f"run `{_joined(result.get('overrides'))}`, of the regressor rows "
              f"`{_joined(result.get('regressor_overrides'))}`, of the context estimator "
              f"`{_joined(result.get('context_overrides'))}`.", "",

@@ -74,18 +74,21 @@ class TableRunner:
         out: the output folder (``<out>/<preset>/...``).
         overrides: Hydra overrides for every training run, after the preset's budget.
         budget: the preset's training budget of the regressor runs (the same for every row).
+        context_budget: the preset's training budget of its context-estimator run.
         context_overrides, regressor_overrides: Hydra overrides for the context-estimator run / the regressor
             runs only, after ``overrides``.
     """
 
     def __init__(self, preset: str, out: str | Path, overrides: Sequence[str] = (), budget: Sequence[str] = (),
-                 context_overrides: Sequence[str] = (), regressor_overrides: Sequence[str] = ()):
+                 context_budget: Sequence[str] = (), context_overrides: Sequence[str] = (),
+                 regressor_overrides: Sequence[str] = ()):
         if preset not in PRESET_SPECS:
             raise KeyError(f"preset={preset!r}: unknown preset; choose one of {', '.join(PRESET_SPECS)}")
         self.preset, self.spec = preset, PRESET_SPECS[preset]
         self.root = Path(out) / preset
         self.runs_dir = self.root / "runs"
         self.budget = [*budget]
+        self.context_budget = [*context_budget]
         self.overrides = [*overrides]
         self.context_overrides = [*context_overrides]
         self.regressor_overrides = [*regressor_overrides]
@@ -97,12 +100,13 @@ class TableRunner:
               ) -> dict[str, Any]:
         """Train one run (or reuse it when finished); returns its ``done.json`` content.
 
-        ``context``: a context-estimator run (``context_overrides`` apply, not the regressor budget).
+        ``context``: a context-estimator run (``context_budget`` and ``context_overrides`` apply, not the
+        regressor budget).
         """
         run_dir = self.run_dir(key, seed)
         done = run_dir / "done.json"
-        # the row's own settings, the preset's budget (regressors), then the user's: later ones win
-        budget = [] if context else self.budget
+        # the row's own settings, the preset's budget, then the user's: later ones win
+        budget = self.context_budget if context else self.budget
         kind = self.context_overrides if context else self.regressor_overrides
         job = {"experiment": experiment, "seed": int(seed), "overrides": [*overrides, *budget, *self.overrides, *kind]}
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -374,7 +378,9 @@ def run_table(cfg: DictConfig) -> dict[str, Any]:
     if not seeds:
         raise ConfigError("seeds=[]: give at least one seed (e.g. seeds=[0,1])")
     budget = list((cfg.get("budget") or {}).get(preset) or [])
+    context_budget = list((cfg.get("context_budget") or {}).get(preset) or [])
     runner = TableRunner(preset, cfg.out, overrides=list(cfg.overrides or []), budget=budget,
+                         context_budget=context_budget,
                          context_overrides=list(cfg.context_overrides or []),
                          regressor_overrides=list(cfg.regressor_overrides or []))
     started = time.perf_counter()
@@ -383,7 +389,8 @@ def run_table(cfg: DictConfig) -> dict[str, Any]:
     else:
         diagnose = bool(cfg.get("context_diagnostics")) and preset == "cpu" and table == "occlusion"
         body = _mesh_table(runner, table, rows, seeds, context_diagnostics=diagnose)
-    result = {"table": table, "preset": preset, "seeds": seeds, "budget": runner.budget, "overrides": runner.overrides,
+    result = {"table": table, "preset": preset, "seeds": seeds, "budget": runner.budget,
+              "context_budget": runner.context_budget, "overrides": runner.overrides,
               "context_overrides": runner.context_overrides, "regressor_overrides": runner.regressor_overrides,
               "machine": machine_description(), "seconds": round(time.perf_counter() - started, 1), **body}
     folder = runner.root / table
