@@ -339,6 +339,22 @@ def _test(module, datamodule, trainer: L.Trainer, cfg: DictConfig, folder: Path 
     return results
 
 
+def _record_evaluation(module: L.LightningModule, cfg: DictConfig) -> None:
+    """Add the evaluation's config to the run config the checkpoint stored (``evaluated_with``)."""
+    stored = OmegaConf.create(module.run_config or {})
+    module.run_config = OmegaConf.to_container(OmegaConf.merge(stored, {"evaluated_with": cfg}), resolve=True)
+
+
+def _evaluation_data_and_trainer(cfg: DictConfig, split: str) -> tuple[L.LightningDataModule, L.Trainer]:
+    """The data module testing ``split`` and the Trainer (with the config's loggers and callbacks) of ``evaluate``."""
+    datamodule = instantiate(cfg.data, _convert_="all")
+    datamodule.test_split = split
+    trainer = instantiate(cfg.trainer, logger=_instantiate_group(cfg.get("logger")) or False,
+                          callbacks=_instantiate_group(cfg.get("callbacks")), default_root_dir=cfg.run_dir,
+                          _convert_="all")
+    return datamodule, trainer
+
+
 def _evaluate_context_estimator(cfg: DictConfig, ckpt: str, split: str) -> dict[str, Any]:
     """Score a context estimator's decoded centres on a split, for every person and per bucket.
 
@@ -347,13 +363,8 @@ def _evaluate_context_estimator(cfg: DictConfig, ckpt: str, split: str) -> dict[
     also per result bucket (``_heavy``, ``_distractor``, ...), and the people counted.
     """
     module = load_context_checkpoint(ckpt)
-    stored = OmegaConf.create(module.run_config or {})
-    module.run_config = OmegaConf.to_container(OmegaConf.merge(stored, {"evaluated_with": cfg}), resolve=True)
-    datamodule = instantiate(cfg.data, _convert_="all")
-    datamodule.test_split = split
-    trainer = instantiate(cfg.trainer, logger=_instantiate_group(cfg.get("logger")) or False,
-                          callbacks=_instantiate_group(cfg.get("callbacks")), default_root_dir=cfg.run_dir,
-                          _convert_="all")
+    _record_evaluation(module, cfg)
+    datamodule, trainer = _evaluation_data_and_trainer(cfg, split)
     trainer.test(module, datamodule=datamodule, verbose=False)
     protocol = {"name": "body centres (context estimator)", "pck_threshold": module.hparams.pck_threshold,
                 "global_radius": module.hparams.global_radius, "split": split}
@@ -501,8 +512,7 @@ def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
     for mode in modes:  # every mode must apply to this model before anything runs
         module.context_mode = mode
     module.context_mode = "true"
-    stored = OmegaConf.create(module.run_config or {})
-    module.run_config = OmegaConf.to_container(OmegaConf.merge(stored, {"evaluated_with": cfg}), resolve=True)
+    _record_evaluation(module, cfg)
     if module.hparams.context_source == "predicted" and not cfg.data.get("predicted_centres"):
         cfg = copy.deepcopy(cfg)
         with open_dict(cfg):
@@ -510,11 +520,7 @@ def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
                 cfg.data, module.context_net, (split,), Path(cfg.run_dir) / "predicted_centres",
                 int(module.hparams.context_input_size), str(cfg.trainer.get("precision", "")).startswith("bf16"),
                 str(module.hparams.context_checkpoint))
-    datamodule = instantiate(cfg.data, _convert_="all")
-    datamodule.test_split = split
-    trainer = instantiate(cfg.trainer, logger=_instantiate_group(cfg.get("logger")) or False,
-                          callbacks=_instantiate_group(cfg.get("callbacks")), default_root_dir=cfg.run_dir,
-                          _convert_="all")
+    datamodule, trainer = _evaluation_data_and_trainer(cfg, split)
     results = (_test(module, datamodule, trainer, cfg) if modes == ["true"]
                else _test_context_modes(module, datamodule, trainer, cfg, modes))
     _finish_loggers(trainer)

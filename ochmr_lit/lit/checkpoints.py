@@ -119,14 +119,15 @@ def check_training_checkpoint(ckpt: str | Path, module: torch.nn.Module) -> None
                               "was trained with, or start without ckpt_path")
 
 
-def _read(ckpt: str | Path) -> dict[str, Any]:
+def _read(ckpt: str | Path, takes: str = REGRESSOR_CHECKPOINTS) -> dict[str, Any]:
+    """A checkpoint for evaluation, read or refused in one line; ``takes`` says which files the command takes."""
     def not_ours(state: Any) -> str:
         keys = sorted(map(str, state))[:6] if isinstance(state, dict) else type(state).__name__
         return (f"{ckpt} is not a checkpoint of this framework (top-level {keys}, no state_dict with "
-                f"hyper_parameters); {REGRESSOR_CHECKPOINTS} (SPIN or torchvision weight files start a "
+                f"hyper_parameters); {takes} (SPIN or torchvision weight files start a "
                 "training run through model.pretrained)")
 
-    return _load_checkpoint(ckpt, str(ckpt), REGRESSOR_CHECKPOINTS, REGRESSOR_CHECKPOINTS, not_ours)
+    return _load_checkpoint(ckpt, str(ckpt), takes, takes, not_ours)
 
 
 def load_regressor_checkpoint(ckpt: str | Path, overrides: dict[str, Any] | None = None) -> MeshRegressorModule:
@@ -182,12 +183,7 @@ def load_context_checkpoint(ckpt: str | Path) -> ContextEstimatorModule:
     Raises a one-line error naming the checkpoint and the fix when the file is missing, unreadable, a regressor's,
     or holds weights that do not fit the HRNet width its hyper-parameters name.
     """
-    def not_ours(state: Any) -> str:
-        keys = sorted(map(str, state))[:6] if isinstance(state, dict) else type(state).__name__
-        return (f"{ckpt} is not a checkpoint of this framework (top-level {keys}, no state_dict with "
-                f"hyper_parameters); {CONTEXT_CHECKPOINTS}")
-
-    state = _load_checkpoint(ckpt, str(ckpt), CONTEXT_CHECKPOINTS, CONTEXT_CHECKPOINTS, not_ours)
+    state = _read(ckpt, CONTEXT_CHECKPOINTS)
     hparams = dict(state["hyper_parameters"])
     accepted = set(inspect.signature(ContextEstimatorModule.__init__).parameters) - {"self"}
     foreign = sorted(set(hparams) - accepted)
