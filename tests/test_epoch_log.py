@@ -2,6 +2,7 @@
 
 import io
 import logging
+from types import SimpleNamespace
 
 import lightning as L
 import torch
@@ -66,3 +67,22 @@ def test_step_lines_every_n_steps_without_a_progress_bar(tmp_path, caplog):
         "epoch 1, step 2/6", "epoch 1, step 4/6", "epoch 1, step 6/6"]
     assert "steps/s, about" in steps[0] and "s left in the epoch" in steps[0]
     assert lines[-1].startswith("epoch 1/1: 6 steps in ")
+
+
+def test_an_epoch_resumed_midway_counts_from_where_it_resumed(caplog):
+    # a run stopped at step 202 of 85-step epochs resumes in epoch 3 at its batch 33 (0-based 32)
+    trainer = SimpleNamespace(global_step=0, current_epoch=2, max_epochs=40, num_training_batches=85,
+                              is_global_zero=True, progress_bar_callback=None, callback_metrics={})
+    callback = EpochLog(every_n_steps=50)
+    with caplog.at_level(logging.INFO, logger="ochmr_lit.lit.epoch_log"):
+        callback.on_train_epoch_start(trainer, None)  # the step counter is restored after this hook
+        trainer.global_step = 202
+        for batch_idx in range(32, 85):
+            callback.on_train_batch_start(trainer, None, None, batch_idx)
+            trainer.global_step += 1
+            callback.on_train_batch_end(trainer, None, None, None, batch_idx)
+        callback.on_train_epoch_end(trainer, None)
+    lines = [r.getMessage() for r in caplog.records if r.name == "ochmr_lit.lit.epoch_log"]
+    assert lines[0].startswith("epoch 3, step 50/85 of the epoch, ")  # its place in the epoch, not 18 or 250
+    assert " s left in the epoch" in lines[0] and "about -" not in lines[0]
+    assert lines[1].startswith("epoch 3/40: 53 steps in ") and "(step 255, resumed at batch 33)" in lines[1]

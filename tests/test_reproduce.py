@@ -145,3 +145,33 @@ def test_paper_sweep_needs_detection_files(tmp_path):
     done = run_reproduce("table=detector_sweep", "preset=paper", f"out={tmp_path}")
     assert done.returncode == 2
     assert "needs detections.coco=<COCO results JSON" in done.stderr.strip().splitlines()[-1]
+
+
+def test_a_given_context_checkpoint_must_be_a_context_estimator(tmp_path):
+    missing = tmp_path / "context.ckpt"
+    done = run_reproduce("table=occlusion", f"out={tmp_path}", f"context_checkpoint={missing}")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith(f"error: context_checkpoint={missing}: no such file")
+    assert not (tmp_path / "cpu").exists()  # refused before any run starts
+
+
+@pytest.mark.slow
+def test_a_table_reads_a_given_context_estimator_instead_of_training_one(tiny_tables, tiny_synthcrowd, tmp_path):
+    root, sweep, _ = tiny_tables
+    assert sweep.returncode == 0, sweep.stderr[-3000:]
+    trained = json.loads((root / "runs" / "context" / "seed0" / "done.json").read_text())["checkpoint"]
+    regressor = json.loads((root / "runs" / "spin" / "seed0" / "done.json").read_text())["checkpoint"]
+    settings = tiny_table_settings(tmp_path, tiny_synthcrowd)
+
+    done = run_reproduce("table=detector_sweep", *settings, f"context_checkpoint={regressor}")
+    assert done.returncode == 2 and "is a mesh regressor's checkpoint, not a context estimator's" in done.stderr
+
+    done = run_reproduce("table=detector_sweep", *settings, f"context_checkpoint={trained}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert not (tmp_path / "cpu" / "runs" / "context").exists() and "training context" not in done.stderr
+    job = json.loads((tmp_path / "cpu" / "runs" / "ochmr_predicted_d2" / "seed0" / "job.json").read_text())
+    assert f"model.context_checkpoint={trained}" in job["overrides"]
+    table = json.loads((tmp_path / "cpu" / "detector_sweep" / "table.json").read_text())
+    assert table["context_checkpoint"] == trained
+    text = (tmp_path / "cpu" / "detector_sweep" / "table.md").read_text()
+    assert f"context_checkpoint={trained}" in text and "not trained by this command" in text

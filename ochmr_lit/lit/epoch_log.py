@@ -48,33 +48,44 @@ class EpochLog(Callback):
             raise ValueError(f"every_n_steps must be 0 (no step lines) or positive, got {every_n_steps}")
         self.every_n_steps = every_n_steps
         self._started = time.perf_counter()
-        self._first_step = 0
+        self._first_step: int | None = None
+        self._first_batch: int | None = None
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._started = time.perf_counter()
-        self._first_step = trainer.global_step
+        self._first_step = self._first_batch = None
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        # Read at the epoch's first batch, not at its start: a run resumed in the middle of an epoch starts at
+        # a later batch, and its step counter is only restored once training begins.
+        if self._first_batch is None:
+            self._first_batch, self._first_step = batch_idx, trainer.global_step
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        done = trainer.global_step - self._first_step
-        if (not self.every_n_steps or done == 0 or done % self.every_n_steps or not trainer.is_global_zero
+        position = batch_idx + 1  # batches of this epoch behind us, those before a resume included
+        done = position - (self._first_batch or 0)  # batches this process ran in this epoch
+        if (not self.every_n_steps or position % self.every_n_steps or not trainer.is_global_zero
                 or trainer.progress_bar_callback is not None):
             return
         elapsed = time.perf_counter() - self._started
         rate = done / max(elapsed, 1e-9)
         total = trainer.num_training_batches
-        left = f", about {(total - done) / rate:.0f} s left in the epoch" if isinstance(total, int) else ""
+        left = f", about {(total - position) / rate:.0f} s left in the epoch" if isinstance(total, int) else ""
         shown = format_metrics(dict(trainer.callback_metrics), ("train/loss_total", "train/loss"))
-        line = f"epoch {trainer.current_epoch + 1}, step {done}/{total} of the epoch, {rate:.2f} steps/s{left}"
+        line = f"epoch {trainer.current_epoch + 1}, step {position}/{total} of the epoch, {rate:.2f} steps/s{left}"
         log.info(f"{line}; {shown}" if shown else line)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero:
             return
         total = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else "?"
-        steps = trainer.global_step - self._first_step
+        first = trainer.global_step if self._first_step is None else self._first_step
+        steps = trainer.global_step - first
+        resumed = f", resumed at batch {self._first_batch + 1}" if self._first_batch else ""
         line = (f"epoch {trainer.current_epoch + 1}/{total}: {steps} step{'' if steps == 1 else 's'} in "
-                f"{time.perf_counter() - self._started:.0f} s (step {trainer.global_step})")
+                f"{time.perf_counter() - self._started:.0f} s (step {trainer.global_step}{resumed})")
         shown = format_metrics(dict(trainer.callback_metrics))
         log.info(f"{line}; {shown}" if shown else line)
 

@@ -26,6 +26,8 @@ def _joined(overrides: list[str] | None) -> str:
 def _command(result: dict[str, Any]) -> str:
     parts = [f"python -m ochmr_lit.reproduce table={result['table']}", f"preset={result['preset']}",
              f"seeds=[{','.join(str(s) for s in result['seeds'])}]"]
+    if result.get("context_checkpoint"):
+        parts.append(f"context_checkpoint={result['context_checkpoint']}")
     return " ".join(parts)
 
 
@@ -121,6 +123,13 @@ TITLES = {
 }
 
 
+def _context_estimator_budget(result: dict[str, Any]) -> str:
+    given = result.get("context_checkpoint")
+    if given:
+        return f"the context estimator given as `context_checkpoint={given}` (not trained by this command)"
+    return f"of the context estimator `{_joined(result.get('context_budget'))}`"
+
+
 def format_table_document(result: dict[str, Any]) -> str:
     """Title, command, seeds, machine, time, then the table (Markdown)."""
     minutes = result["seconds"] / 60.0
@@ -128,8 +137,8 @@ def format_table_document(result: dict[str, Any]) -> str:
              f"Command: `{_command(result)}`", "",
              f"Seeds: {', '.join(str(s) for s in result['seeds'])}"
              + (" (cells: mean ± sample standard deviation over seeds)" if len(result["seeds"]) > 1 else "")
-             + f". Training budget of every regressor row: `{_joined(result.get('budget'))}`, of the context "
-             f"estimator `{_joined(result.get('context_budget'))}`; overrides of every "
+             + f". Training budget of every regressor row: `{_joined(result.get('budget'))}`, "
+             + _context_estimator_budget(result) + "; overrides of every "
              f"run `{_joined(result.get('overrides'))}`, of the regressor rows "
              f"`{_joined(result.get('regressor_overrides'))}`, of the context estimator "
              f"`{_joined(result.get('context_overrides'))}`.", "",

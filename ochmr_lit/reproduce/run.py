@@ -27,6 +27,7 @@ from omegaconf import DictConfig
 from ochmr_lit.errors import ConfigError, MissingFileError
 from ochmr_lit.eval.references import REFERENCE_LABELS, REFERENCES
 from ochmr_lit.eval.results_files import atomic_write_text
+from ochmr_lit.lit.checkpoints import load_context_checkpoint
 from ochmr_lit.reproduce.formatting import format_table_document
 from ochmr_lit.reproduce.simulated_detector import write_simulated_detections
 from ochmr_lit.reproduce.sweep import sweep_checkpoint
@@ -77,11 +78,13 @@ class TableRunner:
         context_budget: the preset's training budget of its context-estimator run.
         context_overrides, regressor_overrides: Hydra overrides for the context-estimator run / the regressor
             runs only, after ``overrides``.
+        context_checkpoint: a trained context estimator the rows with predicted context read instead of one this
+            runner trains (``context_budget`` and ``context_overrides`` then do not apply).
     """
 
     def __init__(self, preset: str, out: str | Path, overrides: Sequence[str] = (), budget: Sequence[str] = (),
                  context_budget: Sequence[str] = (), context_overrides: Sequence[str] = (),
-                 regressor_overrides: Sequence[str] = ()):
+                 regressor_overrides: Sequence[str] = (), context_checkpoint: str | Path | None = None):
         if preset not in PRESET_SPECS:
             raise KeyError(f"preset={preset!r}: unknown preset; choose one of {', '.join(PRESET_SPECS)}")
         self.preset, self.spec = preset, PRESET_SPECS[preset]
@@ -92,6 +95,7 @@ class TableRunner:
         self.overrides = [*overrides]
         self.context_overrides = [*context_overrides]
         self.regressor_overrides = [*regressor_overrides]
+        self.given_context_checkpoint = str(context_checkpoint) if context_checkpoint else None
 
     def run_dir(self, key: str, seed: int) -> Path:
         return self.runs_dir / key / f"seed{seed}"
@@ -128,7 +132,9 @@ class TableRunner:
         return record
 
     def context_checkpoint(self) -> str:
-        """The preset's context estimator (trained once, seed 0)."""
+        """The given context estimator, or the preset's (trained once, seed 0)."""
+        if self.given_context_checkpoint:
+            return self.given_context_checkpoint
         return self.train("context", self.spec.context_experiment, 0, [], context=True)["checkpoint"]
 
     def train_row(self, row: Row, seed: int) -> dict[str, Any]:
@@ -370,6 +376,18 @@ def _write_sweep_results(folder: Path, result: dict[str, list[float]], protocol:
     atomic_write_text(folder / "sweep_columns.json", json.dumps(result, indent=2))  # written last: the sweep is done
 
 
+def _given_context_checkpoint(path: Any) -> str | None:
+    """``context_checkpoint=<file>`` checked before any run starts: it exists and holds a context estimator."""
+    if not path:
+        return None
+    if not Path(str(path)).is_file():
+        raise MissingFileError(f"context_checkpoint={path}: no such file; give a checkpoint of a trained context "
+                               "estimator (python -m ochmr_lit.fit experiment=synthcrowd_context, "
+                               "<run>/checkpoints/*.ckpt), or drop the key to train one")
+    load_context_checkpoint(path)  # refuses a regressor's checkpoint or foreign weights, naming the file
+    return str(Path(str(path)).resolve())
+
+
 def run_table(cfg: DictConfig) -> dict[str, Any]:
     """Run the table ``cfg.table`` (see ``configs/reproduce.yaml``); returns what ``table.json`` holds."""
     table, preset = str(cfg.table), str(cfg.preset)
@@ -379,10 +397,15 @@ def run_table(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError("seeds=[]: give at least one seed (e.g. seeds=[0,1])")
     budget = list((cfg.get("budget") or {}).get(preset) or [])
     context_budget = list((cfg.get("context_budget") or {}).get(preset) or [])
+    context_checkpoint = _given_context_checkpoint(cfg.get("context_checkpoint"))
+    if context_checkpoint and cfg.context_overrides:
+        raise ConfigError(f"context_overrides={list(cfg.context_overrides)} do not apply to a given "
+                          "context_checkpoint (it is not trained again); drop one of the two")
     runner = TableRunner(preset, cfg.out, overrides=list(cfg.overrides or []), budget=budget,
                          context_budget=context_budget,
                          context_overrides=list(cfg.context_overrides or []),
-                         regressor_overrides=list(cfg.regressor_overrides or []))
+                         regressor_overrides=list(cfg.regressor_overrides or []),
+                         context_checkpoint=context_checkpoint)
     started = time.perf_counter()
     if table == "detector_sweep":
         body = _sweep_table(runner, cfg, rows, seeds)
@@ -390,7 +413,8 @@ def run_table(cfg: DictConfig) -> dict[str, Any]:
         diagnose = bool(cfg.get("context_diagnostics")) and preset == "cpu" and table == "occlusion"
         body = _mesh_table(runner, table, rows, seeds, context_diagnostics=diagnose)
     result = {"table": table, "preset": preset, "seeds": seeds, "budget": runner.budget,
-              "context_budget": runner.context_budget, "overrides": runner.overrides,
+              "context_budget": runner.context_budget, "context_checkpoint": context_checkpoint,
+              "overrides": runner.overrides,
               "context_overrides": runner.context_overrides, "regressor_overrides": runner.regressor_overrides,
               "machine": machine_description(), "seconds": round(time.perf_counter() - started, 1), **body}
     folder = runner.root / table
