@@ -322,7 +322,7 @@ def _with_hparams(source: Path, target: Path, **hparams) -> Path:
 
 
 def test_regressor_checkpoint_loads_with_its_own_architecture(spin_checkpoint):
-    from ochmr_lit.runner import load_regressor_checkpoint
+    from ochmr_lit.lit.checkpoints import load_regressor_checkpoint
 
     module = load_regressor_checkpoint(str(spin_checkpoint), {"protocol": "synthcrowd"})
     stored = torch.load(spin_checkpoint, map_location="cpu", weights_only=True)["state_dict"]
@@ -409,7 +409,8 @@ def test_every_trainer_argument_passes_through_and_logger_none_trains(tmp_path, 
 
 
 def test_a_checkpoint_of_another_experiments_architecture_is_refused_unless_allowed(spin_checkpoint, tmp_path):
-    from ochmr_lit.runner import check_same_architecture, load_regressor_checkpoint
+    from ochmr_lit.lit.checkpoints import load_regressor_checkpoint
+    from ochmr_lit.runner import check_same_architecture
 
     state = torch.load(spin_checkpoint, map_location="cpu", weights_only=True)
     state["run_config"] = {"task": "regressor", "experiment_name": "synthcrowd_spin"}

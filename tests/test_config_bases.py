@@ -15,7 +15,7 @@ import ochmr_lit.configs
 from ochmr_lit.config_checks import check_trainer
 from ochmr_lit.errors import ConfigError
 from ochmr_lit.lit.optim import OptimConfig
-from ochmr_lit.runner import _stage_config
+from ochmr_lit.runner.training import stage_config
 
 CONFIGS = Path(ochmr_lit.configs.__file__).resolve().parent
 #: The loader settings every data config inherits.
@@ -92,7 +92,7 @@ def test_context_stage_states_only_what_differs_from_the_context_model(name):
 @pytest.mark.parametrize("name", pipeline_experiments())
 def test_context_stage_model_is_the_context_model_with_the_experiments_values(name):
     cfg = compose_fit(f"experiment={name}")
-    model = OmegaConf.to_container(_stage_config(cfg).model, resolve=True)
+    model = OmegaConf.to_container(stage_config(cfg).model, resolve=True)
     base = OmegaConf.to_container(OmegaConf.load(CONTEXT_MODEL))
     assert model.keys() == base.keys()
     assert model["_target_"] == "ochmr_lit.lit.ContextEstimatorModule"
@@ -102,7 +102,7 @@ def test_context_stage_model_is_the_context_model_with_the_experiments_values(na
 def test_synthcrowd_context_stage_keeps_its_settings():
     """The settings the context stage of the default pipeline had when the experiment stated its whole model."""
     cfg = compose_fit("experiment=synthcrowd")
-    stage = _stage_config(cfg)
+    stage = stage_config(cfg)
     model = OmegaConf.to_container(stage.model, resolve=True)
     assert {k: model[k] for k in ("width", "pck_threshold", "channels_last", "num_vis", "compile", "compile_mode",
                                   "pretrained")} == {"width": 16, "pck_threshold": 0.05, "channels_last": True,
@@ -116,7 +116,7 @@ def test_synthcrowd_context_stage_keeps_its_settings():
 
 
 def test_context_stage_overrides_reach_the_composed_model():
-    stage = _stage_config(compose_fit("experiment=synthcrowd", "context_stage.model.width=32"))
+    stage = stage_config(compose_fit("experiment=synthcrowd", "context_stage.model.width=32"))
     assert stage.model.width == 32 and stage.model.pck_threshold == 0.05
 
 
@@ -124,7 +124,7 @@ def test_context_stage_without_a_model_config_is_refused():
     cfg = compose_fit("experiment=synthcrowd")
     cfg.context_stage.model = {"width": 16}
     with pytest.raises(ConfigError, match="context_stage.model has no _target_"):
-        _stage_config(cfg)
+        stage_config(cfg)
 
 
 DEBUG_PRESETS = ("fast", "overfit", "profile")
@@ -143,7 +143,7 @@ def test_debug_preset_shares_the_base(preset):
     assert list(cfg.logger) == ["csv"], "a debug run writes CSV logs only"
     assert (cfg.data.num_workers, cfg.trainer.log_every_n_steps) == (0, 1)
     assert cfg.task == "pipeline" and cfg.experiment_name == "synthcrowd"  # the experiment itself is kept
-    check_trainer(_stage_config(cfg).trainer, "context_stage.trainer")
+    check_trainer(stage_config(cfg).trainer, "context_stage.trainer")
 
 
 def test_debug_fast_runs_a_few_batches_of_one_epoch_on_small_splits():
@@ -153,7 +153,7 @@ def test_debug_fast_runs_a_few_batches_of_one_epoch_on_small_splits():
     assert 0 < trainer.limit_train_batches <= 10 and 0 < trainer.limit_val_batches <= 5
     assert 0 < trainer.limit_test_batches <= 5
     assert sum(cfg.data.splits.values()) <= 20 and cfg.data.generation_seed != 0  # its own cache folder
-    assert _stage_config(cfg).trainer.limit_train_batches == trainer.limit_train_batches
+    assert stage_config(cfg).trainer.limit_train_batches == trainer.limit_train_batches
 
 
 def test_debug_fast_leaves_splits_alone_where_the_data_config_has_none():

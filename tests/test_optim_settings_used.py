@@ -10,7 +10,8 @@ import ochmr_lit.configs
 from ochmr_lit.config_checks import check_regressor_model, check_run_config
 from ochmr_lit.errors import ConfigError
 from ochmr_lit.lit.optim import OptimConfig
-from ochmr_lit.runner import _stage_config, run_fit
+from ochmr_lit.runner import run_fit
+from ochmr_lit.runner.training import stage_config
 
 EXPERIMENTS = sorted(p.stem for p in (Path(ochmr_lit.configs.__file__).parent / "experiment").glob("*.yaml"))
 
@@ -72,5 +73,5 @@ def test_a_pipeline_stops_before_its_first_stage_on_an_ignored_setting():
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_every_experiment_sets_only_settings_that_are_read(name):
     cfg = compose_fit(f"experiment={name}")
-    stages = [("", cfg)] + ([("context_stage.", _stage_config(cfg))] if cfg.task == "pipeline" else [])
+    stages = [("", cfg)] + ([("context_stage.", stage_config(cfg))] if cfg.task == "pipeline" else [])
     check_run_config(cfg, stages)

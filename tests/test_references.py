@@ -208,7 +208,8 @@ def test_metrics_json_round_trip_keeps_the_references(tmp_path):
 # -- the test loop, end to end -------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_test_loop_writes_references_and_a_zero_head_equals_constant(tmp_path, tiny_synthcrowd):
-    from ochmr_lit.runner import _test, build
+    from ochmr_lit.runner import build
+    from ochmr_lit.runner.testing import run_test
 
     with initialize_config_module(config_module="ochmr_lit.configs", version_base="1.3"):
         cfg = compose(config_name="fit", overrides=[
@@ -216,7 +217,7 @@ def test_test_loop_writes_references_and_a_zero_head_equals_constant(tmp_path, t
             "callbacks=none", "model.num_vis=0", "trainer.enable_progress_bar=false", *TINY_OVERRIDES])
     module, datamodule, trainer = build(cfg)
     _zero_head(module)
-    results = _test(module, datamodule, trainer, cfg)
+    results = run_test(module, datamodule, trainer, cfg)
     model, references = results["metrics"], results["references"]
     assert set(references) == {"constant", "oracle"} and references is module.test_references
     constant = references["constant"]

@@ -1,0 +1,166 @@
+"""``evaluate``: score a trained checkpoint on a split (a regressor, with its context diagnostics, or a context
+estimator's centres) and write the results files."""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from ochmr_lit.errors import CheckpointError, ConfigError
+from ochmr_lit.eval.context_modes import context_mode_list
+from ochmr_lit.eval.results_files import atomic_write_text, context_diagnostics_document, print_table, write_results
+from ochmr_lit.lit.checkpoints import load_context_checkpoint, load_regressor_checkpoint
+from ochmr_lit.runner.build import instantiate_group
+from ochmr_lit.runner.predicted_centres import cache_predicted_centres
+from ochmr_lit.runner.run_folders import resolve_ckpt_path
+from ochmr_lit.runner.testing import finish_loggers, run_test
+
+#: The splits `evaluate split=...` scores.
+EVALUATION_SPLITS = ("train", "val", "test")
+
+def _record_evaluation(module: L.LightningModule, cfg: DictConfig) -> None:
+    """Add the evaluation's config to the run config the checkpoint stored (``evaluated_with``)."""
+    stored = OmegaConf.create(module.run_config or {})
+    module.run_config = OmegaConf.to_container(OmegaConf.merge(stored, {"evaluated_with": cfg}), resolve=True)
+
+def _evaluation_data_and_trainer(cfg: DictConfig, split: str) -> tuple[L.LightningDataModule, L.Trainer]:
+    """The data module testing ``split`` and the Trainer (with the config's loggers and callbacks) of ``evaluate``."""
+    datamodule = instantiate(cfg.data, _convert_="all")
+    datamodule.test_split = split
+    trainer = instantiate(cfg.trainer, logger=instantiate_group(cfg.get("logger")) or False,
+                          callbacks=instantiate_group(cfg.get("callbacks")), default_root_dir=cfg.run_dir,
+                          _convert_="all")
+    return datamodule, trainer
+
+def _evaluate_context_estimator(cfg: DictConfig, ckpt: str, split: str) -> dict[str, Any]:
+    """Score a context estimator's decoded centres on a split, for every person and per bucket.
+
+    ``results/metrics.json`` and ``table.md`` hold ``pck_centre``, ``peak_dist``, ``global_recall`` and
+    ``global_precision`` (fractions of the map side and shares, :class:`ochmr_lit.metrics.CentreLocalisation`), each
+    also per result bucket (``_heavy``, ``_distractor``, ...), and the people counted.
+    """
+    module = load_context_checkpoint(ckpt)
+    _record_evaluation(module, cfg)
+    datamodule, trainer = _evaluation_data_and_trainer(cfg, split)
+    trainer.test(module, datamodule=datamodule, verbose=False)
+    protocol = {"name": "body centres (context estimator)", "pck_threshold": module.hparams.pck_threshold,
+                "global_radius": module.hparams.global_radius, "split": split}
+    if trainer.is_global_zero:
+        write_results(Path(cfg.run_dir) / "results", module.test_results, None, protocol,
+                      run_config=module.run_config)
+        print_table(module.test_results, title=f"{cfg.experiment_name}: body centres ({split} split)")
+    finish_loggers(trainer)
+    return {"checkpoint": ckpt, "results": {"metrics": module.test_results, "protocol": protocol}}
+
+def context_modes(cfg: DictConfig) -> list[str]:
+    """The context modes an evaluation runs: ``context_modes`` (a list) when set, else ``context_mode``.
+
+    Either may be one mode or a list of ``true`` / ``shuffled`` / ``zeroed``; default ``[true]``.
+    """
+    if cfg.get("context_modes") is not None:
+        value, key = cfg.context_modes, "context_modes"
+    else:
+        value, key = cfg.get("context_mode", "true"), "context_mode"
+    if OmegaConf.is_config(value):
+        value = OmegaConf.to_container(value)
+    return context_mode_list(value, key)
+
+def _test_context_modes(module, datamodule, trainer: L.Trainer, cfg: DictConfig, modes: list[str]
+                        ) -> dict[str, Any]:
+    """Test once per context mode: ``results/context_<mode>/`` each, ``results/context_diagnostics.md``.
+
+    ``results/`` itself holds the ``true`` evaluation (metrics {} when ``true`` is not among the modes) with
+    ``context_diagnostics`` (mode -> metrics) in its ``metrics.json`` and ``table.md``.
+    """
+    root = Path(cfg.run_dir) / "results"
+    outcomes, per_mode, tables = {}, {}, {}
+    for mode in modes:
+        module.context_mode = mode
+        outcomes[mode] = run_test(module, datamodule, trainer, cfg, folder=root / f"context_{mode}")
+        per_mode[mode] = outcomes[mode]["metrics"]
+        tables[mode] = (module.test_per_sample, module.test_per_joint)
+    module.context_mode = "true"
+    first = outcomes[modes[0]]
+    results = {**(outcomes.get("true") or {**first, "metrics": {}}), "context_diagnostics": per_mode}
+    if trainer.is_global_zero:
+        per_sample, per_joint = tables.get("true", (None, None))
+        write_results(root, results["metrics"], per_sample, results["protocol"], run_config=module.run_config,
+                      per_joint=per_joint, references=results["references"], context_diagnostics=per_mode)
+        document = context_diagnostics_document(per_mode, results["protocol"]["name"])
+        atomic_write_text(root / "context_diagnostics.md", document)
+        print(f"\n{document}")
+    return results
+
+def _architecture(backbone: Any, conorm_depths: Any) -> str:
+    depths = sorted(int(d) for d in (conorm_depths or []))
+    kind = f"OCHMR (CoNorm after layer {', '.join(map(str, depths))})" if depths else "SPIN (no CoNorm)"
+    return f"{kind} {backbone}"
+
+def check_same_architecture(cfg: DictConfig, module: Any, ckpt: str) -> None:
+    """Refuse to file a checkpoint's results under another experiment whose model differs from it.
+
+    Applies when the checkpoint names the experiment that trained it; ``allow_other_architecture=true`` evaluates it
+    anyway (``python -m ochmr_lit.evaluate`` then files the results under the checkpoint's own experiment).
+    """
+    trained_in = (module.run_config or {}).get("experiment_name")
+    if not trained_in or trained_in == cfg.get("experiment_name") or cfg.get("allow_other_architecture"):
+        return
+    trained = _architecture(module.hparams.backbone, module.hparams.conorm_depths)
+    asked = _architecture(cfg.model.get("backbone"), cfg.model.get("conorm_depths"))
+    if trained != asked:
+        raise CheckpointError(
+            f"{ckpt} is a {trained} checkpoint of experiment {trained_in}, but experiment={cfg.experiment_name} is "
+            f"a {asked}: evaluate it with experiment={trained_in}, or add allow_other_architecture=true to evaluate "
+            f"it anyway (its results are then filed under {trained_in})")
+
+def evaluation_split(cfg: DictConfig) -> str:
+    """The split ``evaluate`` scores (``split``: train, val or test; train as evaluation crops, unaugmented)."""
+    split = cfg.get("split", "test")
+    if split not in EVALUATION_SPLITS:
+        raise ConfigError(f"split={split!r}: evaluate scores one of {', '.join(EVALUATION_SPLITS)} "
+                          "(e.g. split=val)")
+    return str(split)
+
+def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Evaluate a regressor checkpoint on a split and write the results files (a context estimator's under
+    ``task=context``, e.g. ``experiment=synthcrowd_context``: :func:`_evaluate_context_estimator`).
+
+    The model is rebuilt from the checkpoint's own hyper-parameters (architecture, context source and
+    context-estimator checkpoint); data, trainer and loggers come from the composed config; ``protocol``
+    overrides the protocol recorded in the checkpoint. ``context_mode`` (or ``context_modes``) other than
+    ``true`` runs the context diagnostics (:func:`_test_context_modes`).
+    """
+    os.environ.setdefault("WANDB_MODE", "offline")
+    ckpt = resolve_ckpt_path(cfg)
+    if ckpt is None:
+        raise ConfigError("evaluate needs ckpt_path=<checkpoint file> (or ckpt_path=last)")
+    split = evaluation_split(cfg)
+    L.seed_everything(cfg.seed, workers=True)
+    if cfg.get("task") == "context":
+        return _evaluate_context_estimator(cfg, ckpt, split)
+    overrides = {"protocol": cfg.protocol} if cfg.get("protocol") else {}
+    modes = context_modes(cfg)
+    module = load_regressor_checkpoint(ckpt, overrides)
+    check_same_architecture(cfg, module, ckpt)
+    for mode in modes:  # every mode must apply to this model before anything runs
+        module.context_mode = mode
+    module.context_mode = "true"
+    _record_evaluation(module, cfg)
+    if module.hparams.context_source == "predicted" and not cfg.data.get("predicted_centres"):
+        cfg = copy.deepcopy(cfg)
+        with open_dict(cfg):
+            cfg.data.predicted_centres = cache_predicted_centres(
+                cfg.data, module.context_net, (split,), Path(cfg.run_dir) / "predicted_centres",
+                int(module.hparams.context_input_size), str(cfg.trainer.get("precision", "")).startswith("bf16"),
+                str(module.hparams.context_checkpoint))
+    datamodule, trainer = _evaluation_data_and_trainer(cfg, split)
+    results = (run_test(module, datamodule, trainer, cfg) if modes == ["true"]
+               else _test_context_modes(module, datamodule, trainer, cfg, modes))
+    finish_loggers(trainer)
+    return {"checkpoint": ckpt, "results": results}
