@@ -96,7 +96,24 @@ def _mesh_section(result: dict[str, Any]) -> list[str]:
                                                                       strict=True))
         lines += ["", f"{bucket} MPJPE of OCHMR (predicted context) against SPIN: {100 * gain['of_means']:.1f} "
                   f"% lower ({seeds}); the claim to check is at least 20 % lower."]
+    lines += _interval_lines(result)
     return lines
+
+
+def _interval_lines(result: dict[str, Any]) -> list[str]:
+    """The paired bootstrap intervals of each row-with-context's MPJPE reduction against SPIN, one line per row."""
+    intervals = result.get("claim_intervals") or {}
+    labels = {row["key"]: row["label"] for row in result.get("rows", [])}
+    lines = []
+    for key, buckets in intervals.items():
+        parts = [f"{bucket} {100 * g['gain']:.1f} % [{100 * g['low']:.1f}, {100 * g['high']:.1f}] ({g['people']} "
+                 "people)" for bucket, g in buckets.items()]
+        lines.append(f"- {labels.get(key, key)}: " + "; ".join(parts))
+    if not lines:
+        return []
+    level = next(iter(next(iter(intervals.values())).values()))["level"]
+    return ["", f"MPJPE reduction against SPIN per person, seeds averaged, with its {100 * level:.0f} % paired "
+            "bootstrap interval over the bucket's people (the same people resampled for both models):", "", *lines]
 
 
 #: (metric, bucket name) of the supplementary's claim: OCHMR with predicted context at least 20 % below SPIN.

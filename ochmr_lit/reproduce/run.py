@@ -25,10 +25,11 @@ import torch
 from omegaconf import DictConfig
 
 from ochmr_lit.errors import ConfigError, MissingFileError
+from ochmr_lit.eval.paired_gain import paired_gain, pooled_person_errors
 from ochmr_lit.eval.references import REFERENCE_LABELS, REFERENCES
 from ochmr_lit.eval.results_files import atomic_write_text
 from ochmr_lit.lit.checkpoints import load_context_checkpoint
-from ochmr_lit.reproduce.formatting import format_table_document
+from ochmr_lit.reproduce.formatting import CLAIM_BUCKETS, format_table_document
 from ochmr_lit.reproduce.simulated_detector import write_simulated_detections
 from ochmr_lit.reproduce.sweep import sweep_checkpoint
 from ochmr_lit.reproduce.tables import PRESET_SPECS, Row, default_seeds, table_rows
@@ -305,7 +306,43 @@ def _mesh_table(runner: TableRunner, table: str, rows: list[Row], seeds: list[in
         if context_diagnostics and row.context != "none":
             diagnostic_rows.extend(_diagnostic_rows(runner, row, per_seed, columns))
     return {"columns": [[h, k] for h, k, _ in columns], "rows": [*out_rows, *diagnostic_rows],
-            "references": _reference_rows(references or {}, columns)}
+            "references": _reference_rows(references or {}, columns),
+            "claim_intervals": _claim_intervals(out_rows)}
+
+
+def _claim_intervals(rows: list[dict[str, Any]], baseline: str = "spin") -> dict[str, dict[str, Any]]:
+    """Row key -> bucket -> paired bootstrap interval of the row's MPJPE reduction against ``baseline``.
+
+    For every row with context, on each bucket of the supplementary's claim (:data:`CLAIM_BUCKETS`): per-person
+    MPJPE averaged over the seeds (the same people for both rows, read from each run's ``per_sample.csv``), its
+    relative reduction and 95 % interval (:func:`ochmr_lit.eval.paired_gain.paired_gain`). Rows whose runs kept no
+    per-person results (e.g. the paper preset's, evaluated elsewhere) or buckets with fewer than 2 people are left
+    out.
+    """
+    by_key = {row["key"]: row for row in rows}
+    if baseline not in by_key:
+        return {}
+
+    def folders(row: dict[str, Any]) -> list[str] | None:
+        found = [run.get("results") for run in row["runs"]]
+        return found if all(f and (Path(f) / "per_sample.csv").is_file() for f in found) else None
+
+    base_folders = folders(by_key[baseline])
+    out: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        ours = folders(row) if row["context"] != "none" else None
+        if not ours or not base_folders:
+            continue
+        for metric, _ in CLAIM_BUCKETS:
+            bucket = metric.removeprefix("mpjpe_")
+            people, base = pooled_person_errors(base_folders, "mpjpe_mm", bucket)
+            same, errors = pooled_person_errors(ours, "mpjpe_mm", bucket)
+            if not np.array_equal(people, same):
+                raise ConfigError(f"the runs of {row['key']} and {baseline} scored other people on the {bucket} "
+                                  f"bucket ({ours[0]}, {base_folders[0]}); were they tested on one split?")
+            if len(people) >= 2:
+                out.setdefault(row["key"], {})[bucket] = paired_gain(base, errors)
+    return out
 
 
 def _sweep_inputs(runner: TableRunner, cfg: DictConfig, dataset: str, row: Row) -> tuple[Path, Path, Path]:
