@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from ochmr_lit.eval.paired_gain import paired_gain, pooled_person_errors
+from ochmr_lit.errors import DataError, MissingFileError
+from ochmr_lit.eval.paired_gain import gain_table, main, paired_gain, pooled_person_errors
 from ochmr_lit.eval.results_files import write_results
 from ochmr_lit.reproduce.formatting import format_table_document
 from ochmr_lit.reproduce.run import _claim_intervals
@@ -70,9 +71,9 @@ def test_pooled_errors_average_seeds_per_person_whatever_the_row_order(tmp_path)
     assert pooled_person_errors([first], bucket="all")[1].mean() == pytest.approx(35)
 
     other = _write_run(tmp_path / "other", [0, 1, 2, 3, 4, 5], [1] * 6, ["heavy"] * 6, DISTRACTOR)
-    with pytest.raises(ValueError, match=r"other/per_sample.csv scores other people than .*s0/per_sample.csv"):
+    with pytest.raises(DataError, match=r"other/per_sample.csv scores other people than .*s0/per_sample.csv"):
         pooled_person_errors([first, other], bucket="heavy")
-    with pytest.raises(FileNotFoundError, match=r"nowhere/per_sample.csv not found: evaluate the run first"):
+    with pytest.raises(MissingFileError, match=r"nowhere/per_sample.csv not found: evaluate the run first"):
         pooled_person_errors([tmp_path / "nowhere"])
     with pytest.raises(ValueError, match="bucket='severe': use all or one of none, partial, heavy, distractor"):
         pooled_person_errors([first], bucket="severe")
@@ -100,3 +101,17 @@ def test_a_table_reports_each_context_rows_interval_against_spin(tmp_path):
     assert "95 % paired bootstrap interval" in text
     # without per-person results (e.g. a run evaluated elsewhere) there is nothing to resample
     assert _claim_intervals([{**rows[0], "runs": [{"results": None}]}, rows[1]]) == {}
+
+
+def test_the_command_prints_each_bucket_and_refuses_bad_folders_in_one_line(tmp_path, capsys):
+    base = _write_run(tmp_path / "spin", list(range(6)), np.arange(6) * 10.0 + 100, BUCKETS, DISTRACTOR)
+    ours = _write_run(tmp_path / "ochmr", list(range(6)), (np.arange(6) * 10.0 + 100) * 0.9, BUCKETS, DISTRACTOR)
+    main(["--baseline", str(base), "--method", str(ours), "--buckets", "all", "heavy", "partial"])
+    out = capsys.readouterr().out
+    assert "| all | 6 | 125.0 | 112.5 | 10.0 % | 10.0 to 10.0 % |" in out
+    assert "| heavy | 3 | 123.3 | 111.0 | 10.0 % |" in out and "| partial | 1 | - | - | - | - |" in out
+    assert gain_table([base], [ours], ["heavy"]).splitlines()[2].startswith("| heavy | 3 |")
+    with pytest.raises(SystemExit) as stopped:
+        main(["--baseline", str(tmp_path / "missing"), "--method", str(ours)])
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: ")

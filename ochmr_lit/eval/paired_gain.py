@@ -6,6 +6,14 @@ varies too. :func:`paired_gain` resamples people (the same people for both model
 and gives a confidence interval of the relative error reduction ``1 - mean(method) / mean(baseline)``.
 :func:`pooled_person_errors` reads the per-person errors of several seeds' ``per_sample.csv`` and averages them per
 person, so the pooled gain equals the gain of the seed means.
+
+::
+
+    python -m ochmr_lit.eval.paired_gain --baseline <results folder>... --method <results folder>...
+        [--buckets all heavy distractor] [--column mpjpe_mm]
+
+prints, per bucket, both models' mean error, the reduction and its 95 % interval (each ``--baseline`` /
+``--method`` folder is one run's ``results/``, e.g. one per seed).
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import bootstrap
 
+from ochmr_lit.errors import DataError, MissingFileError, OneLineArgumentParser, user_errors
 from ochmr_lit.eval.records import read_per_sample
 
 #: Bucket name -> (``per_sample.csv`` column, value) selecting its people; ``all`` selects everyone.
@@ -65,7 +74,7 @@ def pooled_person_errors(results_folders: Sequence[str | Path], column: str = "m
     Returns:
         ``(sample_index, errors)``: (N,) sorted sample indices of the bucket's people and their mean errors.
     Raises:
-        FileNotFoundError / ValueError naming the file when a ``per_sample.csv`` is missing, lacks a column, or
+        MissingFileError / DataError naming the file when a ``per_sample.csv`` is missing, lacks a column, or
         scores other people than the first run.
     """
     if bucket != "all" and bucket not in BUCKET_SELECTORS:
@@ -76,13 +85,13 @@ def pooled_person_errors(results_folders: Sequence[str | Path], column: str = "m
     for folder in results_folders:
         path = Path(folder) / "per_sample.csv"
         if not path.is_file():
-            raise FileNotFoundError(f"{path} not found: evaluate the run first (its results folder keeps one row "
+            raise MissingFileError(f"{path} not found: evaluate the run first (its results folder keeps one row "
                                     "per person)")
         table = read_per_sample(path)
         needed = {"sample_index", column} | ({BUCKET_SELECTORS[bucket][0]} if bucket != "all" else set())
         missing = sorted(needed - set(table))
         if missing:
-            raise ValueError(f"{path} has no column {', '.join(missing)}")
+            raise DataError(f"{path} has no column {', '.join(missing)}")
         keep = np.ones(len(table["sample_index"]), dtype=bool)
         if bucket != "all":
             name, value = BUCKET_SELECTORS[bucket]
@@ -92,7 +101,44 @@ def pooled_person_errors(results_folders: Sequence[str | Path], column: str = "m
         if index is None:
             index = these
         elif not np.array_equal(index, these):
-            raise ValueError(f"{path} scores other people than {Path(results_folders[0]) / 'per_sample.csv'} "
+            raise DataError(f"{path} scores other people than {Path(results_folders[0]) / 'per_sample.csv'} "
                              f"(bucket {bucket}); compare runs evaluated on the same split")
         errors.append(table[column][keep][order])
     return index.astype(int), np.mean(errors, axis=0)
+
+
+def gain_table(baseline: Sequence[str | Path], method: Sequence[str | Path], buckets: Sequence[str] = ("all",),
+               column: str = "mpjpe_mm") -> str:
+    """A Markdown table: per bucket, people, both models' mean error, the reduction and its 95 % interval."""
+    lines = [f"| bucket | people | baseline {column} | method {column} | reduction | 95 % interval |",
+             "|---|---|---|---|---|---|"]
+    for bucket in buckets:
+        people, base = pooled_person_errors(baseline, column, bucket)
+        same, ours = pooled_person_errors(method, column, bucket)
+        if not np.array_equal(people, same):
+            raise DataError(f"{Path(method[0]) / 'per_sample.csv'} scores other people than "
+                            f"{Path(baseline[0]) / 'per_sample.csv'} (bucket {bucket}); compare runs evaluated "
+                            "on the same split")
+        if len(people) < 2:
+            lines.append(f"| {bucket} | {len(people)} | - | - | - | - |")
+            continue
+        g = paired_gain(base, ours)
+        lines.append(f"| {bucket} | {g['people']} | {base.mean():.1f} | {ours.mean():.1f} | {100 * g['gain']:.1f} % "
+                     f"| {100 * g['low']:.1f} to {100 * g['high']:.1f} % |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = OneLineArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--baseline", nargs="+", required=True, help="results folders of the baseline's runs")
+    parser.add_argument("--method", nargs="+", required=True, help="results folders of the compared model's runs")
+    parser.add_argument("--buckets", nargs="+", default=["all", "heavy", "distractor"],
+                        help=f"all or any of {', '.join(BUCKET_SELECTORS)}")
+    parser.add_argument("--column", default="mpjpe_mm", help="the per_sample.csv error column (e.g. pa_mpjpe_mm)")
+    with user_errors():
+        args = parser.parse_args(argv)
+        print(gain_table(args.baseline, args.method, args.buckets, args.column))
+
+
+if __name__ == "__main__":
+    main()
