@@ -117,6 +117,10 @@ def test_tiny_tables_share_runs_and_write_their_files(tiny_tables, tiny_synthcro
         assert references[key]["cells"]["mpjpe"]["mean"] == pytest.approx(first[key]["mpjpe"])
     assert "| constant: mean pose, shape and camera | - | - |" in text and " | vs constant |" in text
     assert "Seeds: 0." in text
+    # each run's training time (its processes added up) is kept and printed per row
+    for row in trained:
+        assert 0.0 < row["runs"][0]["training_seconds"] <= row["runs"][0]["seconds"]
+    assert "Training time of the rows' runs in minutes, per seed" in text and "min in all." in text
 
     # a run folder of other settings is refused, naming the file
     other = tiny_table_settings(root.parent, tiny_synthcrowd, "regressor_overrides=[model.backbone=resnet34]")

@@ -147,6 +147,24 @@ def _context_estimator_budget(result: dict[str, Any]) -> str:
     return f"of the context estimator `{_joined(result.get('context_budget'))}`"
 
 
+def _training_time_lines(result: dict[str, Any]) -> list[str]:
+    """One line: each trained row's training time (minutes, per seed, each run's processes added up) and the sum."""
+    parts, total = [], 0.0
+    for row in result.get("rows", []):
+        if row.get("diagnostic") or row.get("reference"):
+            continue
+        times = [run.get("training_seconds") for run in row.get("runs", [])]
+        if not times or any(t is None for t in times):
+            continue
+        total += sum(times)
+        parts.append(f"{row['label']} " + " / ".join(f"{t / 60:.1f}" for t in times))
+    if not parts:
+        return []
+    return [f"Training time of the rows' runs in minutes, per seed (each run's interrupted and resumed processes "
+            f"added up; the context estimator's own training not counted): {'; '.join(parts)}; "
+            f"{total / 60:.1f} min in all.", ""]
+
+
 def format_table_document(result: dict[str, Any]) -> str:
     """Title, command, seeds, machine, time, then the table (Markdown)."""
     minutes = result["seconds"] / 60.0
@@ -160,7 +178,7 @@ def format_table_document(result: dict[str, Any]) -> str:
              f"`{_joined(result.get('regressor_overrides'))}`, of the context estimator "
              f"`{_joined(result.get('context_overrides'))}`.", "",
              f"Machine: {result['machine']}. Wall time of this command: {minutes:.1f} min (finished runs it "
-             "reused count as zero).", ""]
+             "reused count as zero).", "", *_training_time_lines(result)]
     if result["table"] == "detector_sweep":
         lines += _sweep_section(result)
     else:

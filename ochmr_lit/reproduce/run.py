@@ -127,6 +127,7 @@ class TableRunner:
         started = time.perf_counter()
         outcome = run_fit(cfg)
         record = {"checkpoint": str(outcome["checkpoint"]), "seconds": round(time.perf_counter() - started, 1),
+                  "training_seconds": outcome.get("training_seconds"),
                   "metrics": (outcome.get("results") or {}).get("metrics"),
                   "results": str(run_dir / "results") if outcome.get("results") else None}
         atomic_write_text(done, json.dumps(record, indent=2))
@@ -295,7 +296,8 @@ def _mesh_table(runner: TableRunner, table: str, rows: list[Row], seeds: list[in
                 evaluated[key] = runner.evaluate(row, seed, record["checkpoint"], e.data, e.protocol)
                 metrics[key] = evaluated[key]["metrics"][e.metric]
             per_seed.append({"seed": seed, "metrics": metrics, "checkpoint": record["checkpoint"],
-                             "results": record.get("results"), "seconds": record.get("seconds")})
+                             "results": record.get("results"), "seconds": record.get("seconds"),
+                             "training_seconds": record.get("training_seconds")})
             if references is None:
                 references = _reference_metrics(per_seed[-1], evaluated)
         cells = {key: _summary([s["metrics"].get(key, math.nan) * scale for s in per_seed])

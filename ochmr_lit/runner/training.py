@@ -19,6 +19,7 @@ from ochmr_lit.errors import ConfigError
 from ochmr_lit.eval.results_files import atomic_write_text
 from ochmr_lit.lit.checkpoints import check_training_checkpoint
 from ochmr_lit.lit.frozen_context import load_frozen_context_estimator
+from ochmr_lit.lit.training_clock import TrainingClock
 from ochmr_lit.runner.build import TASK_MODULES, build
 from ochmr_lit.runner.predicted_centres import cache_predicted_centres
 from ochmr_lit.runner.run_folders import STAGE_FINISHED, resume_in_place, stage_ckpt_path
@@ -91,6 +92,9 @@ def _fit_one(cfg: DictConfig) -> dict[str, Any]:
         checkpoint = str(Path(cfg.run_dir) / "checkpoints" / "final.ckpt")
         trainer.save_checkpoint(checkpoint)
     outcome: dict[str, Any] = {"checkpoint": checkpoint}
+    clock = next((c for c in trainer.callbacks if isinstance(c, TrainingClock)), None)
+    if clock is not None:
+        outcome["training_seconds"] = round(clock.seconds, 1)
     if best:
         outcome["selected"] = best
     if cfg.get("test_after_fit") and cfg.task == "regressor":
