@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from ochmr_lit.errors import DataError, MissingFileError
-from ochmr_lit.eval.paired_gain import gain_table, main, paired_gain, pooled_person_errors
+from ochmr_lit.eval.paired_gain import gain_table, main, paired_gain, paired_person_errors, pooled_person_errors
 from ochmr_lit.eval.results_files import write_results
 from ochmr_lit.reproduce.formatting import format_table_document
 from ochmr_lit.reproduce.run import _claim_intervals
@@ -73,6 +73,8 @@ def test_pooled_errors_average_seeds_per_person_whatever_the_row_order(tmp_path)
     other = _write_run(tmp_path / "other", [0, 1, 2, 3, 4, 5], [1] * 6, ["heavy"] * 6, DISTRACTOR)
     with pytest.raises(DataError, match=r"other/per_sample.csv scores other people than .*s0/per_sample.csv"):
         pooled_person_errors([first, other], bucket="heavy")
+    with pytest.raises(DataError, match=r"other/per_sample.csv scores other people than .*s0/per_sample.csv"):
+        paired_person_errors([first], [other], bucket="heavy")  # the two models' runs, as a table pairs them
     with pytest.raises(MissingFileError, match=r"nowhere/per_sample.csv not found: evaluate the run first"):
         pooled_person_errors([tmp_path / "nowhere"])
     with pytest.raises(ValueError, match="bucket='severe': use all or one of none, partial, heavy, distractor"):

@@ -107,18 +107,29 @@ def pooled_person_errors(results_folders: Sequence[str | Path], column: str = "m
     return index.astype(int), np.mean(errors, axis=0)
 
 
+def paired_person_errors(baseline: Sequence[str | Path], method: Sequence[str | Path], column: str = "mpjpe_mm",
+                         bucket: str = "all") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Both models' per-person errors (:func:`pooled_person_errors`) on the same people of a bucket.
+
+    Returns ``(sample_index, baseline errors, method errors)``, each (N,). Raises :class:`DataError` naming the
+    files when the two models' runs scored other people.
+    """
+    people, base = pooled_person_errors(baseline, column, bucket)
+    same, ours = pooled_person_errors(method, column, bucket)
+    if not np.array_equal(people, same):
+        raise DataError(f"{Path(method[0]) / 'per_sample.csv'} scores other people than "
+                        f"{Path(baseline[0]) / 'per_sample.csv'} (bucket {bucket}); compare runs evaluated "
+                        "on the same split")
+    return people, base, ours
+
+
 def gain_table(baseline: Sequence[str | Path], method: Sequence[str | Path], buckets: Sequence[str] = ("all",),
                column: str = "mpjpe_mm") -> str:
     """A Markdown table: per bucket, people, both models' mean error, the reduction and its 95 % interval."""
     lines = [f"| bucket | people | baseline {column} | method {column} | reduction | 95 % interval |",
              "|---|---|---|---|---|---|"]
     for bucket in buckets:
-        people, base = pooled_person_errors(baseline, column, bucket)
-        same, ours = pooled_person_errors(method, column, bucket)
-        if not np.array_equal(people, same):
-            raise DataError(f"{Path(method[0]) / 'per_sample.csv'} scores other people than "
-                            f"{Path(baseline[0]) / 'per_sample.csv'} (bucket {bucket}); compare runs evaluated "
-                            "on the same split")
+        people, base, ours = paired_person_errors(baseline, method, column, bucket)
         if len(people) < 2:
             lines.append(f"| {bucket} | {len(people)} | - | - | - | - |")
             continue
