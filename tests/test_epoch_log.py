@@ -86,3 +86,22 @@ def test_an_epoch_resumed_midway_counts_from_where_it_resumed(caplog):
     assert lines[0].startswith("epoch 3, step 50/85 of the epoch, ")  # its place in the epoch, not 18 or 250
     assert " s left in the epoch" in lines[0] and "about -" not in lines[0]
     assert lines[1].startswith("epoch 3/40: 53 steps in ") and "(step 255, resumed at batch 33)" in lines[1]
+
+
+class TinyWithValidation(Tiny):
+    def validation_step(self, batch, batch_idx):
+        self.log("val/mpjpe", 100.0 + self.global_step, on_step=False, on_epoch=True)
+
+
+def test_a_validation_inside_an_epoch_gets_its_own_line(tmp_path, caplog):
+    loader = DataLoader(TensorDataset(torch.randn(16, 2)), batch_size=4)  # 4 steps an epoch
+    trainer = L.Trainer(max_epochs=1, val_check_interval=2, callbacks=[EpochLog(every_n_steps=0)], logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        num_sanity_val_steps=1, default_root_dir=tmp_path)
+    with caplog.at_level(logging.INFO, logger="ochmr_lit.lit.epoch_log"):
+        trainer.fit(TinyWithValidation(), loader, DataLoader(TensorDataset(torch.randn(4, 2)), batch_size=4))
+    lines = [r.getMessage() for r in caplog.records if r.name == "ochmr_lit.lit.epoch_log"]
+    # The sanity check logs nothing; the validation after batch 2 gets its line; the one ending the epoch is in
+    # the epoch's line.
+    assert lines[0] == "validation at step 2 (epoch 1, batch 2/4); val/mpjpe 102"
+    assert len(lines) == 2 and lines[1].startswith("epoch 1/1: 4 steps in ") and "val/mpjpe 104" in lines[1]

@@ -3,7 +3,8 @@
 Lightning's progress bar redraws one terminal line; written to a file it shows nothing useful until the end.
 :class:`EpochLog` logs, after each epoch (and its validation), the epoch, the steps, the time and the epoch's
 metrics that Lightning collected (``train/loss_total``, ``val/mpjpe``, ...), so a run can be followed with
-``tail -f``. :func:`progress_bar_setting` turns the bar off when standard error is not a terminal.
+``tail -f``; a validation inside an epoch (``trainer.val_check_interval`` < 1) gets a line of its own.
+:func:`progress_bar_setting` turns the bar off when standard error is not a terminal.
 """
 
 from __future__ import annotations
@@ -17,12 +18,15 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.trainer.states import TrainerFn
 
 log = logging.getLogger(__name__)
 
 #: Metrics an epoch line shows when they were logged, in this order (others are left to the loggers).
 SHOWN_METRICS: tuple[str, ...] = ("train/loss_total", "train/loss", "val/mpjpe", "val/pa_mpjpe", "val/kp_AP",
                                   "val/peak_dist", "val/pck_centre", "val/global_recall")
+#: The validation metrics among them (the line of a validation inside an epoch).
+SHOWN_VAL_METRICS: tuple[str, ...] = tuple(name for name in SHOWN_METRICS if name.startswith("val/"))
 
 
 def format_metrics(metrics: dict[str, Any], names: Sequence[str] = SHOWN_METRICS) -> str:
@@ -40,7 +44,8 @@ def format_metrics(metrics: dict[str, Any], names: Sequence[str] = SHOWN_METRICS
 class EpochLog(Callback):
     """Logs ``epoch E/N: S steps in T s; <metrics>`` at the end of every training epoch (global rank zero), and,
     when the Trainer shows no progress bar, ``epoch E, step s/S of the epoch, r steps/s, about T left; <loss>``
-    every ``every_n_steps`` steps (0: never).
+    every ``every_n_steps`` steps (0: never), and ``validation at step G (epoch E, batch b/S); <val metrics>``
+    after a validation that does not end its epoch.
     """
 
     def __init__(self, every_n_steps: int = 50) -> None:
@@ -50,10 +55,12 @@ class EpochLog(Callback):
         self._started = time.perf_counter()
         self._first_step: int | None = None
         self._first_batch: int | None = None
+        self._position = 0  # batches of the current epoch behind us
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._started = time.perf_counter()
         self._first_step = self._first_batch = None
+        self._position = 0
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
                              batch_idx: int) -> None:
@@ -65,6 +72,7 @@ class EpochLog(Callback):
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         position = batch_idx + 1  # batches of this epoch behind us, those before a resume included
+        self._position = position
         done = position - (self._first_batch or 0)  # batches this process ran in this epoch
         if (not self.every_n_steps or position % self.every_n_steps or not trainer.is_global_zero
                 or trainer.progress_bar_callback is not None):
@@ -75,6 +83,20 @@ class EpochLog(Callback):
         left = f", about {(total - position) / rate:.0f} s left in the epoch" if isinstance(total, int) else ""
         shown = format_metrics(dict(trainer.callback_metrics), ("train/loss_total", "train/loss"))
         line = f"epoch {trainer.current_epoch + 1}, step {position}/{total} of the epoch, {rate:.2f} steps/s{left}"
+        log.info(f"{line}; {shown}" if shown else line)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # A validation at the end of the epoch is shown in the epoch's line; one inside it would otherwise only
+        # reach the loggers.
+        total = trainer.num_training_batches
+        inside_epoch = isinstance(total, int) and 0 < self._position < total
+        if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING or not trainer.is_global_zero:
+            return
+        if not inside_epoch:
+            return
+        shown = format_metrics(dict(trainer.callback_metrics), SHOWN_VAL_METRICS)
+        line = (f"validation at step {trainer.global_step} (epoch {trainer.current_epoch + 1}, "
+                f"batch {self._position}/{total})")
         log.info(f"{line}; {shown}" if shown else line)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
