@@ -14,6 +14,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from ochmr_lit.data.datamodules.synthcrowd import SynthCrowdDataModule
 from ochmr_lit.data.synthcrowd import (
     OCCLUSION_BUCKETS,
     GeneratorConfig,
@@ -367,6 +368,20 @@ def test_ensure_synthcrowd_skips_complete_splits_and_regenerates_stale_ones(
     ensure_synthcrowd(tmp_path, {"train": 1, "val": 1}, seed=4, image_size=(64, 80))
     assert calls == ["train", "val", "val", "train"]  # a different size of split is regenerated
     assert len(list((dirs["train"] / "images").iterdir())) == 1
+
+
+def test_datasets_of_other_sizes_get_cache_folders_of_their_own(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OCHMR_CACHE", str(tmp_path))
+    default = SynthCrowdDataModule().root
+    assert default == tmp_path / "synthcrowd" / "s0_256x256"  # the folder of existing caches is kept
+    assert SynthCrowdDataModule(splits={"train": 800, "val": 60, "test": 80}).root == default
+    larger = SynthCrowdDataModule(splits={"train": 8000, "val": 60, "test": 80}).root
+    assert larger == tmp_path / "synthcrowd" / "s0_256x256_train8000"
+    assert SynthCrowdDataModule(splits={"train": 6}, generation_seed=1000).root.name == "s1000_256x256_train6"
+    assert SynthCrowdDataModule(splits={"val": 2, "train": 4, "test": 2}, image_size=(128, 128)).root.name == (
+        "s0_128x128_test2_train4_val2")
+    assert SynthCrowdDataModule(root=str(tmp_path / "mine"), splits={"train": 8000}).root == tmp_path / "mine"
 
 
 def test_cli_writes_a_split_and_a_preview(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

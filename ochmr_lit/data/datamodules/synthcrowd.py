@@ -9,15 +9,30 @@ from ochmr_lit.body.synthetic import MEAN_PARAMS_FILE
 from ochmr_lit.data.datamodules.base import TopDownDataModule
 from ochmr_lit.data.readers.synthcrowd import load_synthcrowd_records
 from ochmr_lit.data.schema import PersonRecord
-from ochmr_lit.data.synthcrowd.generate import ensure_synthcrowd, write_split_mean_params
+from ochmr_lit.data.synthcrowd.generate import DEFAULT_SPLITS, ensure_synthcrowd, write_split_mean_params
 from ochmr_lit.paths import cache_dir
+
+
+def default_root(generation_seed: int, image_size: tuple[int, int], splits: dict[str, int]) -> Path:
+    """The cache folder of a SynthCrowd dataset: ``<cache>/synthcrowd/s{seed}_{H}x{W}``, followed by
+    ``_{split}{images}`` for every split whose size differs from the default (800 / 60 / 80 images).
+
+    Datasets of other sizes get folders of their own: a run with ``data.splits.train=8000`` neither replaces the
+    default training split nor has its own replaced by the next default run (a split of another size in the
+    same folder would be regenerated in place, under any run still reading it).
+    """
+    h, w = (int(v) for v in image_size)
+    sized = "".join(f"_{name}{int(count)}" for name, count in sorted(splits.items())
+                    if DEFAULT_SPLITS.get(name) != int(count))
+    return cache_dir() / "synthcrowd" / f"s{int(generation_seed)}_{h}x{w}{sized}"
 
 
 class SynthCrowdDataModule(TopDownDataModule):
     """SynthCrowd train/val/test splits.
 
     Args:
-        root: folder of the generated splits; None = ``<cache>/synthcrowd/s{seed}_{H}x{W}``.
+        root: folder of the generated splits; None = :func:`default_root` (``<cache>/synthcrowd/s{seed}_{H}x{W}``
+            for the default split sizes).
         splits: number of images per split.
         generation_seed: seed of the scene generator (independent of the augmentation seed).
         image_size: (H, W) of the generated images.
@@ -43,8 +58,7 @@ class SynthCrowdDataModule(TopDownDataModule):
             raise ValueError(f"data.eval_split={eval_split!r} is not one of data.splits {sorted(self.splits)}; "
                              "name a generated split (e.g. train) or null")
         self.eval_split = eval_split
-        h, w = self.image_size
-        self.root = Path(root) if root else cache_dir() / "synthcrowd" / f"s{generation_seed}_{h}x{w}"
+        self.root = Path(root) if root else default_root(generation_seed, self.image_size, self.splits)
         self._split_dirs: dict[str, Path] | None = None
 
     def prepare_data(self) -> None:
