@@ -42,20 +42,21 @@ def test_every_row_composes_to_the_model_it_names(table, preset, tmp_path):
 
 
 def test_the_default_cpu_budget_trains_every_row_on_its_own_larger_dataset(tmp_path, monkeypatch):
-    """budget.cpu of reproduce.yaml: 8,000 training images for 4 epochs, composed into every row of every table,
-    its dataset in a cache folder of its own (the default experiment's 800 images stay where they are)."""
+    """budget.cpu of reproduce.yaml: 8,000 training images for 4 epochs at 96 px, composed into every row of every
+    table, its dataset in a cache folder of its own (the default experiment's 800 images stay where they are)."""
     from hydra.utils import instantiate
 
     from ochmr_lit.config_checks import check_augmentation, check_regressor_model, check_trainer
 
     monkeypatch.setenv("OCHMR_CACHE", str(tmp_path))
     budget = list(load_settings(["table=occlusion"]).budget.cpu)
-    assert budget == ["data.splits.train=8000", "trainer.max_epochs=4"]
+    assert budget == ["data.splits.train=8000", "trainer.max_epochs=4", "data.crop_size=96", "data.map_size=24"]
     for table in TABLES:
         for row in table_rows(table, "cpu"):
             overrides = [o.replace("@CONTEXT_CHECKPOINT@", str(tmp_path / "context.ckpt")) for o in row.overrides]
             cfg = compose("fit", [f"experiment={row.experiment}", *overrides, *budget, f"run_dir={tmp_path}"])
             assert dict(cfg.data.splits) == {"train": 8000, "val": 60, "test": 80} and cfg.trainer.max_epochs == 4
+            assert (cfg.data.crop_size, cfg.data.map_size) == (96, 24)
             check_trainer(cfg.trainer)
             check_augmentation(cfg.data.augment)
             check_regressor_model(cfg.model)
