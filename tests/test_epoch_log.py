@@ -6,6 +6,8 @@ from types import SimpleNamespace
 
 import lightning as L
 import torch
+from hydra import compose, initialize_config_module
+from hydra.utils import instantiate
 from torch.utils.data import DataLoader, TensorDataset
 
 from ochmr_lit.lit.epoch_log import EpochLog, format_metrics, progress_bar_setting
@@ -105,3 +107,34 @@ def test_a_validation_inside_an_epoch_gets_its_own_line(tmp_path, caplog):
     # the epoch's line.
     assert lines[0] == "validation at step 2 (epoch 1, batch 2/4); val/mpjpe 102"
     assert len(lines) == 2 and lines[1].startswith("epoch 1/1: 4 steps in ") and "val/mpjpe 104" in lines[1]
+
+
+class TinyWithTest(Tiny):
+    def test_step(self, batch, batch_idx):
+        self.log("test/loss", self.layer(batch[0]).pow(2).mean(), on_step=False, on_epoch=True)
+
+
+def test_a_test_without_a_progress_bar_logs_its_progress_in_batches(tmp_path, caplog):
+    loader = DataLoader(TensorDataset(torch.randn(40, 2)), batch_size=2)  # 20 batches: a line every 2
+    trainer = L.Trainer(callbacks=[EpochLog()], logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=tmp_path)
+    with caplog.at_level(logging.INFO, logger="ochmr_lit.lit.epoch_log"):
+        trainer.test(TinyWithTest(), loader, verbose=False)
+    lines = [r.getMessage() for r in caplog.records if r.name == "ochmr_lit.lit.epoch_log"]
+    assert [line.split(" (")[0] for line in lines] == [f"testing: {n}/20 batches" for n in range(2, 21, 2)]
+    assert "about" in lines[0] and " left" in lines[0] and "done in" in lines[-1]
+
+
+def test_a_test_with_a_progress_bar_leaves_the_progress_to_it(tmp_path, caplog):
+    loader = DataLoader(TensorDataset(torch.randn(8, 2)), batch_size=2)
+    trainer = L.Trainer(callbacks=[EpochLog()], logger=False, enable_checkpointing=False, enable_progress_bar=True,
+                        enable_model_summary=False, default_root_dir=tmp_path)
+    with caplog.at_level(logging.INFO, logger="ochmr_lit.lit.epoch_log"):
+        trainer.test(TinyWithTest(), loader, verbose=False)
+    assert not [r for r in caplog.records if r.name == "ochmr_lit.lit.epoch_log"]
+
+
+def test_the_evaluate_entry_point_has_the_progress_lines():
+    with initialize_config_module("ochmr_lit.configs", version_base=None):
+        cfg = compose("evaluate", overrides=["ckpt_path=x.ckpt"])
+    assert "EpochLog" in [type(instantiate(c)).__name__ for c in cfg.callbacks.values() if c is not None]

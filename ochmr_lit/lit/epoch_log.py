@@ -3,7 +3,8 @@
 Lightning's progress bar redraws one terminal line; written to a file it shows nothing useful until the end.
 :class:`EpochLog` logs, after each epoch (and its validation), the epoch, the steps, the time and the epoch's
 metrics that Lightning collected (``train/loss_total``, ``val/mpjpe``, ...), so a run can be followed with
-``tail -f``; a validation inside an epoch (``trainer.val_check_interval`` < 1) gets a line of its own.
+``tail -f``; a validation inside an epoch (``trainer.val_check_interval`` < 1) gets a line of its own, and a
+test (after fit, or ``evaluate`` on a split of tens of thousands of people) logs its progress in batches.
 :func:`progress_bar_setting` turns the bar off when standard error is not a terminal.
 """
 
@@ -19,6 +20,8 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.trainer.states import TrainerFn
+
+from ochmr_lit.progress import ProgressLog
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +48,19 @@ class EpochLog(Callback):
     """Logs ``epoch E/N: S steps in T s; <metrics>`` at the end of every training epoch (global rank zero), and,
     when the Trainer shows no progress bar, ``epoch E, step s/S of the epoch, r steps/s, about T left; <loss>``
     every ``every_n_steps`` steps (0: never), and ``validation at step G (epoch E, batch b/S); <val metrics>``
-    after a validation that does not end its epoch.
+    after a validation that does not end its epoch. Without a progress bar a test logs ``testing: b/B batches
+    (p %), r/s, about T left`` every tenth of its batches or every ``test_interval`` seconds.
     """
 
-    def __init__(self, every_n_steps: int = 50) -> None:
+    def __init__(self, every_n_steps: int = 50, test_interval: float = 60.0) -> None:
         if every_n_steps < 0:
             raise ValueError(f"every_n_steps must be 0 (no step lines) or positive, got {every_n_steps}")
+        if test_interval <= 0:
+            raise ValueError(f"test_interval must be positive (seconds between test progress lines), "
+                             f"got {test_interval}")
         self.every_n_steps = every_n_steps
+        self.test_interval = test_interval
+        self._test_progress: ProgressLog | None = None
         self._started = time.perf_counter()
         self._first_step: int | None = None
         self._first_batch: int | None = None
@@ -90,9 +99,8 @@ class EpochLog(Callback):
         # reach the loggers.
         total = trainer.num_training_batches
         inside_epoch = isinstance(total, int) and 0 < self._position < total
-        if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING or not trainer.is_global_zero:
-            return
-        if not inside_epoch:
+        if (trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING or not trainer.is_global_zero
+                or not inside_epoch):
             return
         shown = format_metrics(dict(trainer.callback_metrics), SHOWN_VAL_METRICS)
         line = (f"validation at step {trainer.global_step} (epoch {trainer.current_epoch + 1}, "
@@ -110,6 +118,20 @@ class EpochLog(Callback):
                 f"{time.perf_counter() - self._started:.0f} s (step {trainer.global_step}{resumed})")
         shown = format_metrics(dict(trainer.callback_metrics))
         log.info(f"{line}; {shown}" if shown else line)
+
+
+    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._test_progress = None
+        if not trainer.is_global_zero or trainer.progress_bar_callback is not None:
+            return
+        total = sum(n for n in trainer.num_test_batches if isinstance(n, int))
+        if total > 0:
+            self._test_progress = ProgressLog(log, "testing", total, unit="batches", interval=self.test_interval)
+
+    def on_test_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                          batch_idx: int, dataloader_idx: int = 0) -> None:
+        if self._test_progress is not None:
+            self._test_progress.update()
 
 
 def progress_bar_setting(requested: Any, stream: Any = None) -> bool | None:

@@ -46,6 +46,15 @@ def wandb_run_id(run_dir: str | Path) -> str:
     parts = Path(run_dir).resolve().parts[-3:]
     return re.sub(r"[^A-Za-z0-9_-]", "-", "-".join(parts))[-120:]
 
+def progress_bar_argument(trainer_cfg: DictConfig) -> dict[str, bool]:
+    """``{"enable_progress_bar": False}`` when the config asks for the bar but standard error is not a terminal
+    (a log file, a batch job): the epoch_log callback's lines stand in for it there. Otherwise ``{}``."""
+    requested = trainer_cfg.get("enable_progress_bar")
+    if requested and not progress_bar_setting(requested):
+        log.info("standard error is not a terminal: no progress bar; the epoch_log callback logs progress lines")
+        return {"enable_progress_bar": False}
+    return {}
+
 def build(cfg: DictConfig) -> tuple[L.LightningModule, L.LightningDataModule, L.Trainer]:
     """Module, data module and trainer of a resolved config, with the config stored in the module."""
     expected = TASK_MODULES.get(cfg.task)
@@ -63,10 +72,7 @@ def build(cfg: DictConfig) -> tuple[L.LightningModule, L.LightningDataModule, L.
     if not loggers:  # logger=none: nothing to monitor the learning rate into (Lightning refuses the callback)
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     arguments = summary_trainer_arguments(callbacks, cfg.trainer)
-    requested = cfg.trainer.get("enable_progress_bar")
-    if requested and not progress_bar_setting(requested):
-        log.info("standard error is not a terminal: no progress bar, one line per epoch (the epoch_log callback)")
-        arguments["enable_progress_bar"] = False
+    arguments.update(progress_bar_argument(cfg.trainer))
     trainer = instantiate(cfg.trainer, logger=loggers or False, default_root_dir=cfg.run_dir, _convert_="all",
                           **arguments)
     for logger in trainer.loggers:

@@ -16,7 +16,7 @@ from ochmr_lit.errors import CheckpointError, ConfigError
 from ochmr_lit.eval.context_modes import context_mode_list
 from ochmr_lit.eval.results_files import atomic_write_text, context_diagnostics_document, print_table, write_results
 from ochmr_lit.lit.checkpoints import load_context_checkpoint, load_regressor_checkpoint
-from ochmr_lit.runner.build import instantiate_group
+from ochmr_lit.runner.build import instantiate_group, progress_bar_argument
 from ochmr_lit.runner.predicted_centres import cache_predicted_centres
 from ochmr_lit.runner.run_folders import resolve_ckpt_path
 from ochmr_lit.runner.testing import finish_loggers, run_test
@@ -35,7 +35,7 @@ def _evaluation_data_and_trainer(cfg: DictConfig, split: str) -> tuple[L.Lightni
     datamodule.test_split = split
     trainer = instantiate(cfg.trainer, logger=instantiate_group(cfg.get("logger")) or False,
                           callbacks=instantiate_group(cfg.get("callbacks")), default_root_dir=cfg.run_dir,
-                          _convert_="all")
+                          _convert_="all", **progress_bar_argument(cfg.trainer))
     return datamodule, trainer
 
 def _evaluate_context_estimator(cfg: DictConfig, ckpt: str, split: str) -> dict[str, Any]:
