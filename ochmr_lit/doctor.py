@@ -49,6 +49,12 @@ def check_torch() -> Check:
     return Check("torch", "ok", f"torch {torch.__version__}, torchvision {torchvision.__version__} (ops load); {cuda}")
 
 
+def check_cpu() -> Check:
+    from ochmr_lit.hardware import describe_cpu
+
+    return Check("CPU", "info", describe_cpu())
+
+
 def check_body_model(model_dir: str | None) -> list[Check]:
     import torch
 
@@ -122,7 +128,7 @@ def check_data_roots() -> list[Check]:
 def run_checks(body_model_dir: str | None) -> list[Check]:
     checks: list[Check] = []
     steps: list[Callable[[], Check | list[Check]]] = [
-        check_python, check_torch, lambda: check_body_model(body_model_dir), check_rendering, check_wandb,
+        check_python, check_torch, check_cpu, lambda: check_body_model(body_model_dir), check_rendering, check_wandb,
         check_data_roots,
     ]
     for step in steps:

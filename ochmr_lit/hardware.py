@@ -8,6 +8,7 @@ emulates bf16 and the same step runs tens of times slower than in fp32. ``traine
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -26,6 +27,30 @@ def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> frozenset[str]:
         if key.strip() in ("flags", "Features"):
             return frozenset(value.split())
     return frozenset()
+
+
+def cpu_model_name(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
+    """The model name of the first CPU listed in ``cpuinfo`` (``unknown CPU`` where none is given)."""
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return "unknown CPU"
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("model name", "Model", "cpu model") and value.strip():
+            return " ".join(value.split())
+    return "unknown CPU"
+
+
+def describe_cpu(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
+    """One line naming the CPU, whether it computes bf16 natively and the precision ``trainer=cpu`` picks:
+    what a measured time or speed-up has to be reported with, since the two kinds differ tens of times in bf16."""
+    native = sorted(cpu_flags(cpuinfo) & BF16_FLAGS)
+    if native:
+        bf16 = f"native bf16 ({', '.join(native)}): trainer=cpu trains in bf16-mixed"
+    else:
+        bf16 = "no native bf16 (bf16 would be emulated, tens of times slower): trainer=cpu trains in fp32 (32-true)"
+    return f"{cpu_model_name(cpuinfo)}, {os.cpu_count() or '?'} logical cores; {bf16}"
 
 
 @lru_cache(maxsize=1)

@@ -14,6 +14,7 @@ def test_doctor_passes_on_this_machine_with_the_synthetic_model(capsys):
     assert "[ ok ] body model: synthetic SMPL-format model" in out
     assert "genders: neutral, male, female" in out
     assert "[ ok ] headless rendering" in out
+    assert "[info] CPU: " in out and "trainer=cpu trains in " in out
     assert "0 failed" in out.splitlines()[-1]
 
 

@@ -18,6 +18,14 @@ def test_flags_of_the_first_cpu(tmp_path):
     assert hardware.cpu_flags(tmp_path / "missing") == frozenset()
 
 
+def test_the_cpu_line_names_the_model_and_the_precision_it_trains_in(tmp_path):
+    native = hardware.describe_cpu(_cpuinfo(tmp_path, "fpu avx2 avx512f avx512_bf16"))
+    assert native.startswith("Test CPU, ") and "native bf16 (avx512_bf16): trainer=cpu trains in bf16-mixed" in native
+    emulated = hardware.describe_cpu(_cpuinfo(tmp_path, "fpu avx2 fma"))
+    assert "no native bf16" in emulated and emulated.endswith("trains in fp32 (32-true)")
+    assert hardware.describe_cpu(tmp_path / "missing").startswith("unknown CPU, ")
+
+
 @pytest.mark.parametrize(("flags", "precision"), [("fpu avx2 fma", "32-true"), ("avx2 avx512f", "32-true"),
                                                   ("avx2 avx512f avx512_bf16", "bf16-mixed"),
                                                   ("avx2 amx_bf16 amx_tile", "bf16-mixed")])
