@@ -119,7 +119,6 @@ class EpochLog(Callback):
         shown = format_metrics(dict(trainer.callback_metrics))
         log.info(f"{line}; {shown}" if shown else line)
 
-
     def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._test_progress = None
         if not trainer.is_global_zero or trainer.progress_bar_callback is not None:
