@@ -16,30 +16,28 @@ from pathlib import Path
 BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
 
 
-def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> frozenset[str]:
-    """The feature flags of the first CPU listed in ``cpuinfo`` (empty where the file does not exist)."""
+def _first_cpu_field(cpuinfo: str | Path, keys: tuple[str, ...]) -> str | None:
+    """The value of the first line of ``cpuinfo`` whose key is one of ``keys`` and whose value is not empty (the
+    first CPU's, as every CPU repeats its fields); None where there is none or the file does not exist."""
     try:
         text = Path(cpuinfo).read_text()
     except OSError:
-        return frozenset()
+        return None
     for line in text.splitlines():
         key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            return frozenset(value.split())
-    return frozenset()
+        if key.strip() in keys and value.strip():
+            return value
+    return None
+
+
+def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> frozenset[str]:
+    """The feature flags of the first CPU listed in ``cpuinfo`` (empty where the file does not exist)."""
+    return frozenset((_first_cpu_field(cpuinfo, ("flags", "Features")) or "").split())
 
 
 def cpu_model_name(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
     """The model name of the first CPU listed in ``cpuinfo`` (``unknown CPU`` where none is given)."""
-    try:
-        text = Path(cpuinfo).read_text()
-    except OSError:
-        return "unknown CPU"
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("model name", "Model", "cpu model") and value.strip():
-            return " ".join(value.split())
-    return "unknown CPU"
+    return " ".join((_first_cpu_field(cpuinfo, ("model name", "Model", "cpu model")) or "unknown CPU").split())
 
 
 def describe_cpu(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
