@@ -14,7 +14,16 @@ from ochmr_lit.bench.metrics import (
     random_poses,
     similarity_align_numpy,
 )
-from ochmr_lit.metrics import MPJPE, PAMPJPE, PVE, bucket_summary, dataset_code, merge_per_sample
+from ochmr_lit.metrics import (
+    MPJPE,
+    PAMPJPE,
+    PVE,
+    PAMPJPEDepth,
+    PAMPJPEPlane,
+    bucket_summary,
+    dataset_code,
+    merge_per_sample,
+)
 
 
 def _rotation(seed: int) -> np.ndarray:
@@ -43,6 +52,39 @@ def test_reference_procrustes_recovers_a_similarity_and_fixes_reflections() -> N
     assert np.linalg.det(r) > 0
     err = np.linalg.norm(aligned - target, axis=1).mean()
     assert 0 < err <= np.linalg.norm(mirrored - target, axis=1).mean()
+
+
+def test_pa_mpjpe_depth_and_plane_parts_equal_numpy_and_add_up_per_joint() -> None:
+    pred, target = random_poses(50, seed=7)
+    aligned = np.stack([similarity_align_numpy(p, t) for p, t in zip(pred, target, strict=True)])
+    depth_ref = np.abs(aligned[..., 2] - target[..., 2]) * 1000.0  # (50, 14) mm
+    plane_ref = np.linalg.norm(aligned[..., :2] - target[..., :2], axis=-1) * 1000.0
+    ids = torch.arange(50)
+    metrics = {cls: cls(14, keep_per_sample=True) for cls in (PAMPJPE, PAMPJPEDepth, PAMPJPEPlane)}
+    for metric in metrics.values():
+        metric.update(torch.tensor(pred), torch.tensor(target), sample_ids=ids)
+    depth, plane, full = metrics[PAMPJPEDepth], metrics[PAMPJPEPlane], metrics[PAMPJPE]
+    np.testing.assert_allclose(depth.per_sample()["error_mm"], depth_ref.mean(1), rtol=1e-9)
+    np.testing.assert_allclose(plane.per_sample()["error_mm"], plane_ref.mean(1), rtol=1e-9)
+    np.testing.assert_allclose(float(depth.compute()), depth_ref.mean(), rtol=1e-9)
+    # per joint the two parts are the legs of the PA error: each is smaller, their squares sum to its square
+    np.testing.assert_allclose(np.hypot(depth_ref, plane_ref).mean(1), full.per_sample()["error_mm"], rtol=1e-9)
+    assert float(depth.compute()) < float(full.compute()) and float(plane.compute()) < float(full.compute())
+
+
+def test_pa_mpjpe_depth_sees_a_limb_flipped_in_depth_and_plane_does_not() -> None:
+    # A forearm pointing at the camera read as pointing away: same image, different depth. After the alignment
+    # the error must be almost all along z (the rest of the body pins the rotation), not in the image plane.
+    target = torch.tensor(random_poses(1, seed=3)[1])
+    pred = target.clone()
+    elbow, wrist = 10, 11  # LSP-14: right elbow, right wrist
+    pred[0, wrist, 2] = 2 * target[0, elbow, 2] - target[0, wrist, 2]  # mirrored about the elbow's depth
+    depth, plane = PAMPJPEDepth(14), PAMPJPEPlane(14)
+    depth.update(pred, target)
+    plane.update(pred, target)
+    moved_mm = abs(float(pred[0, wrist, 2] - target[0, wrist, 2])) * 1000.0
+    assert moved_mm > 20.0
+    assert float(depth.compute()) > 3.0 * float(plane.compute())  # 16.4 against 3.9 mm
 
 
 @pytest.mark.parametrize("batch", [1, 2, 3, 1000])

@@ -152,6 +152,21 @@ def test_results_table_flags_a_model_not_better_than_constant():
     assert summary_table(_metrics(100.0, 60.0, 120.0, 0.3)).count("vs constant") == 0  # no references, no rows
 
 
+def test_results_table_splits_pa_mpjpe_into_depth_and_image_plane_where_measured():
+    def split(metrics: dict, depth: float, plane: float) -> dict:
+        return {**metrics, "pa_mpjpe_depth": depth, "pa_mpjpe_plane": plane}
+
+    references = {"constant": split(CONSTANT, 49.2, 62.2), "oracle": split(ORACLE, 49.2, 62.2)}
+    text = summary_table(split(_metrics(100.0, 72.3, 120.0, 0.3), 46.9, 46.9), references)
+    parts = text[text.index("PA-MPJPE's parts"):]
+    assert _row(parts, "source") == ["source", "PA-MPJPE", "depth", "image plane"]
+    assert _row(parts, "model") == ["model", "72.3", "46.9", "46.9"]
+    assert _row(parts, REFERENCE_LABELS["constant"]) == [REFERENCE_LABELS["constant"], "80.0", "49.2", "62.2"]
+    # protocols without camera-frame ground truth measure no split (NaN): no such table
+    unmeasured = summary_table(split(_metrics(100.0, 72.3, 120.0, 0.3), math.nan, math.nan), references)
+    assert "PA-MPJPE's parts" not in unmeasured and "PA-MPJPE's parts" not in summary_table(CONSTANT)
+
+
 def _reproduction(rows: list[dict], references: list[dict] | None = None) -> dict:
     columns = [[h, k] for h, k, _ in OCCLUSION_COLUMNS]
     return {"table": "occlusion", "preset": "cpu", "seeds": [0], "budget": [], "overrides": [], "machine": "test",

@@ -16,7 +16,7 @@ The :class:`~ochmr_lit.eval.protocols.Protocol` decides everything (``ochmr_lit.
 The mesh errors measured are those the protocol declares (``Protocol.metrics`` among
 ``ochmr_lit.eval.protocols.MESH_ERRORS``, built by ``build_metrics``). Protocols without a 3D pipeline (the AP
 protocols) still report SPIN-protocol mesh errors for samples with an SMPL ground truth, those of
-``Protocol.mesh_protocol``; ``mpjpe``, ``pa_mpjpe`` and ``pve`` are always in :meth:`MeshEvaluation.compute`'s
+``Protocol.mesh_protocol``; every name of ``MESH_ERRORS`` is always in :meth:`MeshEvaluation.compute`'s
 output, NaN where nothing was measured or the protocol declares no such error.
 """
 
@@ -215,7 +215,8 @@ class MeshEvaluation(nn.Module):
           ``matched_sample_index`` and ``mpjpe_mm``;
         * otherwise: ``sample_index``, ``dataset``, ``occlusion_ratio``, ``occlusion_bucket`` (``unknown`` for
           a NaN ratio), ``distractor`` (1.0 / 0.0, NaN unknown: see ``ochmr_lit.data.distractor``),
-          ``mpjpe_mm``, ``pa_mpjpe_mm`` and ``pve_mm`` (NaN where the protocol measures no PVE).
+          ``mpjpe_mm``, ``pa_mpjpe_mm``, ``pve_mm``, ``pa_mpjpe_depth_mm`` and ``pa_mpjpe_plane_mm`` (NaN where
+          the protocol does not measure the error).
         """
         if self.protocol.ap_flavour and self.keypoint_rows is not None:
             rows = self.keypoint_rows.rows()
@@ -254,12 +255,12 @@ class MeshEvaluation(nn.Module):
     def compute(self) -> dict[str, float]:
         """Scalar metrics by protocol.
 
-        ``mpjpe``, ``pa_mpjpe``, ``pve`` in mm (NaN where not measured; for Panoptic ``mpjpe`` is the matched
-        MPJPE, with ``mpjpe_mean_of_sequences``, ``mpjpe/<sequence>`` and the counts); for protocols with
-        buckets, ``count_<bucket>`` and ``<metric>_<bucket>`` for every bucket of
-        ``ochmr_lit.eval.buckets.RESULT_BUCKETS`` (none / partial / heavy, then distractor, which overlaps
-        them); keypoint AP as ``kp_<stat>`` fractions, with ``kp_num_scored``
-        (predictions scored) and ``kp_num_gt_people`` (non-crowd annotated people with keypoints).
+        ``mpjpe``, ``pa_mpjpe``, ``pve``, ``pa_mpjpe_depth``, ``pa_mpjpe_plane`` in mm (NaN where not
+        measured; for Panoptic ``mpjpe`` is the matched MPJPE, with ``mpjpe_mean_of_sequences``,
+        ``mpjpe/<sequence>`` and the counts); for protocols with buckets, ``count_<bucket>`` and
+        ``<metric>_<bucket>`` for every bucket of ``ochmr_lit.eval.buckets.RESULT_BUCKETS`` (none / partial /
+        heavy, then distractor, which overlaps them); keypoint AP as ``kp_<stat>`` fractions, with
+        ``kp_num_scored`` (predictions scored) and ``kp_num_gt_people`` (non-crowd annotated people with keypoints).
         """
         values = {name: float(self.mesh_errors[name].compute())
                   if name in self.mesh_errors and self.mesh_errors[name].update_called else math.nan

@@ -24,7 +24,7 @@ from ochmr_lit.eval.detector_sweep import DEFAULT_THRESHOLDS, DetectorSweep
 from ochmr_lit.metrics.coco_tools import GroundTruthError, GroundTruthSource
 from ochmr_lit.metrics.keypoint_ap import KeypointAP
 from ochmr_lit.metrics.matched_mpjpe import PANOPTIC_SEQUENCES, MatchedMPJPE
-from ochmr_lit.metrics.mesh_errors import MPJPE, PAMPJPE, PVE
+from ochmr_lit.metrics.mesh_errors import MPJPE, PAMPJPE, PVE, PAMPJPEDepth, PAMPJPEPlane
 
 #: Frame ranges [start, stop) of 3DPW-PC (person-crowded, from ROMP), by sequence name.
 PW3D_PC_FRAMES: dict[str, tuple[int, int]] = {
@@ -60,8 +60,11 @@ PW3D_OCC_PREFIXES: frozenset[str] = frozenset(
 )
 
 #: The per-person mesh errors (mm) a protocol may name, in report order: MPJPE and PA-MPJPE on the protocol's
-#: joints, PVE on all vertices.
-MESH_ERRORS: tuple[str, ...] = ("mpjpe", "pa_mpjpe", "pve")
+#: joints, PVE on all vertices, then PA-MPJPE's parts along the camera axis and in the image plane.
+MESH_ERRORS: tuple[str, ...] = ("mpjpe", "pa_mpjpe", "pve", "pa_mpjpe_depth", "pa_mpjpe_plane")
+#: What the protocols whose GT is a camera-frame mesh (3DPW, SynthCrowd) measure: every mesh error, PA-MPJPE's
+#: depth and image-plane parts included (their z axis is the camera's).
+_MESH_VS_MESH_METRICS: tuple[str, ...] = MESH_ERRORS
 
 #: The protocol whose mesh errors a protocol without a 3D joint pipeline (keypoint AP) reports for the samples
 #: that have an SMPL ground truth: SPIN's (MPJPE / PA-MPJPE on 14 LSP joints, PVE), as 3DPW's.
@@ -98,8 +101,9 @@ class Protocol:
         root: what is subtracted from pred and GT before comparing (3D protocols).
         gendered_gt: GT meshes from the gendered body models (3DPW) rather than the neutral one.
         box_source: ``"gt"`` boxes or ``"detector"`` boxes (with scores).
-        metrics: metric names: ``mpjpe``, ``pa_mpjpe``, ``pve``, ``matched_mpjpe``, ``keypoint_ap``,
-            ``detector_sweep``.
+        metrics: metric names: ``mpjpe``, ``pa_mpjpe``, ``pve``, ``pa_mpjpe_depth`` and ``pa_mpjpe_plane`` (the
+            parts of PA-MPJPE along the camera axis and in the image plane; camera-frame GT only),
+            ``matched_mpjpe``, ``keypoint_ap``, ``detector_sweep``.
         subset: which samples (split, frames, sequences, cameras).
         description: one line for tables.
         pipeline: the ``ochmr_lit.eval.joints`` function that builds the evaluation joints, or ``""``.
@@ -211,7 +215,7 @@ _PROTOCOL_LIST: tuple[Protocol, ...] = (
         _PELVIS_BOTH,
         True,
         "gt",
-        ("mpjpe", "pa_mpjpe", "pve"),
+        _MESH_VS_MESH_METRICS,
         "test split, frames with campose_valid; box from poses2d, 1.2 x max side",
         "3DPW (SPIN protocol): MPJPE/PA-MPJPE on 14 joints, PVE on all vertices, mm",
         pipeline="mesh_vs_mesh",
@@ -224,7 +228,7 @@ _PROTOCOL_LIST: tuple[Protocol, ...] = (
         _PELVIS_BOTH,
         True,
         "gt",
-        ("mpjpe", "pa_mpjpe", "pve"),
+        _MESH_VS_MESH_METRICS,
         "any split; frames [a, b) of the six ROMP 3DPW-PC sequences (in_3dpw_pc)",
         "3DPW-PC (person-crowded, ROMP), SPIN joint protocol, mm",
         pipeline="mesh_vs_mesh",
@@ -237,7 +241,7 @@ _PROTOCOL_LIST: tuple[Protocol, ...] = (
         _PELVIS_BOTH,
         True,
         "gt",
-        ("mpjpe", "pa_mpjpe", "pve"),
+        _MESH_VS_MESH_METRICS,
         "3DPW-OCC sequences (PARE; in_3dpw_occ)",
         "3DPW-OCC (object/person occlusion, PARE), SPIN joint protocol, mm",
         pipeline="mesh_vs_mesh",
@@ -357,7 +361,7 @@ _PROTOCOL_LIST: tuple[Protocol, ...] = (
         _PELVIS_BOTH,
         False,
         "gt",
-        ("mpjpe", "pa_mpjpe", "pve"),
+        _MESH_VS_MESH_METRICS,
         "generated SynthCrowd test split; results per occlusion bucket and for distractor people",
         "SynthCrowd (synthetic crowds), SPIN joint protocol, per occlusion bucket and distractor bucket, mm",
         pipeline="mesh_vs_mesh",
@@ -444,6 +448,10 @@ def build_metrics(
             out[name] = MPJPE(p.num_joints, keep_per_sample=keep_per_sample)
         elif name == "pa_mpjpe":
             out[name] = PAMPJPE(p.num_joints, keep_per_sample=keep_per_sample)
+        elif name == "pa_mpjpe_depth":
+            out[name] = PAMPJPEDepth(p.num_joints, keep_per_sample=keep_per_sample)
+        elif name == "pa_mpjpe_plane":
+            out[name] = PAMPJPEPlane(p.num_joints, keep_per_sample=keep_per_sample)
         elif name == "pve":
             out[name] = PVE(num_vertices, keep_per_sample=keep_per_sample)
         elif name == "matched_mpjpe":

@@ -142,7 +142,30 @@ def summary_table(metrics: Mapping[str, Any], references: Mapping[str, Mapping[s
     if references:
         text += ("\n\nThe model against reference predictions made from the mean parameters without the image "
                  "(errors in mm, AP in %):\n\n" + sources_table(metrics, references).rstrip("\n"))
+    split = depth_split_table(metrics, references)
+    if split:
+        text += ("\n\nPA-MPJPE's parts after the alignment, everyone (mm): along the camera axis (depth) and in the "
+                 "image plane; per joint depth² + plane² = error²:\n\n" + split.rstrip("\n"))
     return text + "\n"
+
+
+def depth_split_table(metrics: Mapping[str, Any], references: Mapping[str, Mapping[str, Any]] | None = None
+                      ) -> str | None:
+    """PA-MPJPE with its depth and image-plane parts (mm, everyone) of the model and each reference, as Markdown.
+
+    None when the evaluation measured no split (protocols without camera-frame ground truth).
+    """
+    def finite(m: Mapping[str, Any]) -> bool:
+        value = _plain(m.get("pa_mpjpe_depth"))
+        return value is not None and math.isfinite(float(value))
+
+    if not finite(metrics):
+        return None
+    named = {"model": metrics, **{REFERENCE_LABELS.get(k, k): v for k, v in (references or {}).items() if finite(v)}}
+    lines = ["| source | PA-MPJPE | depth | image plane |", "|---|---|---|---|"]
+    lines += [f"| {name} | {_shown(m.get('pa_mpjpe'))} | {_shown(m.get('pa_mpjpe_depth'))} | "
+              f"{_shown(m.get('pa_mpjpe_plane'))} |" for name, m in named.items()]
+    return "\n".join(lines) + "\n"
 
 
 def context_diagnostics_table(per_mode: Mapping[str, Mapping[str, Any]]) -> str:

@@ -3,7 +3,7 @@
 from ochmr_lit.metrics.centre_localisation import CentreLocalisation, match_centres
 from ochmr_lit.metrics.keypoint_ap import COCO_STAT_NAMES, KeypointAP, evaluate_coco_keypoints
 from ochmr_lit.metrics.matched_mpjpe import PANOPTIC_SEQUENCES, MatchedMPJPE, match_people
-from ochmr_lit.metrics.mesh_errors import MPJPE, PAMPJPE, PVE
+from ochmr_lit.metrics.mesh_errors import MPJPE, PAMPJPE, PVE, PAMPJPEDepth, PAMPJPEPlane
 from ochmr_lit.metrics.per_sample import (
     DATASET_CODES,
     bucket_summary,
@@ -20,6 +20,8 @@ __all__ = [
     "MPJPE",
     "MatchedMPJPE",
     "PAMPJPE",
+    "PAMPJPEDepth",
+    "PAMPJPEPlane",
     "PANOPTIC_SEQUENCES",
     "PVE",
     "bucket_summary",

@@ -1,4 +1,4 @@
-"""MPJPE, PA-MPJPE and PVE as torchmetrics, in millimetres.
+"""MPJPE, PA-MPJPE (with its depth and image-plane parts) and PVE as torchmetrics, in millimetres.
 
 Inputs are metres (the project's unit); the metrics report millimetres. Each sample's error is the mean
 Euclidean distance over its valid points (joints or vertices); the reported value is the mean of the
@@ -32,7 +32,7 @@ PER_SAMPLE_STATES: tuple[str, ...] = ("sample_ids", "sample_errors", "occlusion"
 
 
 def point_errors_mm(pred: Tensor, target: Tensor) -> Tensor:
-    """Euclidean distance of corresponding points, (B, N, 3) metres -> (B, N) millimetres."""
+    """Euclidean distance of corresponding points, (B, N, D) metres (D = 3, or 2 for x and y) -> (B, N) millimetres."""
     return torch.linalg.vector_norm(pred - target, dim=-1) * MM_PER_M
 
 
@@ -78,6 +78,10 @@ class _PointError(Metric):
 
     def _align(self, pred: Tensor, target: Tensor, mask: Tensor | None) -> Tensor:
         return pred
+
+    def _point_errors(self, aligned: Tensor, target: Tensor) -> Tensor:
+        """(B, N) mm per point of the aligned prediction; the Euclidean distance unless a subclass measures a part."""
+        return point_errors_mm(aligned, target)
 
     def _check(self, pred: Tensor, target: Tensor, mask: Tensor | None) -> None:
         name = type(self).__name__
@@ -128,7 +132,7 @@ class _PointError(Metric):
             # invalid joints may hold anything (NaN included): zero them so they cannot reach the fit
             pred = torch.where(valid[..., None], pred, torch.zeros_like(pred))
             target = torch.where(valid[..., None], target, torch.zeros_like(target))
-        err = point_errors_mm(self._align(pred, target, None if mask is None else valid), target)  # (B, N)
+        err = self._point_errors(self._align(pred, target, None if mask is None else valid), target)  # (B, N)
         if mask is not None:
             err = torch.where(valid, err, torch.zeros_like(err))
         count = valid.sum(dim=1).to(torch.float64)  # (B,)
@@ -232,6 +236,29 @@ class PAMPJPE(MPJPE):
 
     def _align(self, pred: Tensor, target: Tensor, mask: Tensor | None) -> Tensor:
         return similarity_procrustes(pred, target, mask)
+
+
+class PAMPJPEDepth(PAMPJPE):
+    """The depth part of PA-MPJPE: after the same alignment, each joint's error along the camera axis, |dz| in mm.
+
+    Meaningful where pred and target are in the camera frame (z along the optical axis), as in the SPIN
+    protocol's 3DPW and SynthCrowd meshes. Per joint, ``depth^2 + plane^2 = PA error^2`` (:class:`PAMPJPEPlane`):
+    a model that reads the image-plane articulation but not the depth shows a plane part that falls with
+    training while the depth part stays near a constant guess's.
+    """
+
+    def _point_errors(self, aligned: Tensor, target: Tensor) -> Tensor:
+        return (aligned[..., 2] - target[..., 2]).abs() * MM_PER_M
+
+
+class PAMPJPEPlane(PAMPJPE):
+    """The image-plane part of PA-MPJPE: after the same alignment, each joint's error in x and y, mm.
+
+    See :class:`PAMPJPEDepth` for the frame it assumes and how the two parts add up.
+    """
+
+    def _point_errors(self, aligned: Tensor, target: Tensor) -> Tensor:
+        return point_errors_mm(aligned[..., :2], target[..., :2])
 
 
 class PVE(_PointError):
