@@ -77,7 +77,7 @@ def test_pa_mpjpe_depth_sees_a_limb_flipped_in_depth_and_plane_does_not() -> Non
     # the error must be almost all along z (the rest of the body pins the rotation), not in the image plane.
     target = torch.tensor(random_poses(1, seed=3)[1])
     pred = target.clone()
-    elbow, wrist = 10, 11  # LSP-14: right elbow, right wrist
+    elbow, wrist = 10, 11  # LSP-14: left elbow, left wrist
     pred[0, wrist, 2] = 2 * target[0, elbow, 2] - target[0, wrist, 2]  # mirrored about the elbow's depth
     depth, plane = PAMPJPEDepth(14), PAMPJPEPlane(14)
     depth.update(pred, target)

@@ -11,6 +11,11 @@ truth, with the evaluation's own joints (SPIN's 14 LSP joints, pelvis-relative, 
   person's depth (``depth / focal * box side / crop side``): how precisely a reader must localise joints in
   a crop of a given size to reach a PA-MPJPE.
 
+* ``true 2D + foreshortened depth``: the same x and y, and each bone's change in depth of the size that its
+  true length and its length in x and y give (foreshortening), but not which way it points: with the sign of
+  the ``oracle``'s bone, or a random one; also from the noisy x and y. Between these rows and the exact pose
+  lies what only the sign cues (shading, which limb hides which) can give.
+
 These are diagnostics, not bounds: a model can know some depth (shading, occlusion order, the pose prior).
 
     python -m ochmr_lit.eval.ceilings --gt <split>/smpl_gt.npz --mean-params <train split>/smpl_mean_params.npz
@@ -61,6 +66,56 @@ def true_2d_mean_depth(target: torch.Tensor, oracle: torch.Tensor, noise_m: torc
     return out
 
 
+#: SPIN's 14 LSP joints as a tree, (child, parent) in an order where every parent comes before its children;
+#: parent -1 is the mid-point of the hips. Indices follow ``ochmr_lit.eval.joints.JOINT_SETS["lsp14"]``.
+LSP14_BONES: tuple[tuple[int, int], ...] = (
+    (2, -1), (3, -1), (12, -1),  # right hip, left hip, neck
+    (13, 12), (8, 12), (9, 12),  # head, right shoulder, left shoulder
+    (7, 8), (6, 7), (10, 9), (11, 10),  # right elbow and wrist, left elbow and wrist
+    (1, 2), (0, 1), (4, 3), (5, 4),  # right knee and ankle, left knee and ankle
+)
+
+
+def foreshortened_depth(target: torch.Tensor, oracle: torch.Tensor, signs: torch.Tensor | None = None,
+                        xy: torch.Tensor | None = None) -> torch.Tensor:
+    """A reader that knows each bone's length and sees its joints' x and y: the bone's change in depth follows.
+
+    Each bone's depth change has the size ``sqrt(L^2 - d_xy^2)`` (``L``: the bone's true length, ``d_xy``: its
+    length in the reader's x, y; 0 where the seen length exceeds ``L``) and ``oracle``'s sign (or ``signs``').
+    With the true x and y the size is the true one.
+
+    Args:
+        target, oracle: (B, 14, 3) root-relative metres, SPIN's LSP-14 joints (:data:`LSP14_BONES`).
+        signs: (B, 14) +1 / -1 per bone, indexed by the bone's child joint; None = the sign of ``oracle``'s
+            bone (+1 where it has no depth change).
+        xy: (B, 14, 2) the x, y the reader sees (e.g. with noise); None = ``target``'s.
+    Returns:
+        (B, 14, 3): x, y as seen; z chained from the hips' mid-point (z = 0; PA-MPJPE ignores the offset).
+    """
+    if target.shape[1:] != (14, 3) or oracle.shape != target.shape:
+        raise ValueError(f"expected target and oracle of shape (B, 14, 3), got {tuple(target.shape)} and "
+                         f"{tuple(oracle.shape)}")
+
+    def joint(points: torch.Tensor, index: int) -> torch.Tensor:
+        return (points[:, 2] + points[:, 3]) / 2 if index < 0 else points[:, index]
+
+    out = target.clone()
+    if xy is not None:
+        out[..., :2] = xy
+    for child, parent in LSP14_BONES:
+        length2 = (target[:, child] - joint(target, parent)).square().sum(-1)
+        seen2 = (out[:, child, :2] - joint(out, parent)[:, :2]).square().sum(-1)
+        size = (length2 - seen2).clamp(min=0).sqrt()
+        if signs is None:
+            sign = torch.sign(oracle[:, child, 2] - joint(oracle, parent)[:, 2])
+            sign = torch.where(sign == 0, torch.ones_like(sign), sign)
+        else:
+            sign = signs[:, child].to(target.dtype)
+        base = torch.zeros_like(size) if parent < 0 else out[:, parent, 2]
+        out[:, child, 2] = base + sign * size
+    return out
+
+
 def ceiling_table(gt_file: str | Path, mean_params_file: str | Path, crop_sizes: Sequence[int] = (64, 224),
                   noise_px: Sequence[float] = (0.5, 1.0, 2.0), seed: int = 0,
                   body: BodyModel | None = None) -> list[tuple[str, float, float]]:
@@ -101,12 +156,20 @@ def ceiling_table(gt_file: str | Path, mean_params_file: str | Path, crop_sizes:
     rows = [("oracle: mean pose + true orientation", *errors_mm(joints.pred, joints.target)),
             ("true 2D, mean depth", *errors_mm(true_2d_mean_depth(joints.target, joints.pred), joints.target))]
     generator = torch.Generator().manual_seed(seed)
+    coin = torch.randint(0, 2, joints.target.shape[:2], generator=generator).to(joints.target.dtype) * 2 - 1
+    rows += [("true 2D + foreshortened depth, signs of the mean pose",
+              *errors_mm(foreshortened_depth(joints.target, joints.pred), joints.target)),
+             ("true 2D + foreshortened depth, random signs",
+              *errors_mm(foreshortened_depth(joints.target, joints.pred, coin), joints.target))]
     for crop in crop_sizes:
         for sigma in noise_px:
             noise_m = sigma * metres_per_image_px * box_px / crop
             reader = true_2d_mean_depth(joints.target, joints.pred, noise_m, generator)
             rows.append((f"true 2D + N(0, {sigma:g} px) in a {crop} px crop, mean depth",
                          *errors_mm(reader, joints.target)))
+            rows.append((f"true 2D + N(0, {sigma:g} px) in a {crop} px crop, foreshortened depth, signs of the "
+                         "mean pose", *errors_mm(foreshortened_depth(joints.target, joints.pred, xy=reader[..., :2]),
+                                                 joints.target)))
     return rows
 
 
