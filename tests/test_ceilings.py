@@ -33,10 +33,10 @@ def _write_split(tmp_path, n=12, seed=0):
 
 def test_errors_are_zero_for_the_truth_and_pa_ignores_a_similarity():
     target = torch.randn(5, 14, 3) * 0.3
-    assert errors_mm(target, target) == pytest.approx((0.0, 0.0), abs=1e-3)
+    assert errors_mm(target, target) == pytest.approx((0.0, 0.0, 0.0, 0.0), abs=1e-3)
     rotated = 1.2 * target @ axis_angle_to_rotmat(torch.tensor([[0.0, 0.7, 0.0]]))[0].T
-    mpjpe, pa = errors_mm(rotated, target)
-    assert mpjpe > 50 and pa == pytest.approx(0.0, abs=1e-2)
+    mpjpe, pa, depth, plane = errors_mm(rotated, target)
+    assert mpjpe > 50 and (pa, depth, plane) == pytest.approx((0.0, 0.0, 0.0), abs=1e-2)
 
 
 def test_the_reader_keeps_x_and_y_and_takes_the_depth_of_the_oracle():
@@ -85,7 +85,7 @@ def test_the_foreshortening_reader_keeps_x_y_and_each_bones_depth_size_and_takes
 
 def test_table_orders_readers_as_their_knowledge(tmp_path):
     gt, mean = _write_split(tmp_path)
-    rows = {name: (mpjpe, pa) for name, mpjpe, pa in ceiling_table(gt, mean, crop_sizes=(64,), noise_px=(0.5, 4.0))}
+    rows = {name: (mpjpe, pa) for name, mpjpe, pa, *_ in ceiling_table(gt, mean, crop_sizes=(64,), noise_px=(0.5, 4.0))}
     oracle = rows["oracle: mean pose + true orientation"]
     exact = rows["true 2D, mean depth"]
     fine = rows["true 2D + N(0, 0.5 px) in a 64 px crop, mean depth"]
@@ -98,7 +98,7 @@ def test_table_orders_readers_as_their_knowledge(tmp_path):
 
 def test_table_has_the_foreshortening_readers(tmp_path):
     gt, mean = _write_split(tmp_path)
-    rows = {name: (mpjpe, pa) for name, mpjpe, pa in ceiling_table(gt, mean, crop_sizes=(64,), noise_px=())}
+    rows = {name: (mpjpe, pa) for name, mpjpe, pa, *_ in ceiling_table(gt, mean, crop_sizes=(64,), noise_px=())}
     for name in ("true 2D + foreshortened depth, signs of the mean pose",
                  "true 2D + foreshortened depth, random signs"):
         assert 1.0 < rows[name][1] < 1000.0, name  # wrong signs cost millimetres; nothing blows up

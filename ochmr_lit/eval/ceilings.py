@@ -34,7 +34,7 @@ from ochmr_lit.body import BodyModel
 from ochmr_lit.errors import MissingFileError, user_errors
 from ochmr_lit.eval.joints import mesh_vs_mesh
 from ochmr_lit.geometry import axis_angle_to_rotmat, rot6d_to_rotmat
-from ochmr_lit.metrics.mesh_errors import MPJPE, PAMPJPE
+from ochmr_lit.metrics.mesh_errors import MPJPE, PAMPJPE, PAMPJPEDepth, PAMPJPEPlane
 
 #: Codes of the ground truth's gender letters (the body model's GENDER_CODES).
 GENDER_LETTERS = {"n": 0, "m": 1, "f": 2}
@@ -42,13 +42,15 @@ GENDER_LETTERS = {"n": 0, "m": 1, "f": 2}
 SCALE_UNIT_PX = 200.0
 
 
-def errors_mm(pred: torch.Tensor, target: torch.Tensor) -> tuple[float, float]:
-    """MPJPE and PA-MPJPE (mm) of root-relative joints (B, J, 3) metres, by the evaluation's own metrics."""
+def errors_mm(pred: torch.Tensor, target: torch.Tensor) -> tuple[float, float, float, float]:
+    """MPJPE, PA-MPJPE and PA-MPJPE's depth and image-plane parts (mm) of root-relative joints (B, J, 3) metres,
+    by the evaluation's own metrics."""
     values = []
-    for metric in (MPJPE(pred.shape[1]), PAMPJPE(pred.shape[1])):
+    for cls in (MPJPE, PAMPJPE, PAMPJPEDepth, PAMPJPEPlane):
+        metric = cls(pred.shape[1])
         metric.update(pred, target)
         values.append(float(metric.compute()))
-    return values[0], values[1]
+    return values[0], values[1], values[2], values[3]
 
 
 def true_2d_mean_depth(target: torch.Tensor, oracle: torch.Tensor, noise_m: torch.Tensor | None = None,
@@ -118,8 +120,9 @@ def foreshortened_depth(target: torch.Tensor, oracle: torch.Tensor, signs: torch
 
 def ceiling_table(gt_file: str | Path, mean_params_file: str | Path, crop_sizes: Sequence[int] = (64, 224),
                   noise_px: Sequence[float] = (0.5, 1.0, 2.0), seed: int = 0,
-                  body: BodyModel | None = None) -> list[tuple[str, float, float]]:
-    """Rows (name, MPJPE mm, PA-MPJPE mm) of the oracle and the 2D readers on a split's ground truth.
+                  body: BodyModel | None = None) -> list[tuple[str, float, float, float, float]]:
+    """Rows (name, MPJPE, PA-MPJPE, its depth part, its image-plane part; mm) of the oracle and the 2D readers
+    on a split's ground truth.
 
     Args:
         gt_file: a split's ``smpl_gt.npz`` (SPIN's npz fields: ``pose`` (N, 72), ``shape`` (N, 10), ``gender``
@@ -173,10 +176,10 @@ def ceiling_table(gt_file: str | Path, mean_params_file: str | Path, crop_sizes:
     return rows
 
 
-def format_table(rows: Sequence[tuple[str, float, float]]) -> str:
+def format_table(rows: Sequence[tuple[str, float, float, float, float]]) -> str:
     """A Markdown table of :func:`ceiling_table`'s rows."""
-    lines = ["| prediction | MPJPE | PA-MPJPE |", "|---|---|---|"]
-    lines += [f"| {name} | {mpjpe:.1f} | {pa:.1f} |" for name, mpjpe, pa in rows]
+    lines = ["| prediction | MPJPE | PA-MPJPE | depth | image plane |", "|---|---|---|---|---|"]
+    lines += [f"| {name} | " + " | ".join(f"{v:.1f}" for v in values) + " |" for name, *values in rows]
     return "\n".join(lines)
 
 
