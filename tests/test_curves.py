@@ -7,10 +7,13 @@ import pytest
 from ochmr_lit.vis.curves import main, read_validation_curve
 
 
-def _write_run(folder, rows):
+def _write_run(folder, rows, parts=False):
     (folder / "csv").mkdir(parents=True)
     columns = ["epoch", "step", "train/loss", "val/mpjpe", "val/pa_mpjpe",
                "val/constant/mpjpe", "val/constant/pa_mpjpe"]
+    if parts:
+        columns += ["val/pa_mpjpe_depth", "val/pa_mpjpe_plane", "val/constant/pa_mpjpe_depth",
+                    "val/constant/pa_mpjpe_plane"]
     with (folder / "csv" / "metrics.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, columns)
         writer.writeheader()
@@ -30,6 +33,26 @@ def test_curve_reads_validation_rows_and_constant(tmp_path, capsys):
     assert main(["--run", f"a={tmp_path / 'a'}", "--out", str(out)]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| a | 1 | 20 | 150.5 | 80.2 |" in capsys.readouterr().out
+
+
+def test_curve_draws_pa_mpjpe_parts_where_a_run_logged_them(tmp_path, capsys):
+    _write_run(tmp_path / "old", [{"epoch": 0, "step": 10, "val/mpjpe": 200.0, "val/pa_mpjpe": 100.0}])
+    _write_run(tmp_path / "new", [{"epoch": 0, "step": 10, "val/mpjpe": 190.0, "val/pa_mpjpe": 90.0,
+                                   "val/pa_mpjpe_depth": 55.0, "val/pa_mpjpe_plane": 60.0,
+                                   "val/constant/mpjpe": 185.0, "val/constant/pa_mpjpe": 86.0,
+                                   "val/constant/pa_mpjpe_depth": 49.0, "val/constant/pa_mpjpe_plane": 62.0}],
+               parts=True)
+    curve = read_validation_curve(tmp_path / "new")
+    assert curve["val/pa_mpjpe_depth"] == [55.0] and curve["val/pa_mpjpe_plane"] == [60.0]
+    assert curve["constant_parts"] == [49.0, 62.0]
+    assert read_validation_curve(tmp_path / "old")["val/pa_mpjpe_depth"] != [55.0]  # NaN: not logged
+    out = tmp_path / "curves.png"
+    assert main(["--run", f"old={tmp_path / 'old'}", "--run", f"new={tmp_path / 'new'}", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| run | epoch | step | val MPJPE | val PA-MPJPE | depth | image plane |" in printed
+    assert "| new | 0 | 10 | 190.0 | 90.0 | 55.0 | 60.0 |" in printed
+    assert "| old | 0 | 10 | 200.0 | 100.0 | - | - |" in printed
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_curve_errors_name_the_file(tmp_path, capsys):

@@ -2,7 +2,9 @@
 
 Reads each run's ``csv/metrics.csv`` (Lightning's CSVLogger, as every run of this framework writes it) and draws
 validation MPJPE and PA-MPJPE (mm) against the training step, one line per run, with horizontal reference lines
-(e.g. the ``constant`` guess) when given. Also prints a markdown table of each run's per-epoch values.
+(e.g. the ``constant`` guess) when given; where runs logged PA-MPJPE's depth and image-plane parts
+(``val/pa_mpjpe_depth``, ``val/pa_mpjpe_plane``), a third panel draws them. Also prints a markdown table of each
+run's per-epoch values.
 
     python -m ochmr_lit.vis.curves --run "data mean=outputs/a/<time>" --run "T-pose=outputs/b/<time>" \\
         --reference "constant=188.4,86.6" --out curves.png
@@ -23,27 +25,34 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 METRICS: tuple[str, ...] = ("val/mpjpe", "val/pa_mpjpe")
+#: PA-MPJPE's depth and image-plane parts, logged by evaluations whose ground truth is in the camera frame.
+PARTS: tuple[str, ...] = ("val/pa_mpjpe_depth", "val/pa_mpjpe_plane")
 
 
 def read_validation_curve(run_dir: str | Path) -> dict[str, list[float]]:
-    """Per-validation ``step``, ``epoch``, MPJPE and PA-MPJPE (mm), in order, from a run's ``csv/metrics.csv``.
+    """Per-validation ``step``, ``epoch``, MPJPE, PA-MPJPE and its :data:`PARTS` (mm; NaN where not logged), in
+    order, from a run's ``csv/metrics.csv``.
 
-    Runs that logged the ``constant`` reference on validation also give ``constant`` = [MPJPE, PA-MPJPE].
+    Runs that logged the ``constant`` reference on validation also give ``constant`` = [MPJPE, PA-MPJPE] and,
+    where they logged its parts, ``constant_parts`` = [depth, image plane].
     """
     path = Path(run_dir) / "csv" / "metrics.csv"
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: pass a run folder written with the csv logger "
                                 "(logger=default or logger=csv)")
-    curve: dict[str, list[float]] = {"step": [], "epoch": [], **{m: [] for m in METRICS}}
+    curve: dict[str, list[float]] = {"step": [], "epoch": [], **{m: [] for m in (*METRICS, *PARTS)}}
     with path.open(newline="") as f:
         for row in csv.DictReader(f):
             if not row.get(METRICS[0]):
                 continue
             if row.get("val/constant/mpjpe") and "constant" not in curve:
                 curve["constant"] = [float(row["val/constant/mpjpe"]), float(row["val/constant/pa_mpjpe"])]
+            constant_parts = [row.get(m.replace("val/", "val/constant/")) for m in PARTS]
+            if all(constant_parts) and "constant_parts" not in curve:
+                curve["constant_parts"] = [float(v) for v in constant_parts]
             curve["step"].append(float(row["step"]))
             curve["epoch"].append(float(row["epoch"]))
-            for metric in METRICS:
+            for metric in (*METRICS, *PARTS):
                 curve[metric].append(float(row[metric]) if row.get(metric) else math.nan)
     if not curve["step"]:
         raise ValueError(f"{path} has no {METRICS[0]} rows: the run has not finished a validation yet")
@@ -52,9 +61,14 @@ def read_validation_curve(run_dir: str | Path) -> dict[str, list[float]]:
 
 def plot_curves(curves: Mapping[str, Mapping[str, Sequence[float]]], out: str | Path,
                 references: Mapping[str, tuple[float, float]] | None = None, title: str = "") -> Path:
-    """Two panels (MPJPE, PA-MPJPE in mm vs training step), one line per run, dashed reference lines."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
-    for ax, metric, label in zip(axes, METRICS, ("val MPJPE (mm)", "val PA-MPJPE (mm)"), strict=True):
+    """Two panels (MPJPE, PA-MPJPE in mm vs training step), one line per run, dashed reference lines; a third
+    with PA-MPJPE's depth (dashed) and image-plane (solid) parts where any run logged them."""
+    with_parts = any(_logged(curve, PARTS) for curve in curves.values())
+    fig, axes = plt.subplots(1, 3 if with_parts else 2, figsize=(16 if with_parts else 11, 4.2),
+                             constrained_layout=True)
+    if with_parts:
+        _plot_parts(axes[2], curves)
+    for ax, metric, label in zip(axes, METRICS, ("val MPJPE (mm)", "val PA-MPJPE (mm)"), strict=False):
         for name, curve in curves.items():
             ax.plot(curve["step"], curve[metric], marker="o", markersize=3, label=name)
         for i, (name, values) in enumerate((references or {}).items()):
@@ -70,6 +84,30 @@ def plot_curves(curves: Mapping[str, Mapping[str, Sequence[float]]], out: str | 
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def _logged(curve: Mapping[str, Sequence[float]], metrics: Sequence[str]) -> bool:
+    """Whether ``curve`` has a finite value of every one of ``metrics`` somewhere."""
+    return all(any(math.isfinite(v) for v in curve.get(m, ())) for m in metrics)
+
+
+def _plot_parts(ax: plt.Axes, curves: Mapping[str, Mapping[str, Sequence[float]]]) -> None:
+    """PA-MPJPE's depth (dashed) and image-plane (solid) parts per run, in the run's colour; the logged constant's
+    as grey lines."""
+    for name, curve in curves.items():
+        if not _logged(curve, PARTS):
+            continue
+        (line,) = ax.plot(curve["step"], curve[PARTS[1]], marker="o", markersize=3, label=f"{name}: image plane")
+        ax.plot(curve["step"], curve[PARTS[0]], marker="o", markersize=3, linestyle="--", color=line.get_color(),
+                label=f"{name}: depth")
+    constant = next((c["constant_parts"] for c in curves.values() if "constant_parts" in c), None)
+    if constant:
+        ax.axhline(constant[1], color="0.3", label="constant: image plane")
+        ax.axhline(constant[0], color="0.3", linestyle="--", label="constant: depth")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("val PA-MPJPE parts (mm)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper right")
 
 
 def _pair(text: str, what: str) -> tuple[str, str]:
@@ -103,10 +141,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     plot_curves(curves, args.out, references, args.title)
-    print("| run | epoch | step | val MPJPE | val PA-MPJPE |\n|---|---|---|---|---|")
+    with_parts = any(_logged(curve, PARTS) for curve in curves.values())
+    shown = (*METRICS, *PARTS) if with_parts else METRICS
+    header = ["run", "epoch", "step", "val MPJPE", "val PA-MPJPE", *(["depth", "image plane"] if with_parts else [])]
+    print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
     for label, curve in curves.items():
-        for e, s, a, b in zip(curve["epoch"], curve["step"], *(curve[m] for m in METRICS), strict=True):
-            print(f"| {label} | {int(e)} | {int(s)} | {a:.1f} | {b:.1f} |")
+        for e, s, *values in zip(curve["epoch"], curve["step"], *(curve[m] for m in shown), strict=True):
+            cells = [f"{v:.1f}" if math.isfinite(v) else "-" for v in values]
+            print(f"| {label} | {int(e)} | {int(s)} | " + " | ".join(cells) + " |")
     print(f"curves written to {args.out}")
     return 0
 
