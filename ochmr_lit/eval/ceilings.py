@@ -1,4 +1,4 @@
-"""What a crop can tell: the PA-MPJPE of predictions that know the 2D articulation but not the depth.
+"""What a crop can tell: the PA-MPJPE of predictions that know the 2D articulation and guess the depth.
 
 PA-MPJPE removes the global orientation, so it measures the articulation alone; the ``constant`` and
 ``oracle`` references of :mod:`ochmr_lit.eval.references` score the same there. A model that reads a crop
@@ -9,13 +9,13 @@ truth, with the evaluation's own joints (SPIN's 14 LSP joints, pelvis-relative, 
   of the ``oracle`` (the training mean pose under the true orientation);
 * the same with Gaussian noise on x and y of ``sigma`` crop pixels, converted per person to metres at the
   person's depth (``depth / focal * box side / crop side``): how precisely a reader must localise joints in
-  a crop of a given size to reach a PA-MPJPE.
-
+  a crop of a given size to reach a PA-MPJPE;
 * ``true 2D + foreshortened depth``: the same x and y, and each bone's change in depth of the size that its
   true length and its length in x and y give (foreshortening), but not which way it points: with the sign of
   the ``oracle``'s bone, or a random one; also from the noisy x and y. Between these rows and the exact pose
   lies what only the sign cues (shading, which limb hides which) can give.
 
+Each row gives MPJPE, PA-MPJPE and PA-MPJPE's depth and image-plane parts, as the evaluation reports them.
 These are diagnostics, not bounds: a model can know some depth (shading, occlusion order, the pose prior).
 
     python -m ochmr_lit.eval.ceilings --gt <split>/smpl_gt.npz --mean-params <train split>/smpl_mean_params.npz
