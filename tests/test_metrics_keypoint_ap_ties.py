@@ -264,8 +264,10 @@ def test_evaluation_ranks_box_score_ties_by_sample_index(fixtures_dir: Path, tmp
             "has_smpl": torch.zeros(b, dtype=torch.bool),
         }
         crop_px = apply_affine(to_crop, torch.from_numpy(kps[rows][..., :2]))
+        batch["keypoints_2d"] = torch.cat([crop_px, torch.ones(b, 17, 1, dtype=crop_px.dtype)], dim=-1)
         evaluation.update(batch, {"vertices": torch.zeros(b, 1, 3), "keypoints_2d_coco17": crop_px}, body=None)
     metrics = evaluation.compute()
     assert metrics["kp_num_scored"] == n
+    assert metrics["kp2d_px"] == 0.0  # the predictions are the labels
     for name, value in zip(COCO_STAT_NAMES, ref, strict=True):
         assert metrics[f"kp_{name}"] == pytest.approx(value, abs=1e-9), name

@@ -47,8 +47,15 @@ def _per_sample_or_nan(values: Tensor | None, batch_size: int, name: str) -> Ten
     return values.to(torch.float64)
 
 
-class _PointError(Metric):
-    """Mean per-point position error in mm; subclasses choose the alignment."""
+class PointError(Metric):
+    """Mean per-point position error; subclasses choose the alignment, the error and the point dimension.
+
+    Inputs are ``(B, N, point_dims)`` in ``input_unit``; this class and the mesh errors below report mm.
+    """
+
+    #: Coordinates per point of ``update``'s inputs, and their unit (named in errors).
+    point_dims: int = 3
+    input_unit: str = "metres"
 
     full_state_update = False
     is_differentiable = False
@@ -85,9 +92,9 @@ class _PointError(Metric):
 
     def _check(self, pred: Tensor, target: Tensor, mask: Tensor | None) -> None:
         name = type(self).__name__
-        if pred.shape != target.shape or pred.ndim != 3 or pred.shape[-1] != 3:
+        if pred.shape != target.shape or pred.ndim != 3 or pred.shape[-1] != self.point_dims:
             raise ValueError(
-                f"{name}.update expects pred and target of shape (B, N, 3) metres, got "
+                f"{name}.update expects pred and target of shape (B, N, {self.point_dims}) {self.input_unit}, got "
                 f"{tuple(pred.shape)} and {tuple(target.shape)}"
             )
         if pred.shape[1] != self.num_points:
@@ -209,7 +216,7 @@ class _PointError(Metric):
         }
 
 
-class MPJPE(_PointError):
+class MPJPE(PointError):
     """Mean per-joint position error in mm, no alignment (inputs already root-relative).
 
     Args:
@@ -261,7 +268,7 @@ class PAMPJPEPlane(PAMPJPE):
         return point_errors_mm(aligned[..., :2], target[..., :2])
 
 
-class PVE(_PointError):
+class PVE(PointError):
     """Per-vertex error in mm on all vertices, no alignment.
 
     Args:
