@@ -238,6 +238,7 @@ def test_test_loop_writes_references_and_a_zero_head_equals_constant(tmp_path, t
     constant = references["constant"]
     assert set(model) == set(constant) and "kp_AP" in model
     assert 1.0 < model["kp2d_px"] < 64.0  # the limb keypoints' 2D error in crop px, measured beside AP
+    assert 0.0 < model["kp2d_px_centred"] < model["kp2d_px"]  # less once each person's offset is removed
     assert all(_same(model[k], constant[k]) for k in model), {k: (model[k], constant[k]) for k in model}
     assert model["mpjpe"] > 10.0 and model["count_none"] + model["count_partial"] + model["count_heavy"] > 0
     assert references["oracle"]["pa_mpjpe"] == pytest.approx(constant["pa_mpjpe"], rel=1e-5)  # PA removes orientation

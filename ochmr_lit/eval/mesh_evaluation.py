@@ -35,7 +35,11 @@ from ochmr_lit.eval.buckets import RESULT_BUCKETS, occlusion_bucket, result_buck
 from ochmr_lit.eval.protocols import MESH_ERRORS, build_metrics, get_protocol
 from ochmr_lit.geometry import apply_affine, axis_angle_to_rotmat, invert_affine, perspective_projection
 from ochmr_lit.metrics.keypoint_ap import object_keypoint_similarity
-from ochmr_lit.metrics.keypoint_pixel_error import COCO17_LIMB_KEYPOINTS, KeypointPixelError
+from ochmr_lit.metrics.keypoint_pixel_error import (
+    COCO17_LIMB_KEYPOINTS,
+    CentredKeypointPixelError,
+    KeypointPixelError,
+)
 from ochmr_lit.metrics.matched_mpjpe import MatchedMPJPEByImage
 from ochmr_lit.metrics.per_sample import dataset_code
 from ochmr_lit.metrics.sample_table import SampleTable
@@ -85,7 +89,7 @@ class MeshEvaluation(nn.Module):
         #: The declared mesh errors of :data:`MESH_ERRORS`, by name (per-sample results kept).
         self.mesh_errors = nn.ModuleDict(build_metrics(mesh, num_vertices=num_vertices, names=MESH_ERRORS))
         self.matched = MatchedMPJPEByImage(mesh.num_joints) if self.pipeline == "panoptic_joints" else None
-        self.keypoint_ap = self.keypoint_rows = self.keypoint_pixels = None
+        self.keypoint_ap = self.keypoint_rows = self.keypoint_pixels = self.keypoint_pixels_centred = None
         self._labelled: dict[int, int] = {}
         if keypoint_ground_truth is None and p.ap_flavour:
             raise ValueError(f"protocol {p.name!r} measures keypoint AP against the split's COCO-format keypoint "
@@ -95,6 +99,7 @@ class MeshEvaluation(nn.Module):
             self.keypoint_rows = SampleTable(KEYPOINT_COLUMNS)
             # AP protocols' samples carry COCO-17 labels in crop px: the limb keypoints' error in px beside AP
             self.keypoint_pixels = KeypointPixelError(len(COCO17_LIMB_KEYPOINTS))
+            self.keypoint_pixels_centred = CentredKeypointPixelError(len(COCO17_LIMB_KEYPOINTS))
             anns = self.keypoint_ap.coco_gt.anns
             self._labelled = {int(i): int(a["num_keypoints"]) for i, a in anns.items()}
 
@@ -206,7 +211,8 @@ class MeshEvaluation(nn.Module):
         limbs = list(COCO17_LIMB_KEYPOINTS)
         target = batch["keypoints_2d"][:, limbs].double()
         predicted = pred["keypoints_2d_coco17" if "keypoints_2d_coco17" in pred else "keypoints_2d"][:, limbs].double()
-        self.keypoint_pixels.update(predicted.to(target.device), target[..., :2], mask=target[..., 2] > 0)
+        for metric in (self.keypoint_pixels, self.keypoint_pixels_centred):
+            metric.update(predicted.to(target.device), target[..., :2], mask=target[..., 2] > 0)
 
     def _own_oks(self, keypoints: np.ndarray, ann_ids: list[int]) -> np.ndarray:
         """OKS of each prediction with its own annotated person (NaN for detector boxes)."""
@@ -276,7 +282,8 @@ class MeshEvaluation(nn.Module):
         heavy, then distractor, which overlaps them); keypoint AP as ``kp_<stat>`` fractions, with
         ``kp_num_scored`` (predictions scored) and ``kp_num_gt_people`` (non-crowd annotated people with keypoints),
         and ``kp2d_px``, the mean 2D error of the twelve limb keypoints in crop px over the labelled ones
-        (:class:`~ochmr_lit.metrics.keypoint_pixel_error.KeypointPixelError`; NaN if none was labelled).
+        (:class:`~ochmr_lit.metrics.keypoint_pixel_error.KeypointPixelError`; NaN if none was labelled), and
+        ``kp2d_px_centred``, the same after removing each person's mean offset (the articulation's part).
         """
         values = {name: float(self.mesh_errors[name].compute())
                   if name in self.mesh_errors and self.mesh_errors[name].update_called else math.nan
@@ -296,12 +303,13 @@ class MeshEvaluation(nn.Module):
             values.update({f"kp_{k}": float(v) for k, v in self.keypoint_ap.compute().items()})
             values["kp_num_scored"] = int(self.keypoint_rows.compute())
             values["kp2d_px"] = float(self.keypoint_pixels.compute())
+            values["kp2d_px_centred"] = float(self.keypoint_pixels_centred.compute())
             gt = self.keypoint_ap.coco_gt.dataset["annotations"]
             values["kp_num_gt_people"] = sum(1 for a in gt if not a.get("iscrowd", 0) and a["num_keypoints"] > 0)
         return values
 
     def reset(self) -> None:
         for metric in (*self.mesh_errors.values(), self.matched, self.keypoint_ap, self.keypoint_rows,
-                       self.keypoint_pixels):
+                       self.keypoint_pixels, self.keypoint_pixels_centred):
             if metric is not None:
                 metric.reset()

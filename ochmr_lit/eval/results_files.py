@@ -146,7 +146,8 @@ def summary_table(metrics: Mapping[str, Any], references: Mapping[str, Mapping[s
     if split:
         text += ("\n\nPA-MPJPE's parts after the alignment, everyone (mm): along the camera axis (depth) and in the "
                  "image plane; per joint depth² + plane² = error²"
-                 + ("; the limb keypoints' 2D error in crop px beside them" if "2D limbs" in split else "")
+                 + ("; beside them the limb keypoints' 2D error in crop px, as placed and centred on the person"
+                    if "2D limbs" in split else "")
                  + ":\n\n" + split.rstrip("\n"))
     return text + "\n"
 
@@ -155,7 +156,8 @@ def depth_split_table(metrics: Mapping[str, Any], references: Mapping[str, Mappi
                       ) -> str | None:
     """PA-MPJPE with its depth and image-plane parts (mm, everyone) of the model and each reference, as Markdown.
 
-    Where the evaluation measured the limb keypoints' 2D error (``kp2d_px``), a last column gives it in crop px.
+    Where the evaluation measured the limb keypoints' 2D error, two last columns give it in crop px: as placed
+    (``kp2d_px``) and after removing each person's mean offset (``kp2d_px_centred``).
     None when the evaluation measured no split (protocols without camera-frame ground truth).
     """
     def finite(m: Mapping[str, Any], key: str = "pa_mpjpe_depth") -> bool:
@@ -166,10 +168,11 @@ def depth_split_table(metrics: Mapping[str, Any], references: Mapping[str, Mappi
         return None
     named = {"model": metrics, **{REFERENCE_LABELS.get(k, k): v for k, v in (references or {}).items() if finite(v)}}
     pixels = finite(metrics, "kp2d_px")
-    lines = ["| source | PA-MPJPE | depth | image plane |" + (" 2D limbs (px) |" if pixels else ""),
-             "|---|---|---|---|" + ("---|" if pixels else "")]
+    lines = ["| source | PA-MPJPE | depth | image plane |" + (" 2D limbs (px) | centred (px) |" if pixels else ""),
+             "|---|---|---|---|" + ("---|---|" if pixels else "")]
     lines += [f"| {name} | {_shown(m.get('pa_mpjpe'))} | {_shown(m.get('pa_mpjpe_depth'))} | "
-              f"{_shown(m.get('pa_mpjpe_plane'))} |" + (f" {_shown(m.get('kp2d_px'))} |" if pixels else "")
+              f"{_shown(m.get('pa_mpjpe_plane'))} |"
+              + (f" {_shown(m.get('kp2d_px'))} | {_shown(m.get('kp2d_px_centred'))} |" if pixels else "")
               for name, m in named.items()]
     return "\n".join(lines) + "\n"
 
