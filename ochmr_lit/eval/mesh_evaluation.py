@@ -302,8 +302,8 @@ class MeshEvaluation(nn.Module):
         if self.keypoint_ap is not None:
             values.update({f"kp_{k}": float(v) for k, v in self.keypoint_ap.compute().items()})
             values["kp_num_scored"] = int(self.keypoint_rows.compute())
-            values["kp2d_px"] = float(self.keypoint_pixels.compute())
-            values["kp2d_px_centred"] = float(self.keypoint_pixels_centred.compute())
+            for name, metric in (("kp2d_px", self.keypoint_pixels), ("kp2d_px_centred", self.keypoint_pixels_centred)):
+                values[name] = float(metric.compute()) if metric.update_called else math.nan
             gt = self.keypoint_ap.coco_gt.dataset["annotations"]
             values["kp_num_gt_people"] = sum(1 for a in gt if not a.get("iscrowd", 0) and a["num_keypoints"] > 0)
         return values
