@@ -4,7 +4,8 @@ import csv
 
 import pytest
 
-from ochmr_lit.vis.curves import main, read_validation_curve
+from ochmr_lit.vis import curves as curves_module
+from ochmr_lit.vis.curves import main, plot_curves, read_validation_curve
 
 
 def _write_run(folder, rows, parts=False):
@@ -53,6 +54,20 @@ def test_curve_draws_pa_mpjpe_parts_where_a_run_logged_them(tmp_path, capsys):
     assert "| new | 0 | 10 | 190.0 | 90.0 | 55.0 | 60.0 |" in printed
     assert "| old | 0 | 10 | 200.0 | 100.0 | - | - |" in printed
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_run_keeps_its_colour_in_the_parts_panel_when_an_earlier_run_logged_no_parts(tmp_path, monkeypatch):
+    figures = []
+    monkeypatch.setattr(curves_module.plt, "close", figures.append)
+    nan = float("nan")
+    old = {"step": [10.0], "val/mpjpe": [200.0], "val/pa_mpjpe": [100.0],
+           "val/pa_mpjpe_depth": [nan], "val/pa_mpjpe_plane": [nan]}
+    new = {"step": [10.0], "val/mpjpe": [190.0], "val/pa_mpjpe": [90.0],
+           "val/pa_mpjpe_depth": [55.0], "val/pa_mpjpe_plane": [60.0]}
+    plot_curves({"old": old, "new": new}, tmp_path / "c.png")
+    pa_panel, parts_panel = figures[0].axes[1], figures[0].axes[2]
+    colour = {line.get_label(): line.get_color() for ax in (pa_panel, parts_panel) for line in ax.get_lines()}
+    assert colour["new: image plane"] == colour["new: depth"] == colour["new"] != colour["old"]
 
 
 def test_curve_errors_name_the_file(tmp_path, capsys):

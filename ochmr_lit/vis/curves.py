@@ -69,8 +69,8 @@ def plot_curves(curves: Mapping[str, Mapping[str, Sequence[float]]], out: str | 
     if with_parts:
         _plot_parts(axes[2], curves)
     for ax, metric, label in zip(axes, METRICS, ("val MPJPE (mm)", "val PA-MPJPE (mm)"), strict=False):
-        for name, curve in curves.items():
-            ax.plot(curve["step"], curve[metric], marker="o", markersize=3, label=name)
+        for i, (name, curve) in enumerate(curves.items()):
+            ax.plot(curve["step"], curve[metric], marker="o", markersize=3, label=name, color=run_colour(i))
         for i, (name, values) in enumerate((references or {}).items()):
             ax.axhline(values[METRICS.index(metric)], color="0.3", linestyle=("--", ":", "-.")[i % 3], label=name)
         ax.set_xlabel("training step")
@@ -86,6 +86,11 @@ def plot_curves(curves: Mapping[str, Mapping[str, Sequence[float]]], out: str | 
     return out
 
 
+def run_colour(index: int) -> str:
+    """The matplotlib cycle colour of the ``index``-th run, the same in every panel."""
+    return f"C{index % 10}"
+
+
 def _logged(curve: Mapping[str, Sequence[float]], metrics: Sequence[str]) -> bool:
     """Whether ``curve`` has a finite value of every one of ``metrics`` somewhere."""
     return all(any(math.isfinite(v) for v in curve.get(m, ())) for m in metrics)
@@ -94,11 +99,12 @@ def _logged(curve: Mapping[str, Sequence[float]], metrics: Sequence[str]) -> boo
 def _plot_parts(ax: plt.Axes, curves: Mapping[str, Mapping[str, Sequence[float]]]) -> None:
     """PA-MPJPE's depth (dashed) and image-plane (solid) parts per run, in the run's colour; the logged constant's
     as grey lines."""
-    for name, curve in curves.items():
+    for i, (name, curve) in enumerate(curves.items()):
         if not _logged(curve, PARTS):
-            continue
-        (line,) = ax.plot(curve["step"], curve[PARTS[1]], marker="o", markersize=3, label=f"{name}: image plane")
-        ax.plot(curve["step"], curve[PARTS[0]], marker="o", markersize=3, linestyle="--", color=line.get_color(),
+            continue  # the run keeps its colour: the colours of the runs after it do not shift
+        ax.plot(curve["step"], curve[PARTS[1]], marker="o", markersize=3, color=run_colour(i),
+                label=f"{name}: image plane")
+        ax.plot(curve["step"], curve[PARTS[0]], marker="o", markersize=3, linestyle="--", color=run_colour(i),
                 label=f"{name}: depth")
     constant = next((c["constant_parts"] for c in curves.values() if "constant_parts" in c), None)
     if constant:
