@@ -162,6 +162,10 @@ def test_results_table_splits_pa_mpjpe_into_depth_and_image_plane_where_measured
     assert _row(parts, "source") == ["source", "PA-MPJPE", "depth", "image plane"]
     assert _row(parts, "model") == ["model", "72.3", "46.9", "46.9"]
     assert _row(parts, REFERENCE_LABELS["constant"]) == [REFERENCE_LABELS["constant"], "80.0", "49.2", "62.2"]
+    assert "crop px" not in parts  # no pixel error measured: neither columns nor words for it
+    with_pixels = summary_table({**split(_metrics(100.0, 72.3, 120.0, 0.3), 46.9, 46.9), "kp2d_px": 3.3}, references)
+    assert "2D error in crop px, as placed and centred" in with_pixels
+    assert _row(with_pixels[with_pixels.index("PA-MPJPE's parts"):], "model")[-2:] == ["3.3", "-"]
     # protocols without camera-frame ground truth measure no split (NaN): no such table
     unmeasured = summary_table(split(_metrics(100.0, 72.3, 120.0, 0.3), math.nan, math.nan), references)
     assert "PA-MPJPE's parts" not in unmeasured and "PA-MPJPE's parts" not in summary_table(CONSTANT)

@@ -72,6 +72,12 @@ def _shown(value: Any, scale: float = 1.0) -> str:
     return f"{scale * float(value):.1f}"
 
 
+def _finite(metrics: Mapping[str, Any], key: str) -> bool:
+    """Whether ``metrics`` holds a finite value under ``key`` (a missing key or NaN: not measured)."""
+    value = _plain(metrics.get(key))
+    return value is not None and math.isfinite(float(value))
+
+
 def _buckets(named: Mapping[str, Mapping[str, Any]]) -> list[str]:
     """The columns' buckets: those any evaluation of ``named`` counts (``count_<bucket>``) and ``all``.
 
@@ -147,7 +153,7 @@ def summary_table(metrics: Mapping[str, Any], references: Mapping[str, Mapping[s
         text += ("\n\nPA-MPJPE's parts after the alignment, everyone (mm): along the camera axis (depth) and in the "
                  "image plane; per joint depth² + plane² = error²"
                  + ("; beside them the limb keypoints' 2D error in crop px, as placed and centred on the person"
-                    if "2D limbs" in split else "")
+                    if _finite(metrics, "kp2d_px") else "")
                  + ":\n\n" + split.rstrip("\n"))
     return text + "\n"
 
@@ -160,14 +166,11 @@ def depth_split_table(metrics: Mapping[str, Any], references: Mapping[str, Mappi
     (``kp2d_px``) and after removing each person's mean offset (``kp2d_px_centred``).
     None when the evaluation measured no split (protocols without camera-frame ground truth).
     """
-    def finite(m: Mapping[str, Any], key: str = "pa_mpjpe_depth") -> bool:
-        value = _plain(m.get(key))
-        return value is not None and math.isfinite(float(value))
-
-    if not finite(metrics):
+    if not _finite(metrics, "pa_mpjpe_depth"):
         return None
-    named = {"model": metrics, **{REFERENCE_LABELS.get(k, k): v for k, v in (references or {}).items() if finite(v)}}
-    pixels = finite(metrics, "kp2d_px")
+    named = {"model": metrics, **{REFERENCE_LABELS.get(k, k): v for k, v in (references or {}).items()
+                                  if _finite(v, "pa_mpjpe_depth")}}
+    pixels = _finite(metrics, "kp2d_px")
     lines = ["| source | PA-MPJPE | depth | image plane |" + (" 2D limbs (px) | centred (px) |" if pixels else ""),
              "|---|---|---|---|" + ("---|---|" if pixels else "")]
     lines += [f"| {name} | {_shown(m.get('pa_mpjpe'))} | {_shown(m.get('pa_mpjpe_depth'))} | "

@@ -164,13 +164,15 @@ class PointError(Metric):
                 getattr(self, name).append(columns[name].detach().to(self.device, torch.float64).reshape(b))
 
     def compute(self) -> Tensor:
-        """Mean over samples of the per-sample mean point error, mm (0-dim float64; NaN if no sample)."""
+        """Mean over samples of the per-sample mean point error (0-dim float64; NaN if no sample): mm for the mesh
+        errors, the subclass's unit otherwise (crop px for the keypoint pixel errors)."""
         if self.num_samples == 0:
             return torch.tensor(math.nan, dtype=torch.float64, device=self.error_sum.device)
         return self.error_sum / self.num_samples
 
     def per_point(self) -> Tensor:
-        """(N,) mean error of each point over the samples where it is valid, mm (NaN where never valid)."""
+        """(N,) mean error of each point over the samples where it is valid, in :meth:`compute`'s unit (NaN where
+        never valid)."""
         with self.sync_context():
             return torch.where(
                 self.point_count > 0, self.point_sum / self.point_count.clamp(min=1), torch.nan
