@@ -30,6 +30,7 @@ from ochmr_lit.lit.guard import NumericalGuardMixin
 from ochmr_lit.lit.optim import FusedOptimizerMixin, OptimConfig, build_optimizer, build_scheduler
 from ochmr_lit.lit.run_config import RunConfigMixin
 from ochmr_lit.models import ContextEstimator, MeshRegressor
+from ochmr_lit.models.flip_test import flip_test_average
 from ochmr_lit.models.keypoint_heatmaps import keypoint_heatmap_loss
 from ochmr_lit.models.pretrained import apply_pretrained
 
@@ -102,6 +103,8 @@ class MeshRegressorModule(NumericalGuardMixin, FusedOptimizerMixin, RunConfigMix
             average; see :class:`~ochmr_lit.models.hmr.MeshRegressor`).
         heatmap_keypoints: 17 adds the auxiliary COCO-17 heatmap head to the backbone
             (:mod:`ochmr_lit.models.keypoint_heatmaps`), trained with ``loss_weights.keypoint_heatmaps``; 0 = none.
+        flip_test: in evaluation, average each prediction with the mirrored crop's, mirrored back
+            (:mod:`ochmr_lit.models.flip_test`; twice the regressor's cost). Training never flips at test time.
     """
 
     #: The validation score that picks the best epoch (``select_checkpoint=best``): logged key, and whether lower
@@ -117,7 +120,7 @@ class MeshRegressorModule(NumericalGuardMixin, FusedOptimizerMixin, RunConfigMix
                  dropout: float = 0.5, context_sigma: float = 2.0, compile: bool = False,
                  compile_mode: str | None = None, keypoints_2d_limit: float | None = None,
                  mean_params: str | None = None, pooling_grid: int = 1, context_width: int | None = None,
-                 heatmap_keypoints: int = 0):
+                 heatmap_keypoints: int = 0, flip_test: bool = False):
         super().__init__()
         self.save_hyperparameters()
         self.hparams.focal_length = crop_focal_length(crop_size, focal_length)
@@ -260,10 +263,18 @@ class MeshRegressorModule(NumericalGuardMixin, FusedOptimizerMixin, RunConfigMix
 
         Returns ``rotmat (B,24,3,3)``, ``betas (B,10)``, ``cam (B,3)``, ``vertices (B,6890,3)`` metres,
         ``keypoints_3d (B,17,3)`` COCO-17 metres, ``keypoints_2d (B,17,2)`` crop px, ``cam_t (B,3)`` metres, and
-        with a heatmap head ``heatmaps (B,17,h,w)`` logits.
+        with a heatmap head ``heatmaps (B,17,h,w)`` logits (of the crop itself under ``flip_test``).
         """
-        out = self(batch["image"], context if context is not None else self.context_for(batch))
-        pred = self.predictions_from_parameters(out.rotmat.float(), out.betas.float(), out.cam.float())
+        images = batch["image"]
+        context = context if context is not None else self.context_for(batch)
+        out = self(images, context)
+        rotmat, betas, cam = out.rotmat.float(), out.betas.float(), out.cam.float()
+        if self.hparams.flip_test and not self.training:
+            mirrored = self(images.flip(-1), context.flip(-1) if context is not None else None)
+            rotmat, betas, cam = flip_test_average(rotmat, betas, cam, mirrored.rotmat.float(),
+                                                   mirrored.betas.float(), mirrored.cam.float(),
+                                                   int(self.hparams.crop_size))
+        pred = self.predictions_from_parameters(rotmat, betas, cam)
         if out.heatmaps is not None:
             pred["heatmaps"] = out.heatmaps
         return pred

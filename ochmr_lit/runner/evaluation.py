@@ -133,7 +133,8 @@ def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
 
     The model is rebuilt from the checkpoint's own hyper-parameters (architecture, context source and
     context-estimator checkpoint); data, trainer and loggers come from the composed config; ``protocol``
-    overrides the protocol recorded in the checkpoint. ``context_mode`` (or ``context_modes``) other than
+    overrides the protocol recorded in the checkpoint, ``flip_test`` (true/false) the checkpoint's flip test
+    (:mod:`ochmr_lit.models.flip_test`). ``context_mode`` (or ``context_modes``) other than
     ``true`` runs the context diagnostics (:func:`_test_context_modes`).
     """
     os.environ.setdefault("WANDB_MODE", "offline")
@@ -145,6 +146,11 @@ def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("task") == "context":
         return _evaluate_context_estimator(cfg, ckpt, split)
     overrides = {"protocol": cfg.protocol} if cfg.get("protocol") else {}
+    if cfg.get("flip_test") is not None:
+        if not isinstance(cfg.flip_test, bool):
+            raise ConfigError(f"flip_test={cfg.flip_test!r}: use true (average each prediction with the mirrored "
+                              "crop's), false, or null (the checkpoint's own setting)")
+        overrides["flip_test"] = cfg.flip_test
     modes = context_modes(cfg)
     module = load_regressor_checkpoint(ckpt, overrides)
     check_same_architecture(cfg, module, ckpt)

@@ -27,13 +27,15 @@ def run_test(module, datamodule, trainer: L.Trainer, cfg: DictConfig, folder: Pa
     trainer.test(module, datamodule=datamodule, verbose=False, ckpt_path=selected["path"] if selected else None)
     if selected:  # loading the checkpoint restored the run config stored in it
         module.run_config = {**(module.run_config or {}), "selected_checkpoint": selected}
+    flip_test = bool(module.hparams.get("flip_test", False))
     results = {"metrics": module.test_results, "references": module.test_references,
-               "protocol": module.evaluation_protocol().to_dict()}
+               "protocol": {**module.evaluation_protocol().to_dict(), "flip_test": flip_test}}
     if trainer.is_global_zero:
         write_results(folder or Path(cfg.run_dir) / "results", module.test_results, module.test_per_sample,
                       results["protocol"], run_config=module.run_config, per_joint=module.test_per_joint,
                       references=module.test_references)
-        mode = "" if module.context_mode == "true" else f", context {module.context_mode}"
+        mode = ("" if module.context_mode == "true" else f", context {module.context_mode}") + \
+            (", flip test" if flip_test else "")
         print_table(module.test_results, references=module.test_references,
                     title=f"{cfg.experiment_name}: {results['protocol']['name']} "
                           f"({getattr(datamodule, 'test_split', 'test')} split{mode})")
