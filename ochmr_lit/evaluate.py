@@ -1,4 +1,5 @@
-"""Evaluate: ``python -m ochmr_lit.evaluate experiment=<name> ckpt_path=<ckpt> [protocol=<name>] [context_mode=..]``.
+"""Evaluate: ``python -m ochmr_lit.evaluate experiment=<name> ckpt_path=<ckpt> [protocol=<name>] [context_mode=..]
+[flip_test=true]``.
 
 ``context_mode``: ``true`` (default), ``shuffled``, ``zeroed`` or a list of them (context diagnostics).
 """
