@@ -166,6 +166,23 @@ def tiny_run(tmp_path_factory, tiny_synthcrowd):
     return run_dir, run_fit(cfg)
 
 
+def save_module_checkpoint(module: L.LightningModule, folder: Path) -> str:
+    """``folder/model.ckpt``: a Lightning checkpoint of ``module`` as it is (untrained modules for evaluate tests)."""
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False)
+    trainer.strategy.connect(module)
+    path = folder / "model.ckpt"
+    trainer.save_checkpoint(path)
+    return str(path)
+
+
+def compose_evaluate(overrides: list[str]):
+    """The ``evaluate`` entry point's config composed with ``overrides``."""
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module(config_module="ochmr_lit.configs", version_base="1.3"):
+        return compose(config_name="evaluate", overrides=overrides)
+
+
 def checkpoint_weights(checkpoint: Path) -> dict[str, torch.Tensor]:
     """The floating-point tensors of a Lightning checkpoint's state dict."""
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 
-import lightning as L
 import pytest
 import torch
-from conftest import TINY_OVERRIDES
-from hydra import compose, initialize_config_module
+from conftest import TINY_OVERRIDES, compose_evaluate, save_module_checkpoint
 
 from ochmr_lit.eval.context_modes import (
     CONTEXT_MODES,
@@ -41,11 +39,6 @@ def _batch(size: int = 4) -> dict:
             "centermaps": torch.rand(size, 2, 16, 16, generator=generator)}
 
 
-def _compose_evaluate(overrides: list[str]):
-    with initialize_config_module(config_module="ochmr_lit.configs", version_base="1.3"):
-        return compose(config_name="evaluate", overrides=overrides)
-
-
 def test_shuffle_is_a_derangement_for_every_batch_of_two_or_more():
     for size in range(2, 9):
         source = shuffled_indices(size)
@@ -71,12 +64,12 @@ def test_mode_names_and_lists_are_validated_with_the_key_and_the_choices():
     with pytest.raises(ValueError, match=r"^context_modes=\[\]: give at least one context mode"):
         context_mode_list([], "context_modes")
     base = ["ckpt_path=x.ckpt", "run_dir=unused"]
-    assert context_modes(_compose_evaluate(base)) == ["true"]
-    assert context_modes(_compose_evaluate([*base, "context_mode=true"])) == ["true"]  # YAML boolean
-    assert context_modes(_compose_evaluate([*base, "context_mode=[true,shuffled,zeroed]"])) == list(CONTEXT_MODES)
-    assert context_modes(_compose_evaluate([*base, "context_modes=[zeroed,true]"])) == ["zeroed", "true"]
+    assert context_modes(compose_evaluate(base)) == ["true"]
+    assert context_modes(compose_evaluate([*base, "context_mode=true"])) == ["true"]  # YAML boolean
+    assert context_modes(compose_evaluate([*base, "context_mode=[true,shuffled,zeroed]"])) == list(CONTEXT_MODES)
+    assert context_modes(compose_evaluate([*base, "context_modes=[zeroed,true]"])) == ["zeroed", "true"]
     with pytest.raises(ValueError, match=r"^context_modes='off': unknown context mode"):
-        context_modes(_compose_evaluate([*base, "context_modes=[off]"]))
+        context_modes(compose_evaluate([*base, "context_modes=[off]"]))
 
 
 def test_shuffled_context_changes_an_ochmr_prediction_to_its_neighbours_maps():
@@ -119,29 +112,21 @@ def test_spin_model_takes_only_its_own_context(tmp_path):
     with pytest.raises(ValueError, match="context_mode='upside': unknown context mode"):
         module.context_mode = "upside"
     assert module.context_mode == "true"
-    checkpoint = _checkpoint(module, tmp_path)
-    cfg = _compose_evaluate(["experiment=synthcrowd_spin", f"ckpt_path={checkpoint}", f"run_dir={tmp_path}",
-                             "context_mode=[true,zeroed]"])
+    checkpoint = save_module_checkpoint(module, tmp_path)
+    cfg = compose_evaluate(["experiment=synthcrowd_spin", f"ckpt_path={checkpoint}", f"run_dir={tmp_path}",
+                            "context_mode=[true,zeroed]"])
     with pytest.raises(ValueError, match=r"^context_mode=zeroed: this model is the SPIN baseline"):
         evaluate(cfg)  # refused before any data is read
     assert not (tmp_path / "results").exists()
 
 
-def _checkpoint(module: MeshRegressorModule, folder) -> str:
-    trainer = L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False)
-    trainer.strategy.connect(module)
-    path = folder / "model.ckpt"
-    trainer.save_checkpoint(path)
-    return str(path)
-
-
 @pytest.mark.slow
 def test_evaluate_every_mode_writes_each_and_the_diagnostics(tmp_path, tiny_synthcrowd):
-    checkpoint = _checkpoint(_ochmr(), tmp_path)
+    checkpoint = save_module_checkpoint(_ochmr(), tmp_path)
     run_dir = tmp_path / "eval"
-    cfg = _compose_evaluate(["experiment=synthcrowd", f"ckpt_path={checkpoint}", f"run_dir={run_dir}",
-                             f"++data.root={tiny_synthcrowd}", "logger=csv", "context_mode=[true,shuffled,zeroed]",
-                             *TINY_OVERRIDES])
+    cfg = compose_evaluate(["experiment=synthcrowd", f"ckpt_path={checkpoint}", f"run_dir={run_dir}",
+                            f"++data.root={tiny_synthcrowd}", "logger=csv", "context_mode=[true,shuffled,zeroed]",
+                            *TINY_OVERRIDES])
     results = evaluate(cfg)["results"]
     root = run_dir / "results"
     per_mode = {mode: json.loads((root / f"context_{mode}" / "metrics.json").read_text()) for mode in CONTEXT_MODES}

@@ -8,8 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_OVERRIDES
-from hydra import compose, initialize_config_module
+from conftest import TINY_OVERRIDES, compose_evaluate, save_module_checkpoint
 
 from ochmr_lit.body import BodyModel
 from ochmr_lit.data.transforms import flip_smpl_pose
@@ -127,38 +126,23 @@ def test_the_module_averages_with_the_mirrored_crop_and_its_mirrored_maps():
     assert calls == [False, False, True]
 
 
-def _compose_evaluate(overrides: list[str]):
-    with initialize_config_module(config_module="ochmr_lit.configs", version_base="1.3"):
-        return compose(config_name="evaluate", overrides=overrides)
-
-
-def _checkpoint(module: MeshRegressorModule, folder) -> str:
-    import lightning as L
-
-    trainer = L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False)
-    trainer.strategy.connect(module)
-    path = folder / "model.ckpt"
-    trainer.save_checkpoint(path)
-    return str(path)
-
-
 def test_evaluate_refuses_a_flip_test_that_is_not_a_boolean(tmp_path):
-    checkpoint = _checkpoint(_ochmr(False), tmp_path)
-    cfg = _compose_evaluate(["experiment=synthcrowd", f"ckpt_path={checkpoint}", f"run_dir={tmp_path}",
-                             "flip_test=sometimes"])
+    checkpoint = save_module_checkpoint(_ochmr(False), tmp_path)
+    cfg = compose_evaluate(["experiment=synthcrowd", f"ckpt_path={checkpoint}", f"run_dir={tmp_path}",
+                            "flip_test=sometimes"])
     with pytest.raises(ConfigError, match=r"^flip_test='sometimes': use true \(average each prediction"):
         evaluate(cfg)
 
 
 @pytest.mark.slow
 def test_evaluate_flip_test_is_recorded_and_changes_the_scores(tmp_path, tiny_synthcrowd):
-    checkpoint = _checkpoint(_ochmr(False), tmp_path)
+    checkpoint = save_module_checkpoint(_ochmr(False), tmp_path)
     scores = {}
     for flip in ("false", "true"):
         run_dir = tmp_path / f"eval_{flip}"
-        cfg = _compose_evaluate(["experiment=synthcrowd", f"ckpt_path={checkpoint}", f"run_dir={run_dir}",
-                                 f"++data.root={tiny_synthcrowd}", "logger=csv", f"flip_test={flip}",
-                                 *TINY_OVERRIDES])
+        cfg = compose_evaluate(["experiment=synthcrowd", f"ckpt_path={checkpoint}", f"run_dir={run_dir}",
+                                f"++data.root={tiny_synthcrowd}", "logger=csv", f"flip_test={flip}",
+                                *TINY_OVERRIDES])
         evaluate(cfg)
         scores[flip] = json.loads((run_dir / "results" / "metrics.json").read_text())
     assert scores["false"]["protocol"]["flip_test"] is False and scores["true"]["protocol"]["flip_test"] is True
