@@ -89,6 +89,9 @@ def check_regressor_model(model: DictConfig | Mapping, key: str = "model") -> No
         check_context_source(tuple(values.get("conorm_depths", (2,))), values.get("context_source", "gt"))
     except ValueError as error:
         raise ConfigError(str(error)) from None
+    if not isinstance(values.get("flip_test", False), bool):
+        raise ConfigError(f"{key}.flip_test={values['flip_test']!r}: use true (validate and test each crop with its "
+                          "mirror, averaged) or false")
     _check_optim(values.get("optim"), key)
     try:
         weights = LossWeights(**(values.get("loss_weights") or {}))

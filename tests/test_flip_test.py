@@ -11,6 +11,7 @@ import torch
 from conftest import TINY_OVERRIDES, compose_evaluate, save_module_checkpoint
 
 from ochmr_lit.body import BodyModel
+from ochmr_lit.config_checks import check_regressor_model
 from ochmr_lit.data.transforms import flip_smpl_pose
 from ochmr_lit.errors import ConfigError
 from ochmr_lit.evaluate import evaluate
@@ -132,6 +133,12 @@ def test_evaluate_refuses_a_flip_test_that_is_not_a_boolean(tmp_path):
                             "flip_test=sometimes"])
     with pytest.raises(ConfigError, match=r"^flip_test='sometimes': use true \(average each prediction"):
         evaluate(cfg)
+
+
+def test_a_training_flip_test_that_is_not_a_boolean_is_refused_before_work_starts():
+    check_regressor_model({"backbone": "resnet18", "flip_test": True})
+    with pytest.raises(ConfigError, match=r"^model.flip_test='yes': use true \(validate and test each crop"):
+        check_regressor_model({"backbone": "resnet18", "flip_test": "yes"})
 
 
 @pytest.mark.slow
