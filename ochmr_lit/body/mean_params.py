@@ -33,13 +33,18 @@ NUM_BETAS = 10
 DEFAULT_CAM = (0.9, 0.0, 0.0)
 
 
-def project_to_rotation(matrices: np.ndarray) -> np.ndarray:
-    """The rotations closest (Frobenius) to ``matrices`` (..., 3, 3): ``U diag(1, 1, det(U V^T)) V^T``."""
-    u, _, vt = np.linalg.svd(matrices)
-    det = np.linalg.det(u @ vt)
-    fix = np.ones(matrices.shape[:-1])
-    fix[..., -1] = det
-    return (u * fix[..., None, :]) @ vt
+def project_to_rotation(matrices: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+    """The rotations closest (Frobenius) to ``matrices`` (..., 3, 3): ``U diag(1, 1, det(U V^T)) V^T``.
+
+    A numpy array comes back as one; a tensor stays on its device (the flip test's mean of two rotations).
+    """
+    as_numpy = isinstance(matrices, np.ndarray)
+    m = torch.from_numpy(matrices) if as_numpy else matrices
+    u, _, vh = torch.linalg.svd(m)
+    fix = torch.ones(m.shape[:-1], dtype=m.dtype, device=m.device)
+    fix[..., -1] = torch.linalg.det(u @ vh)
+    rotations = (u * fix.unsqueeze(-2)) @ vh
+    return rotations.numpy() if as_numpy else rotations
 
 
 def mean_rotations(poses: np.ndarray) -> np.ndarray:

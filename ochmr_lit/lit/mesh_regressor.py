@@ -104,7 +104,7 @@ class MeshRegressorModule(NumericalGuardMixin, FusedOptimizerMixin, RunConfigMix
         heatmap_keypoints: 17 adds the auxiliary COCO-17 heatmap head to the backbone
             (:mod:`ochmr_lit.models.keypoint_heatmaps`), trained with ``loss_weights.keypoint_heatmaps``; 0 = none.
         flip_test: in evaluation, average each prediction with the mirrored crop's, mirrored back
-            (:mod:`ochmr_lit.models.flip_test`; twice the regressor's cost). Training never flips at test time.
+            (:mod:`ochmr_lit.models.flip_test`; twice the regressor's cost); training steps are never flipped this way.
     """
 
     #: The validation score that picks the best epoch (``select_checkpoint=best``): logged key, and whether lower

@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 
 from ochmr_lit.body.keypoints import get_convention
+from ochmr_lit.body.mean_params import project_to_rotation
 
 #: Sign pattern of ``M R M`` with ``M = diag(-1, 1, 1)``: element (i, j) is multiplied by m_i m_j.
 _MIRROR_SIGNS = torch.tensor([[1.0, -1.0, -1.0], [-1.0, 1.0, 1.0], [-1.0, 1.0, 1.0]])
@@ -57,7 +58,7 @@ def mirror_camera(cam: torch.Tensor, crop_size: int) -> torch.Tensor:
 
 
 def mean_rotation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """The chordal mean of two rotations: ``(a + b) / 2`` projected onto SO(3), ``U diag(1, 1, det(U V^T)) V^T``.
+    """The chordal mean of two rotations: ``(a + b) / 2`` projected onto SO(3) (:func:`project_to_rotation`).
 
     Args:
         a, b: ``(..., 3, 3)`` rotation matrices.
@@ -65,11 +66,7 @@ def mean_rotation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     Returns:
         ``(..., 3, 3)``; equal to ``a`` when ``b == a``, and the rotation halfway between them otherwise.
     """
-    u, _, vh = torch.linalg.svd((a + b).double())
-    det = torch.linalg.det(u @ vh)
-    fix = torch.ones(det.shape + (3,), dtype=det.dtype, device=det.device)
-    fix[..., 2] = torch.sign(det)
-    return ((u * fix.unsqueeze(-2)) @ vh).to(a.dtype)
+    return project_to_rotation((a + b).double()).to(a.dtype)
 
 
 def flip_test_average(rotmat: torch.Tensor, betas: torch.Tensor, cam: torch.Tensor, rotmat_mirrored: torch.Tensor,
