@@ -94,3 +94,21 @@ def test_experiment_runs_fast_dev_run(name, tmp_path, tiny_synthcrowd, fixtures_
         assert len(module.pretrained_reports or []) == len(cfg.model.get("pretrained") or [])  # the paper's starts
         trainer.fit(module, datamodule=datamodule)
         assert trainer.global_step == 1
+
+
+#: The command that measured the long recipe (docs/training_recipe.md, row D10X128-24R), as overrides.
+LONG_RECIPE = ["experiment=synthcrowd", "task=regressor", "model.context_source=gt", "data.splits.train=8000",
+               "trainer.max_epochs=24", "data.crop_size=128", "data.map_size=32", "data.augment.flip_prob=0.5",
+               "data.augment.scale=0.25", "data.augment.translation=0.05",
+               "data.augment.geometric_ramp_epochs=12"]
+
+
+def test_long_preset_is_the_measured_recipe():
+    """``experiment=synthcrowd_long`` trains exactly what the documented run trained: same data, model, trainer."""
+    with initialize_config_module(config_module="ochmr_lit.configs", version_base="1.3"):
+        preset = compose(config_name="fit", overrides=["experiment=synthcrowd_long"])
+        measured = compose(config_name="fit", overrides=LONG_RECIPE)
+    preset, measured = OmegaConf.to_container(preset), OmegaConf.to_container(measured)
+    for key in ("task", "data", "model", "trainer", "callbacks", "seed"):
+        assert preset[key] == measured[key], key
+    assert preset["context_stage"] is None and preset["data"]["splits"]["train"] == 8000
