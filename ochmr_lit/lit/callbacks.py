@@ -258,7 +258,7 @@ class PreemptionCheckpoint(Callback):
         checkpoint_dir = (self.dirpath or getattr(trainer.checkpoint_callback, "dirpath", None)
                           or trainer.default_root_dir)
         path = Path(checkpoint_dir) / self.filename
-        trainer.save_checkpoint(path)
+        trainer.save_checkpoint(path, weights_only=False)  # the full state; saying so keeps Lightning quiet
         self.saved_path = path
         if trainer.is_global_zero:
             log.warning("SIGTERM received: saved %s at step %d; continue with ckpt_path=last", path,

@@ -90,7 +90,7 @@ def _fit_one(cfg: DictConfig) -> dict[str, Any]:
     checkpoint = best["path"] if best else _final_checkpoint(trainer)
     if checkpoint is None:  # no checkpoint callback (or fast_dev_run): still keep the trained weights
         checkpoint = str(Path(cfg.run_dir) / "checkpoints" / "final.ckpt")
-        trainer.save_checkpoint(checkpoint)
+        trainer.save_checkpoint(checkpoint, weights_only=False)
     outcome: dict[str, Any] = {"checkpoint": checkpoint}
     clock = next((c for c in trainer.callbacks if isinstance(c, TrainingClock)), None)
     if clock is not None:
