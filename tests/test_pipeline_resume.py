@@ -78,6 +78,7 @@ def test_sigterm_in_either_stage_resumes_in_place_to_the_uninterrupted_weights(s
     out = resumed.communicate(timeout=900)[0]
     assert resumed.returncode == 0, out[-3000:]
     assert "not resumable" not in out  # the training loader's state is in the checkpoint
+    assert "exists and is not empty" not in out  # Lightning's notice about the folder is not shown on a resume
     assert [p.name for p in (tmp_path / "synthcrowd").iterdir()] == ["run"]  # one run folder, no new one
     assert_same_weights(checkpoint_weights(run_dir / "context" / "checkpoints" / "last.ckpt"), context_weights)
     assert_same_weights(checkpoint_weights(run_dir / "checkpoints" / "last.ckpt"), regressor_weights)

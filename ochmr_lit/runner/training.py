@@ -7,6 +7,7 @@ import copy
 import json
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,8 @@ from ochmr_lit.runner.testing import finish_loggers, run_test
 log = logging.getLogger(__name__)
 
 
+#: Lightning's notice when fit starts with files in the checkpoint folder (it does not know about resuming).
+RESUMED_FOLDER_NOTICE = r"Checkpoint directory .* exists and is not empty"
 #: Exit status of a run stopped by SIGTERM after saving last.ckpt (128 + SIGTERM, as a shell reports it).
 PREEMPTED_EXIT_CODE = 143
 
@@ -80,7 +83,10 @@ def _fit_one(cfg: DictConfig) -> dict[str, Any]:
     if ckpt_path is not None and cfg.get("ckpt_path") != "last":
         check_training_checkpoint(ckpt_path, module)  # a file the user named: the right kind and architecture?
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        with warnings.catch_warnings():
+            if ckpt_path is not None:  # a resume: the checkpoints already in the folder are the run's own
+                warnings.filterwarnings("ignore", message=RESUMED_FOLDER_NOTICE)
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     except SIGTERMException:
         saved = [c.saved_path for c in trainer.callbacks if getattr(c, "saved_path", None)]
         where = f"saved {saved[0]}" if saved else "no PreemptionCheckpoint callback: only earlier checkpoints exist"
