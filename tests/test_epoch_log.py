@@ -67,7 +67,9 @@ def test_step_lines_every_n_steps_without_a_progress_bar(tmp_path, caplog):
     steps = [line for line in lines if ", step " in line]
     assert [line.split(" of the epoch")[0] for line in steps] == [
         "epoch 1, step 2/6", "epoch 1, step 4/6", "epoch 1, step 6/6"]
-    assert "steps/s, about" in steps[0] and "s left in the epoch" in steps[0]
+    # timed from the end of the first batch: no rate before five more batches have run
+    assert "steps/s" not in steps[0] and "steps/s" not in steps[1]
+    assert "steps/s, about" in steps[2] and "s left in the epoch" in steps[2]
     assert lines[-1].startswith("epoch 1/1: 6 steps in ")
 
 
@@ -88,6 +90,27 @@ def test_an_epoch_resumed_midway_counts_from_where_it_resumed(caplog):
     assert lines[0].startswith("epoch 3, step 50/85 of the epoch, ")  # its place in the epoch, not 18 or 250
     assert " s left in the epoch" in lines[0] and "about -" not in lines[0]
     assert lines[1].startswith("epoch 3/40: 53 steps in ") and "(step 255, resumed at batch 33)" in lines[1]
+
+
+def test_a_slow_first_batch_after_a_resume_does_not_set_the_pace(monkeypatch, caplog):
+    # resumed at batch 400 of 851 (0-based 399): its first batch takes 12 s of start-up, the others 0.5 s each
+    now = [1000.0]
+    monkeypatch.setattr("ochmr_lit.lit.epoch_log.time.perf_counter", lambda: now[0])
+    trainer = SimpleNamespace(global_step=8058, current_epoch=9, max_epochs=12, num_training_batches=851,
+                              is_global_zero=True, progress_bar_callback=None, callback_metrics={})
+    callback = EpochLog(every_n_steps=50)
+    with caplog.at_level(logging.INFO, logger="ochmr_lit.lit.epoch_log"):
+        callback.on_train_epoch_start(trainer, None)
+        for batch_idx in range(399, 500):
+            callback.on_train_batch_start(trainer, None, None, batch_idx)
+            now[0] += 12.0 if batch_idx == 399 else 0.5
+            trainer.global_step += 1
+            callback.on_train_batch_end(trainer, None, None, None, batch_idx)
+    lines = [r.getMessage() for r in caplog.records if r.name == "ochmr_lit.lit.epoch_log"]
+    # one batch after the resume: no pace to tell yet (it was "0.08 steps/s, about 5686 s left")
+    assert lines[0] == "epoch 10, step 400/851 of the epoch"
+    assert lines[1] == "epoch 10, step 450/851 of the epoch, 2.00 steps/s, about 200 s left in the epoch"
+    assert lines[2] == "epoch 10, step 500/851 of the epoch, 2.00 steps/s, about 176 s left in the epoch"
 
 
 class TinyWithValidation(Tiny):

@@ -25,6 +25,11 @@ from ochmr_lit.progress import ProgressLog
 
 log = logging.getLogger(__name__)
 
+#: A step line shows a rate (and the time left) only once this many batches have run after the first batch of
+#: the process in the epoch; that first batch pays the start-up (data loader, first forward), which on a resume
+#: lands right before a step line and would make a pace of one step in many seconds.
+MIN_TIMED_STEPS = 5
+
 #: Metrics an epoch line shows when they were logged, in this order (others are left to the loggers).
 SHOWN_METRICS: tuple[str, ...] = ("train/loss_total", "train/loss", "val/mpjpe", "val/pa_mpjpe", "val/kp_AP",
                                   "val/peak_dist", "val/pck_centre", "val/global_recall")
@@ -47,7 +52,9 @@ def format_metrics(metrics: dict[str, Any], names: Sequence[str] = SHOWN_METRICS
 class EpochLog(Callback):
     """Logs ``epoch E/N: S steps in T s; <metrics>`` at the end of every training epoch (global rank zero), and,
     when the Trainer shows no progress bar, ``epoch E, step s/S of the epoch, r steps/s, about T left; <loss>``
-    every ``every_n_steps`` steps (0: never), and ``validation at step G (epoch E, batch b/S); <val metrics>``
+    every ``every_n_steps`` steps (0: never; the rate is timed from the end of the epoch's first batch in this
+    process, and left out until :data:`MIN_TIMED_STEPS` more have run), and
+    ``validation at step G (epoch E, batch b/S); <val metrics>``
     after a validation that does not end its epoch. Without a progress bar a test logs ``testing: b/B batches
     (p %), r/s, about T left`` every tenth of its batches or every ``test_interval`` seconds.
     """
@@ -65,11 +72,13 @@ class EpochLog(Callback):
         self._first_step: int | None = None
         self._first_batch: int | None = None
         self._position = 0  # batches of the current epoch behind us
+        self._clock: tuple[int, float] | None = None  # (position, time) at the end of the epoch's first batch
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._started = time.perf_counter()
         self._first_step = self._first_batch = None
         self._position = 0
+        self._clock = None
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
                              batch_idx: int) -> None:
@@ -82,16 +91,20 @@ class EpochLog(Callback):
                            batch_idx: int) -> None:
         position = batch_idx + 1  # batches of this epoch behind us, those before a resume included
         self._position = position
-        done = position - (self._first_batch or 0)  # batches this process ran in this epoch
+        if self._clock is None:
+            self._clock = (position, time.perf_counter())
         if (not self.every_n_steps or position % self.every_n_steps or not trainer.is_global_zero
                 or trainer.progress_bar_callback is not None):
             return
-        elapsed = time.perf_counter() - self._started
-        rate = done / max(elapsed, 1e-9)
         total = trainer.num_training_batches
-        left = f", about {(total - position) / rate:.0f} s left in the epoch" if isinstance(total, int) else ""
+        line = f"epoch {trainer.current_epoch + 1}, step {position}/{total} of the epoch"
+        clocked_from, clocked_at = self._clock
+        timed = position - clocked_from  # batches since the first one of this process in this epoch
+        if timed >= MIN_TIMED_STEPS:
+            rate = timed / max(time.perf_counter() - clocked_at, 1e-9)
+            left = f", about {(total - position) / rate:.0f} s left in the epoch" if isinstance(total, int) else ""
+            line += f", {rate:.2f} steps/s{left}"
         shown = format_metrics(dict(trainer.callback_metrics), ("train/loss_total", "train/loss"))
-        line = f"epoch {trainer.current_epoch + 1}, step {position}/{total} of the epoch, {rate:.2f} steps/s{left}"
         log.info(f"{line}; {shown}" if shown else line)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
