@@ -7,7 +7,9 @@
   filter for that message from that module.
 
 Everything else the libraries log or warn still shows. Lightning has no setting for either (checked in its
-logger connector), hence the two filters.
+logger connector), hence the two filters. One more filter depends on the run and lives with it:
+``ochmr_lit.runner.training`` ignores Lightning's "checkpoint directory exists and is not empty" only while a fit
+resumes from a checkpoint (the files are the run's own); a fresh run into a full folder still gets the warning.
 """
 
 from __future__ import annotations
