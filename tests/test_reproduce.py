@@ -203,3 +203,56 @@ def test_a_table_reads_a_given_context_estimator_instead_of_training_one(tiny_ta
     assert table["context_checkpoint"] == trained
     text = (tmp_path / "cpu" / "detector_sweep" / "table.md").read_text()
     assert f"context_checkpoint={trained}" in text and "not trained by this command" in text
+
+
+def test_a_table_trains_seed_by_seed_and_shows_its_finished_seeds_until_the_rest_are_done(tmp_path, monkeypatch):
+    """Every row of seed 0 before any of seed 1; table.partial.md compares every row after seed 0 and goes once
+    table.md is written. Training and evaluation are stood in for: each run's test MPJPE is 100 + its order."""
+    from ochmr_lit.reproduce import run as reproduce_run
+
+    trained, partial_seen, partial_text = [], [], []
+    folder = tmp_path / "cpu" / "occlusion"
+
+    def fake_train(self, key, experiment, seed, overrides, context=False):
+        if (key, seed) not in trained:
+            if key != "context":
+                partial_seen.append((folder / "table.partial.md").is_file())
+            if (key, seed) == ("spin", 1):
+                partial_text.append((folder / "table.partial.md").read_text())
+            trained.append((key, seed))
+        order = trained.index((key, seed))
+        return {"checkpoint": str(tmp_path / f"{key}{seed}.ckpt"), "seconds": 60.0, "training_seconds": 60.0,
+                "metrics": {"mpjpe": 100.0 + order, "pa_mpjpe": 50.0}, "results": None}
+
+    def fake_diagnose(self, row, seed, checkpoint, modes=reproduce_run.DIAGNOSTIC_MODES):
+        return {mode: {"mpjpe": 200.0, "pa_mpjpe": 80.0} for mode in modes}
+
+    monkeypatch.setattr(reproduce_run.TableRunner, "train", fake_train)
+    monkeypatch.setattr(reproduce_run.TableRunner, "diagnose", fake_diagnose)
+    cfg = load_settings(["table=occlusion", f"out={tmp_path}", "seeds=[0,1]"])
+    result = reproduce_run.run_table(cfg)
+
+    assert trained == [("spin", 0), ("ochmr_gt_d2", 0), ("context", 0), ("ochmr_predicted_d2", 0),
+                       ("spin", 1), ("ochmr_gt_d2", 1), ("ochmr_predicted_d2", 1)]
+    # no partial table before seed 0 is done for every row, one from then on
+    assert partial_seen == [False, False, False, True, True, True]
+    assert "(partial)" in partial_text[0] and "seed 1 is still to train" in partial_text[0]
+    assert "| OCHMR (predicted context, CoNorm@2) | predicted | 2 | - | - | - | - | 103.0 |" in partial_text[0]
+    assert not (folder / "table.partial.md").exists() and not (folder / "table.partial.json").exists()
+    spin = next(row for row in result["rows"] if row["key"] == "spin")
+    assert spin["cells"]["mpjpe"]["values"] == [100.0, 104.0] and "partial_of" not in result  # seed 1 ran 5th
+    assert "(partial)" not in (folder / "table.md").read_text()
+
+
+def test_a_partial_table_says_which_seeds_it_holds_and_which_are_to_come():
+    from ochmr_lit.reproduce.formatting import format_table_document
+
+    result = {"table": "occlusion", "preset": "cpu", "seeds": [0], "partial_of": [0, 1], "seconds": 120.0,
+              "machine": "x86_64", "columns": [["MPJPE all", "mpjpe"]], "references": [],
+              "rows": [{"key": "spin", "label": "SPIN (baseline)", "context": "none", "depths": [], "runs": [],
+                        "cells": {"mpjpe": {"mean": 101.0, "sd": 0.0, "values": [101.0]}}, "counts": {}}]}
+    text = format_table_document(result)
+    assert text.startswith("### Occlusion (supplementary table 1 in miniature), preset `cpu` (partial)")
+    assert "seeds=[0,1]" in text  # the command that finishes the table
+    assert "**Partial**: every row is trained for seeds 0; seed 1 is still to train" in text
+    assert "| 101.0 |" in text

@@ -24,8 +24,9 @@ def _joined(overrides: list[str] | None) -> str:
 
 
 def _command(result: dict[str, Any]) -> str:
+    seeds = result.get("partial_of") or result["seeds"]
     parts = [f"python -m ochmr_lit.reproduce table={result['table']}", f"preset={result['preset']}",
-             f"seeds=[{','.join(str(s) for s in result['seeds'])}]"]
+             f"seeds=[{','.join(str(s) for s in seeds)}]"]
     if result.get("context_checkpoint"):
         parts.append(f"context_checkpoint={result['context_checkpoint']}")
     return " ".join(parts)
@@ -168,17 +169,24 @@ def _training_time_lines(result: dict[str, Any]) -> list[str]:
 def format_table_document(result: dict[str, Any]) -> str:
     """Title, command, seeds, machine, time, then the table (Markdown)."""
     minutes = result["seconds"] / 60.0
-    lines = [f"### {TITLES[result['table']]}, preset `{result['preset']}`", "",
-             f"Command: `{_command(result)}`", "",
-             f"Seeds: {', '.join(str(s) for s in result['seeds'])}"
-             + (" (cells: mean ± sample standard deviation over seeds)" if len(result["seeds"]) > 1 else "")
-             + f". Training budget of every regressor row: `{_joined(result.get('budget'))}`, "
-             + _context_estimator_budget(result) + "; overrides of every "
-             f"run `{_joined(result.get('overrides'))}`, of the regressor rows "
-             f"`{_joined(result.get('regressor_overrides'))}`, of the context estimator "
-             f"`{_joined(result.get('context_overrides'))}`.", "",
-             f"Machine: {result['machine']}. Wall time of this command: {minutes:.1f} min (finished runs it "
-             "reused count as zero).", "", *_training_time_lines(result)]
+    partial = result.get("partial_of")
+    lines = [f"### {TITLES[result['table']]}, preset `{result['preset']}`" + (" (partial)" if partial else ""), "",
+             f"Command: `{_command(result)}`", ""]
+    if partial:
+        rest = [str(s) for s in partial if s not in result["seeds"]]
+        todo = f"seed {rest[0]} is" if len(rest) == 1 else f"seeds {', '.join(rest)} are"
+        lines += [f"**Partial**: every row is trained for seeds {', '.join(str(s) for s in result['seeds'])}; "
+                  f"{todo} still to train (the command goes on with them; after an interruption, run it again), "
+                  "and `table.md` supersedes this file once they are done.", ""]
+    lines += [f"Seeds: {', '.join(str(s) for s in result['seeds'])}"
+              + (" (cells: mean ± sample standard deviation over seeds)" if len(result["seeds"]) > 1 else "")
+              + f". Training budget of every regressor row: `{_joined(result.get('budget'))}`, "
+              + _context_estimator_budget(result) + "; overrides of every "
+              f"run `{_joined(result.get('overrides'))}`, of the regressor rows "
+              f"`{_joined(result.get('regressor_overrides'))}`, of the context estimator "
+              f"`{_joined(result.get('context_overrides'))}`.", "",
+              f"Machine: {result['machine']}. Wall time of this command: {minutes:.1f} min (finished runs it "
+              "reused count as zero).", "", *_training_time_lines(result)]
     if result["table"] == "detector_sweep":
         lines += _sweep_section(result)
     else:

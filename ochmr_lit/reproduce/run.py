@@ -4,8 +4,11 @@ Every run lives in ``<out>/<preset>/runs/<row>/seed<k>/`` (a normal run folder: 
 ``results/``) with two small files beside: ``job.json`` (what it trains) and ``done.json`` (its final
 checkpoint, metrics and wall time), written last and atomically. A table that is run again reuses every
 finished run, resumes an interrupted one from its ``last.ckpt``, and refuses a folder whose ``job.json``
-describes other settings. Runs go through the same :func:`~ochmr_lit.runner.run_fit` /
-:func:`~ochmr_lit.runner.run_evaluate` as ``python -m ochmr_lit.fit`` / ``evaluate``.
+describes other settings. Runs are trained seed by seed (every row of the first seed, then of the next), and
+a mesh table with seeds left to train writes what its finished seeds show as ``table.partial.md`` / ``.json``,
+so an interrupted table of several hours already compares every row. Runs go through the same
+:func:`~ochmr_lit.runner.run_fit` / :func:`~ochmr_lit.runner.run_evaluate` as ``python -m ochmr_lit.fit`` /
+``evaluate``.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import math
 import os
 import platform
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -359,6 +362,13 @@ def _sweep_inputs(runner: TableRunner, cfg: DictConfig, dataset: str, row: Row) 
             summary = write_simulated_detections(ann_file, det_file, seed=int(cfg.detector_seed))
             atomic_write_text(summary_file, json.dumps(summary, indent=2))
         return ann_file, split_dir / "images", det_file
+    det = _given_detections(cfg, dataset)
+    data_cfg = compose("evaluate", [f"data={dataset}", "experiment=spin_r50", "ckpt_path=unused"]).data
+    return Path(data_cfg.ann_files.test), Path(data_cfg.image_roots.test), det
+
+
+def _given_detections(cfg: DictConfig, dataset: str) -> Path:
+    """``detections.<dataset>`` of the paper preset's sweep: given, and an existing file."""
     det = (cfg.get("detections") or {}).get(dataset)
     if not det:
         raise ConfigError(f"table=detector_sweep preset=paper needs detections.{dataset}=<COCO results JSON of "
@@ -366,8 +376,7 @@ def _sweep_inputs(runner: TableRunner, cfg: DictConfig, dataset: str, row: Row) 
     if not Path(det).is_file():
         raise MissingFileError(f"detections.{dataset}={det}: no such file; give the COCO results JSON of the "
                                f"{dataset} test split")
-    data_cfg = compose("evaluate", [f"data={dataset}", "experiment=spin_r50", "ckpt_path=unused"]).data
-    return Path(data_cfg.ann_files.test), Path(data_cfg.image_roots.test), Path(det)
+    return Path(det)
 
 
 def _sweep_table(runner: TableRunner, cfg: DictConfig, rows: list[Row], seeds: list[int]) -> dict[str, Any]:
@@ -423,6 +432,20 @@ def _given_context_checkpoint(path: Any) -> str | None:
     return str(Path(str(path)).resolve())
 
 
+def train_seed_major(runner: TableRunner, rows: Sequence[Row], seeds: Sequence[int],
+                     on_seeds_done: Callable[[list[int]], None] | None = None) -> None:
+    """Train every row for the first seed, then every row for the next, ... (finished runs are reused).
+
+    ``on_seeds_done(seeds so far)`` is called after each seed's last row: a table interrupted after its first seed
+    holds every row once instead of one row's every seed.
+    """
+    for count, seed in enumerate(seeds, start=1):
+        for row in rows:
+            runner.train_row(row, seed)
+        if on_seeds_done is not None:
+            on_seeds_done(list(seeds[:count]))
+
+
 def run_table(cfg: DictConfig) -> dict[str, Any]:
     """Run the table ``cfg.table`` (see ``configs/reproduce.yaml``); returns what ``table.json`` holds."""
     table, preset = str(cfg.table), str(cfg.preset)
@@ -441,20 +464,40 @@ def run_table(cfg: DictConfig) -> dict[str, Any]:
                          context_overrides=list(cfg.context_overrides or []),
                          regressor_overrides=list(cfg.regressor_overrides or []),
                          context_checkpoint=context_checkpoint)
+    if table == "detector_sweep" and preset == "paper":  # the user's detection files, before hours of training
+        for dataset in runner.spec.sweep_datasets:
+            _given_detections(cfg, dataset)
     started = time.perf_counter()
+    folder = runner.root / table
+    diagnose = bool(cfg.get("context_diagnostics")) and preset == "cpu" and table == "occlusion"
+
+    def result_of(body: dict[str, Any], done_seeds: list[int]) -> dict[str, Any]:
+        partial = {"partial_of": seeds} if len(done_seeds) < len(seeds) else {}
+        return {"table": table, "preset": preset, "seeds": done_seeds, **partial, "budget": runner.budget,
+                "context_budget": runner.context_budget, "context_checkpoint": context_checkpoint,
+                "overrides": runner.overrides,
+                "context_overrides": runner.context_overrides, "regressor_overrides": runner.regressor_overrides,
+                "machine": machine_description(), "seconds": round(time.perf_counter() - started, 1), **body}
+
+    def write_partial(done_seeds: list[int]) -> None:
+        if len(done_seeds) == len(seeds) or table == "detector_sweep":
+            return
+        result = result_of(_mesh_table(runner, table, rows, done_seeds, context_diagnostics=diagnose), done_seeds)
+        atomic_write_text(folder / "table.partial.json", json.dumps(result, indent=2))
+        atomic_write_text(folder / "table.partial.md", format_table_document(result))
+        log.info("every row trained for seeds %s: %s (the whole table follows once seeds %s are)", done_seeds,
+                 folder / "table.partial.md", seeds)
+
+    train_seed_major(runner, rows, seeds, write_partial)
     if table == "detector_sweep":
         body = _sweep_table(runner, cfg, rows, seeds)
     else:
-        diagnose = bool(cfg.get("context_diagnostics")) and preset == "cpu" and table == "occlusion"
         body = _mesh_table(runner, table, rows, seeds, context_diagnostics=diagnose)
-    result = {"table": table, "preset": preset, "seeds": seeds, "budget": runner.budget,
-              "context_budget": runner.context_budget, "context_checkpoint": context_checkpoint,
-              "overrides": runner.overrides,
-              "context_overrides": runner.context_overrides, "regressor_overrides": runner.regressor_overrides,
-              "machine": machine_description(), "seconds": round(time.perf_counter() - started, 1), **body}
-    folder = runner.root / table
+    result = result_of(body, seeds)
     atomic_write_text(folder / "table.json", json.dumps(result, indent=2))
     document = format_table_document(result)
     atomic_write_text(folder / "table.md", document)
+    for name in ("table.partial.md", "table.partial.json"):  # the whole table supersedes them
+        (folder / name).unlink(missing_ok=True)
     print(document)
     return result
