@@ -1,6 +1,7 @@
 """``python -m ochmr_lit.reproduce``: what each table trains, the runs it shares and reuses, the files it writes."""
 
 import json
+import logging
 
 import pytest
 from conftest import run_reproduce, tiny_table_settings
@@ -205,7 +206,8 @@ def test_a_table_reads_a_given_context_estimator_instead_of_training_one(tiny_ta
     assert f"context_checkpoint={trained}" in text and "not trained by this command" in text
 
 
-def test_a_table_trains_seed_by_seed_and_shows_its_finished_seeds_until_the_rest_are_done(tmp_path, monkeypatch):
+def test_a_table_trains_seed_by_seed_and_shows_its_finished_seeds_until_the_rest_are_done(tmp_path, monkeypatch,
+                                                                                          caplog):
     """Every row of seed 0 before any of seed 1; table.partial.md compares every row after seed 0 and goes once
     table.md is written. Training and evaluation are stood in for: each run's test MPJPE is 100 + its order."""
     from ochmr_lit.reproduce import run as reproduce_run
@@ -230,7 +232,10 @@ def test_a_table_trains_seed_by_seed_and_shows_its_finished_seeds_until_the_rest
     monkeypatch.setattr(reproduce_run.TableRunner, "train", fake_train)
     monkeypatch.setattr(reproduce_run.TableRunner, "diagnose", fake_diagnose)
     cfg = load_settings(["table=occlusion", f"out={tmp_path}", "seeds=[0,1]"])
-    result = reproduce_run.run_table(cfg)
+    with caplog.at_level(logging.INFO, logger="ochmr_lit.reproduce.run"):
+        result = reproduce_run.run_table(cfg)
+    progress = [r.getMessage() for r in caplog.records if r.getMessage().startswith("run ")]
+    assert progress[0] == "run 1 of 6: spin, seed 0" and progress[-1] == "run 6 of 6: ochmr_predicted_d2, seed 1"
 
     assert trained == [("spin", 0), ("ochmr_gt_d2", 0), ("context", 0), ("ochmr_predicted_d2", 0),
                        ("spin", 1), ("ochmr_gt_d2", 1), ("ochmr_predicted_d2", 1)]

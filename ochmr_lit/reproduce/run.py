@@ -440,7 +440,9 @@ def train_seed_major(runner: TableRunner, rows: Sequence[Row], seeds: Sequence[i
     holds every row once instead of one row's every seed.
     """
     for count, seed in enumerate(seeds, start=1):
-        for row in rows:
+        for index, row in enumerate(rows, start=1):
+            log.info("run %d of %d: %s, seed %d", (count - 1) * len(rows) + index, len(rows) * len(seeds), row.key,
+                     seed)
             runner.train_row(row, seed)
         if on_seeds_done is not None:
             on_seeds_done(list(seeds[:count]))
