@@ -7,7 +7,7 @@ from ochmr_lit.errors import DataError, MissingFileError
 from ochmr_lit.eval.paired_gain import gain_table, main, paired_gain, paired_person_errors, pooled_person_errors
 from ochmr_lit.eval.results_files import write_results
 from ochmr_lit.reproduce.formatting import format_table_document
-from ochmr_lit.reproduce.run import _claim_intervals
+from ochmr_lit.reproduce.mesh_table import _claim_intervals
 
 
 def test_gain_is_the_relative_reduction_of_the_mean_and_a_fixed_ratio_has_no_spread():

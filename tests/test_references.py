@@ -22,7 +22,7 @@ from ochmr_lit.eval.results_files import summary_table, write_results
 from ochmr_lit.geometry import axis_angle_to_rotmat, rot6d_to_rotmat, rotmat_to_axis_angle
 from ochmr_lit.lit import MeshRegressorModule
 from ochmr_lit.reproduce.formatting import format_table_document, versus_constant
-from ochmr_lit.reproduce.run import OCCLUSION_COLUMNS, _reference_metrics, _reference_rows
+from ochmr_lit.reproduce.mesh_table import OCCLUSION_COLUMNS, _reference_metrics, _reference_rows
 
 TINY_SPIN = {"backbone": "resnet18", "conorm_depths": [], "context_source": "none", "crop_size": 64,
              "channels_last": False, "num_vis": 0}

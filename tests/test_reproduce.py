@@ -8,7 +8,7 @@ from conftest import run_reproduce, tiny_table_settings
 
 from ochmr_lit.reproduce.__main__ import load_settings
 from ochmr_lit.reproduce.formatting import format_cell, mpjpe_gain
-from ochmr_lit.reproduce.run import compose
+from ochmr_lit.reproduce.runs import compose
 from ochmr_lit.reproduce.tables import PRESETS, TABLES, default_seeds, table_rows
 
 
@@ -211,6 +211,7 @@ def test_a_table_trains_seed_by_seed_and_shows_its_finished_seeds_until_the_rest
     """Every row of seed 0 before any of seed 1; table.partial.md compares every row after seed 0 and goes once
     table.md is written. Training and evaluation are stood in for: each run's test MPJPE is 100 + its order."""
     from ochmr_lit.reproduce import run as reproduce_run
+    from ochmr_lit.reproduce import runs as table_runs
 
     trained, partial_seen, partial_text = [], [], []
     folder = tmp_path / "cpu" / "occlusion"
@@ -226,11 +227,11 @@ def test_a_table_trains_seed_by_seed_and_shows_its_finished_seeds_until_the_rest
         return {"checkpoint": str(tmp_path / f"{key}{seed}.ckpt"), "seconds": 60.0, "training_seconds": 60.0,
                 "metrics": {"mpjpe": 100.0 + order, "pa_mpjpe": 50.0}, "results": None}
 
-    def fake_diagnose(self, row, seed, checkpoint, modes=reproduce_run.DIAGNOSTIC_MODES):
+    def fake_diagnose(self, row, seed, checkpoint, modes=table_runs.DIAGNOSTIC_MODES):
         return {mode: {"mpjpe": 200.0, "pa_mpjpe": 80.0} for mode in modes}
 
-    monkeypatch.setattr(reproduce_run.TableRunner, "train", fake_train)
-    monkeypatch.setattr(reproduce_run.TableRunner, "diagnose", fake_diagnose)
+    monkeypatch.setattr(table_runs.TableRunner, "train", fake_train)
+    monkeypatch.setattr(table_runs.TableRunner, "diagnose", fake_diagnose)
     cfg = load_settings(["table=occlusion", f"out={tmp_path}", "seeds=[0,1]"])
     with caplog.at_level(logging.INFO, logger="ochmr_lit.reproduce.run"):
         result = reproduce_run.run_table(cfg)

@@ -1,0 +1,198 @@
+"""The runs of a reproduction table: train one (or reuse it when finished), evaluate it, diagnose its context.
+
+Every run lives in ``<out>/<preset>/runs/<row>/seed<k>/`` (a normal run folder: checkpoints, logs,
+``results/``) with two small files beside: ``job.json`` (what it trains) and ``done.json`` (its final
+checkpoint, metrics and wall time), written last and atomically. A run asked for again is reused when finished,
+resumed from its ``last.ckpt`` when interrupted, and refused when its folder's ``job.json`` describes other
+settings. Runs go through the same :func:`~ochmr_lit.runner.run_fit` / :func:`~ochmr_lit.runner.run_evaluate`
+as ``python -m ochmr_lit.fit`` / ``evaluate``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+
+from ochmr_lit.errors import ConfigError, MissingFileError
+from ochmr_lit.eval.results_files import atomic_write_text
+from ochmr_lit.lit.checkpoints import load_context_checkpoint
+from ochmr_lit.reproduce.tables import PRESET_SPECS, Row
+from ochmr_lit.runner import run_evaluate, run_fit
+
+log = logging.getLogger(__name__)
+
+CONFIG_MODULE = "ochmr_lit.configs"
+
+#: Context modes of the diagnostic rows (besides each OCHMR row's own, ``true``, evaluation).
+DIAGNOSTIC_MODES = ("shuffled", "zeroed")
+
+
+def compose(config_name: str, overrides: Sequence[str]) -> DictConfig:
+    """A ``fit`` / ``evaluate`` config composed as the command line would (``run_dir`` given explicitly)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+        return hydra_compose(config_name=config_name, overrides=list(overrides))
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+def _check_job(run_dir: Path, job: dict[str, Any]) -> None:
+    """Write ``job.json``, or make sure the one there describes the same run."""
+    path = run_dir / "job.json"
+    if path.is_file():
+        existing = read_json(path)
+        if existing != job:
+            raise ConfigError(f"{path}: this run folder holds a run of other settings ({existing}); delete "
+                              f"{run_dir} or choose another out= for the new settings ({job})")
+        return
+    atomic_write_text(path, json.dumps(job, indent=2))
+
+
+class TableRunner:
+    """Runs (or reuses) the trainings and evaluations of tables under one preset and output folder.
+
+    Args:
+        preset: ``cpu`` or ``paper``.
+        out: the output folder (``<out>/<preset>/...``).
+        overrides: Hydra overrides for every training run, after the preset's budget.
+        budget: the preset's training budget of the regressor runs (the same for every row).
+        context_budget: the preset's training budget of its context-estimator run.
+        context_overrides, regressor_overrides: Hydra overrides for the context-estimator run / the regressor
+            runs only, after ``overrides``.
+        context_checkpoint: a trained context estimator the rows with predicted context read instead of one this
+            runner trains (``context_budget`` and ``context_overrides`` then do not apply).
+    """
+
+    def __init__(self, preset: str, out: str | Path, overrides: Sequence[str] = (), budget: Sequence[str] = (),
+                 context_budget: Sequence[str] = (), context_overrides: Sequence[str] = (),
+                 regressor_overrides: Sequence[str] = (), context_checkpoint: str | Path | None = None):
+        if preset not in PRESET_SPECS:
+            raise KeyError(f"preset={preset!r}: unknown preset; choose one of {', '.join(PRESET_SPECS)}")
+        self.preset, self.spec = preset, PRESET_SPECS[preset]
+        self.root = Path(out) / preset
+        self.runs_dir = self.root / "runs"
+        self.budget = [*budget]
+        self.context_budget = [*context_budget]
+        self.overrides = [*overrides]
+        self.context_overrides = [*context_overrides]
+        self.regressor_overrides = [*regressor_overrides]
+        self.given_context_checkpoint = str(context_checkpoint) if context_checkpoint else None
+
+    def run_dir(self, key: str, seed: int) -> Path:
+        return self.runs_dir / key / f"seed{seed}"
+
+    def train(self, key: str, experiment: str, seed: int, overrides: Sequence[str], context: bool = False
+              ) -> dict[str, Any]:
+        """Train one run (or reuse it when finished); returns its ``done.json`` content.
+
+        ``context``: a context-estimator run (``context_budget`` and ``context_overrides`` apply, not the
+        regressor budget).
+        """
+        run_dir = self.run_dir(key, seed)
+        done = run_dir / "done.json"
+        # the row's own settings, the preset's budget, then the user's: later ones win
+        budget = self.context_budget if context else self.budget
+        kind = self.context_overrides if context else self.regressor_overrides
+        job = {"experiment": experiment, "seed": int(seed), "overrides": [*overrides, *budget, *self.overrides, *kind]}
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _check_job(run_dir, job)
+        if done.is_file():
+            log.info("reusing %s (%s)", run_dir, done)
+            return read_json(done)
+        last = run_dir / "checkpoints" / "last.ckpt"
+        resume = [f"ckpt_path={last}"] if last.is_file() else []
+        cfg = compose("fit", [f"experiment={experiment}", *job["overrides"], f"seed={seed}", f"run_dir={run_dir}",
+                              f"paths.output_dir={self.runs_dir}", *resume])
+        log.info("training %s (seed %d) -> %s%s", key, seed, run_dir, " (resumed)" if resume else "")
+        started = time.perf_counter()
+        outcome = run_fit(cfg)
+        record = {"checkpoint": str(outcome["checkpoint"]), "seconds": round(time.perf_counter() - started, 1),
+                  "training_seconds": outcome.get("training_seconds"),
+                  "metrics": (outcome.get("results") or {}).get("metrics"),
+                  "results": str(run_dir / "results") if outcome.get("results") else None}
+        atomic_write_text(done, json.dumps(record, indent=2))
+        return record
+
+    def context_checkpoint(self) -> str:
+        """The given context estimator, or the preset's (trained once, seed 0)."""
+        if self.given_context_checkpoint:
+            return self.given_context_checkpoint
+        return self.train("context", self.spec.context_experiment, 0, [], context=True)["checkpoint"]
+
+    def train_row(self, row: Row, seed: int) -> dict[str, Any]:
+        overrides = list(row.overrides)
+        if row.needs_context_estimator:
+            checkpoint = self.context_checkpoint()
+            overrides = [o.replace("@CONTEXT_CHECKPOINT@", checkpoint) for o in overrides]
+        return self.train(row.key, row.experiment, seed, overrides)
+
+    def evaluate(self, row: Row, seed: int, checkpoint: str, data: str, protocol: str) -> dict[str, Any]:
+        """Evaluate a trained row with one protocol (paper preset); reused when done."""
+        eval_dir = self.run_dir(row.key, seed) / f"eval_{protocol}"
+        done = eval_dir / "done.json"
+        if done.is_file():
+            return read_json(done)
+        cfg = compose("evaluate", [f"experiment={row.experiment}", f"data={data}", f"protocol={protocol}",
+                                   f"ckpt_path={checkpoint}", f"run_dir={eval_dir}", f"seed={seed}"])
+        started = time.perf_counter()
+        outcome = run_evaluate(cfg)
+        record = {"checkpoint": checkpoint, "seconds": round(time.perf_counter() - started, 1),
+                  "metrics": outcome["results"]["metrics"], "results": str(eval_dir / "results")}
+        atomic_write_text(done, json.dumps(record, indent=2))
+        return record
+
+    def diagnose(self, row: Row, seed: int, checkpoint: str, modes: Sequence[str] = DIAGNOSTIC_MODES
+                 ) -> dict[str, dict[str, Any]]:
+        """Evaluate a trained OCHMR row with other context maps (``context_modes``; cpu preset); reused when done.
+
+        Returns mode -> test metrics (``ochmr_lit.eval.context_modes``: another person's maps, zero maps).
+        """
+        eval_dir = self.run_dir(row.key, seed) / "eval_context"
+        done = eval_dir / "done.json"
+        if done.is_file():
+            return read_json(done)["context_diagnostics"]
+        overrides = list(row.overrides)
+        if row.needs_context_estimator:
+            overrides = [o.replace("@CONTEXT_CHECKPOINT@", self.context_checkpoint()) for o in overrides]
+        cfg = compose("evaluate", [f"experiment={row.experiment}", *overrides, *self.overrides,
+                                   *self.regressor_overrides, f"ckpt_path={checkpoint}", f"run_dir={eval_dir}",
+                                   f"seed={seed}", f"context_modes=[{','.join(modes)}]"])
+        started = time.perf_counter()
+        outcome = run_evaluate(cfg)
+        record = {"checkpoint": checkpoint, "seconds": round(time.perf_counter() - started, 1),
+                  "context_diagnostics": outcome["results"]["context_diagnostics"],
+                  "results": str(eval_dir / "results")}
+        atomic_write_text(done, json.dumps(record, indent=2))
+        return record["context_diagnostics"]
+
+
+def machine_description() -> str:
+    """The machine a table ran on, in one line."""
+    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no GPU"
+    return (f"{platform.machine()}, {os.cpu_count()} CPU cores{gpu}, Python {platform.python_version()}, "
+            f"torch {torch.__version__}, {torch.get_num_threads()} torch threads")
+
+
+def given_context_checkpoint(path: Any) -> str | None:
+    """``context_checkpoint=<file>`` checked before any run starts: it exists and holds a context estimator."""
+    if not path:
+        return None
+    if not Path(str(path)).is_file():
+        raise MissingFileError(f"context_checkpoint={path}: no such file; give a checkpoint of a trained context "
+                               "estimator (python -m ochmr_lit.fit experiment=synthcrowd_context, "
+                               "<run>/checkpoints/*.ckpt), or drop the key to train one")
+    load_context_checkpoint(path)  # refuses a regressor's checkpoint or foreign weights, naming the file
+    return str(Path(str(path)).resolve())
