@@ -2,6 +2,7 @@
 
 import json
 import logging
+import re
 
 import pytest
 from conftest import run_reproduce, tiny_table_settings
@@ -86,6 +87,17 @@ def test_bad_settings_stop_with_one_line():
     assert done.returncode == 2 and "table=<occlusion|conorm_depth|detector_sweep> is required" in done.stderr
     done = run_reproduce("table=occlusion", "preset=gpu")
     assert done.returncode == 2 and "unknown preset; choose one of cpu, paper" in done.stderr
+
+
+@pytest.mark.parametrize("seeds, message", [
+    ("[0,0]", "seeds=[0, 0]: a seed is listed twice"), ("[a]", "seeds=['a']: every seed is a whole number >= 0"),
+    ("[-1]", "seeds=[-1]: every seed"), ("[1.5]", "seeds=[1.5]: every seed"), ("[true]", "seeds=[True]: every seed")])
+def test_seeds_are_distinct_whole_numbers_before_anything_trains(seeds, message):
+    from ochmr_lit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_settings(["table=occlusion", f"seeds={seeds}"])
+    assert list(load_settings(["table=occlusion", "seeds=[0,2]"]).seeds) == [0, 2]
 
 
 @pytest.mark.slow

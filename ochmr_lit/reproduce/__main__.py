@@ -50,6 +50,12 @@ def check_settings(cfg: DictConfig) -> None:
         raise ConfigError(f"seeds={cfg.seeds!r}: give a list of seeds, e.g. seeds=[0,1]")
     if cfg.seeds is not None and not cfg.seeds:
         raise ConfigError("seeds=[]: give at least one seed (e.g. seeds=[0,1])")
+    seeds = list(cfg.seeds or [])
+    if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
+        raise ConfigError(f"seeds={seeds}: every seed is a whole number >= 0, e.g. seeds=[0,1]")
+    if len(set(seeds)) < len(seeds):
+        raise ConfigError(f"seeds={seeds}: a seed is listed twice (it would count as two runs of one); list each "
+                          "once, e.g. seeds=[0,1]")
 
 
 def run(cfg: DictConfig) -> None:
