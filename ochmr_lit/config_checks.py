@@ -89,6 +89,10 @@ def check_regressor_model(model: DictConfig | Mapping, key: str = "model") -> No
         check_context_source(tuple(values.get("conorm_depths", (2,))), values.get("context_source", "gt"))
     except ValueError as error:
         raise ConfigError(str(error)) from None
+    size = values.get("context_input_size")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size <= 0):
+        raise ConfigError(f"{key}.context_input_size={size!r}: the crop side in px the context estimator was trained "
+                          f"on, or null (read from {key}.context_checkpoint)")
     if not isinstance(values.get("flip_test", False), bool):
         raise ConfigError(f"{key}.flip_test={values['flip_test']!r}: use true (validate and test each crop with its "
                           "mirror, averaged) or false")

@@ -162,7 +162,7 @@ def tiny_run(tmp_path_factory, tiny_synthcrowd):
         cfg = compose(config_name="fit", overrides=[
             "experiment=synthcrowd", f"run_dir={run_dir}", f"++data.root={tiny_synthcrowd}", "trainer.max_epochs=1",
             "++context_stage.trainer.max_epochs=1", "++context_stage.data={crop_size:64,map_size:16}",
-            "model.context_input_size=64", *TINY_OVERRIDES, "logger=default"])  # W&B too: its files are checked
+            *TINY_OVERRIDES, "logger=default"])  # W&B too: its files are checked
     return run_dir, run_fit(cfg)
 
 

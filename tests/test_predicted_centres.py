@@ -106,6 +106,8 @@ def test_pipeline_caches_centres_once_and_they_equal_the_estimator_on_the_fly(ti
     assert sorted(p.name for p in folder.glob("*.npz")) == ["test.npz", "train.npz", "val.npz"]
     module = MeshRegressorModule.load_from_checkpoint(outcome["checkpoint"], map_location="cpu", weights_only=False)
     module.eval()
+    # model.context_input_size=null: the estimator's input side is read from its checkpoint (the stage's 64 px)
+    assert module.run_config["model"]["context_input_size"] is None and module.hparams.context_input_size == 64
     data = SynthCrowdDataModule(root=str(tiny_synthcrowd), splits={"train": 4, "val": 2, "test": 2},
                                 image_size=(128, 128), crop_size=64, map_size=16, num_workers=0,
                                 eval_batch_size=64, predicted_centres=str(folder))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from ochmr_lit.errors import CheckpointError, MissingFileError
+from ochmr_lit.errors import CheckpointError, ConfigError, MissingFileError
 from ochmr_lit.models import ContextEstimator
 
 
@@ -38,3 +38,37 @@ def load_frozen_context_estimator(checkpoint: str, width: int = 32) -> ContextEs
         raise CheckpointError(f"{checkpoint}: context estimator weights do not match HRNet-W{width} "
                          f"(missing {missing[:5]}, unexpected {unexpected[:5]}); is it a context-estimator checkpoint?")
     return freeze(net)
+
+
+def context_training_crop(checkpoint: str) -> int | None:
+    """Crop side (px) a context-estimator checkpoint was trained on: ``data.crop_size`` of the run config stored in
+    it, or None for a checkpoint without one (written by other code)."""
+    if not Path(checkpoint).is_file():
+        raise MissingFileError(f"model.context_checkpoint={checkpoint}: no such file; give the checkpoint of a "
+                               "context-estimator run (experiment=synthcrowd_context, its checkpoints/last.ckpt)")
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    crop = ((state.get("run_config") or {}).get("data") or {}).get("crop_size") if isinstance(state, dict) else None
+    return int(crop) if crop is not None else None
+
+
+def resolve_context_input_size(configured: int | None, checkpoint: str) -> int:
+    """The side crops are resized to for the frozen context estimator: the crop side it was trained on.
+
+    ``configured`` (``model.context_input_size``) None reads it from the checkpoint; a number must agree with it
+    (a fully convolutional estimator runs at any size, but at another scale it marks the wrong centres).
+
+    Raises:
+        ConfigError naming the key, the checkpoint and the value to set.
+    """
+    trained = context_training_crop(checkpoint)
+    if configured is None:
+        if trained is None:
+            raise ConfigError(f"model.context_input_size=null reads the crop side the context estimator was trained on "
+                              f"from its checkpoint, but {checkpoint} does not record it: set "
+                              "model.context_input_size=<that side in px>")
+        return trained
+    if trained is not None and int(configured) != trained:
+        raise ConfigError(f"model.context_input_size={configured}, but the context estimator {checkpoint} was trained "
+                          f"on {trained} px crops: set model.context_input_size={trained} (or null, which reads it "
+                          "from the checkpoint)")
+    return int(configured)

@@ -25,7 +25,7 @@ from ochmr_lit.geometry import (
 )
 from ochmr_lit.lit import losses as L_
 from ochmr_lit.lit.context_estimator import compile_in_place
-from ochmr_lit.lit.frozen_context import freeze, load_frozen_context_estimator
+from ochmr_lit.lit.frozen_context import freeze, load_frozen_context_estimator, resolve_context_input_size
 from ochmr_lit.lit.guard import NumericalGuardMixin
 from ochmr_lit.lit.optim import FusedOptimizerMixin, OptimConfig, build_optimizer, build_scheduler
 from ochmr_lit.lit.run_config import RunConfigMixin
@@ -74,7 +74,9 @@ class MeshRegressorModule(NumericalGuardMixin, FusedOptimizerMixin, RunConfigMix
             network is built at this width and its weights come from the regressor checkpoint being loaded, so
             the context-estimator file may have moved or gone. Using it before such weights were loaded is an
             error.
-        context_input_size: side the crop is resized to for the context estimator (its training crop size).
+        context_input_size: side the crop is resized to for the context estimator: the crop side it was trained
+            on. None reads it from ``context_checkpoint``; a number is checked against it
+            (:func:`~ochmr_lit.lit.frozen_context.resolve_context_input_size`).
         context_sigma: Gaussian sigma (map px) the predicted centres are rendered with (``data.sigma``).
             Predicted context = the estimator's decoded body centres rendered like ground-truth maps
             (:mod:`ochmr_lit.data.predicted_centres`): read from the data module's cache
@@ -112,8 +114,9 @@ class MeshRegressorModule(NumericalGuardMixin, FusedOptimizerMixin, RunConfigMix
     SELECTION_METRIC = ("val/mpjpe", "min")
 
     def __init__(self, backbone: str = "resnet50", conorm_depths: tuple[int, ...] = (2,), hidden_channels: int = 128,
-                 context_source: str = "gt", context_checkpoint: str | None = None, context_input_size: int = 256,
-                 body_model_dir: str | None = None, loss_weights: dict | None = None, optim: dict | None = None,
+                 context_source: str = "gt", context_checkpoint: str | None = None,
+                 context_input_size: int | None = None, body_model_dir: str | None = None,
+                 loss_weights: dict | None = None, optim: dict | None = None,
                  crop_size: int = 224, focal_length: float | None = None, protocol: str = "synthcrowd",
                  channels_last: bool = True, pretrained: list | dict | None = None, iterations: int = 3,
                  num_vis: int = 4,
@@ -145,6 +148,7 @@ class MeshRegressorModule(NumericalGuardMixin, FusedOptimizerMixin, RunConfigMix
         if context_source == "predicted" and context_width is None:
             self.context_net = load_frozen_context_estimator(context_checkpoint)
             self.hparams.context_width = self.context_net.width
+            self.hparams.context_input_size = resolve_context_input_size(context_input_size, context_checkpoint)
         elif context_source == "predicted":
             self.context_net = freeze(ContextEstimator(width=int(context_width)))
             self._context_weights_pending = True
