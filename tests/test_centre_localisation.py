@@ -50,6 +50,24 @@ def test_global_recall_and_precision_count_one_to_one_matches_within_the_radius(
     assert scores["pck"].item() == 1.0 and scores["peak_dist"].item() < 1e-3
 
 
+def test_a_target_centre_on_another_persons_centre_is_told_from_an_imprecise_one():
+    true_local = torch.tensor([[8.0, 8.0], [8.0, 8.0], [8.0, 8.0], [8.0, 8.0]])
+    neighbour = torch.tensor([[11.0, 8.0]])  # another person 3 cells to the right
+    true_others = [torch.cat([true_local[i : i + 1], neighbour]) for i in range(4)]
+    # found; on the neighbour (0.3 cell off it); 1.5 cells off both (a miss, not a swap); found
+    pred_local = torch.tensor([[8.3, 8.0], [10.7, 8.0], [9.5, 8.0], [7.8, 8.2]])
+    metric = CentreLocalisation(threshold=0.05)  # 0.8 cell
+    metric.update(pred_local, true_local, true_others, true_others, map_size=SIZE)
+    scores = metric.compute()
+    assert scores["pck"].item() == pytest.approx(2 / 4)
+    assert scores["on_other"].item() == pytest.approx(1 / 4)
+    # a target with nobody else in the crop cannot be swapped
+    alone = CentreLocalisation(threshold=0.05)
+    alone.update(torch.tensor([[12.0, 8.0]]), torch.tensor([[8.0, 8.0]]), [torch.zeros(0, 2)],
+                 [torch.tensor([[8.0, 8.0]])], map_size=SIZE)
+    assert alone.compute()["on_other"].item() == 0.0 and alone.compute()["pck"].item() == 0.0
+
+
 def test_a_centre_is_matched_once_and_nearest_pairs_come_first():
     true = torch.tensor([[0.0, 0.0], [10.0, 0.0]])
     assert match_centres(torch.tensor([[0.5, 0.0], [0.2, 0.0]]), true, radius=1.0) == 1

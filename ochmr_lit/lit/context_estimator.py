@@ -148,13 +148,15 @@ class ContextEstimatorModule(NumericalGuardMixin, FusedOptimizerMixin, RunConfig
                               [true_global[i] for i in rows], map_size=batch["centermaps"].shape[-1])
 
     def on_test_epoch_end(self) -> None:
-        """``test_results``: ``pck_centre``, ``peak_dist``, ``global_recall``, ``global_precision`` of every person,
-        the same with a ``_<bucket>`` suffix per bucket, and ``count_<bucket>`` (people in it)."""
+        """``test_results``: ``pck_centre``, ``centre_on_other``, ``peak_dist``, ``global_recall``,
+        ``global_precision`` of every person, the same with a ``_<bucket>`` suffix per bucket, and
+        ``count_<bucket>`` (people in it)."""
         results: dict[str, float] = {}
         for name, metric in self.test_centres.items():
             suffix = "" if name == "all" else f"_{name}"
             scores = metric.compute()
             results.update({f"pck_centre{suffix}": float(scores["pck"]),
+                            f"centre_on_other{suffix}": float(scores["on_other"]),
                             f"peak_dist{suffix}": float(scores["peak_dist"]),
                             f"global_recall{suffix}": float(scores["global_recall"]),
                             f"global_precision{suffix}": float(scores["global_precision"]),

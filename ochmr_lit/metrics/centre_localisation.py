@@ -5,6 +5,9 @@ local maxima of the global map), so the context estimator is scored on those, no
 
 * ``peak_dist``: mean distance between the predicted and the true target centre, as a fraction of the map side;
 * ``pck``: share of people whose predicted target centre lies within ``threshold`` x map side of the true one;
+* ``on_other``: share of people whose predicted target centre misses their own but lies within ``threshold`` x map
+  side of another person's true centre (the global map's centres farther than that from the target's): the
+  estimator marked someone else, the failure a distractor causes, rather than placing the target imprecisely;
 * ``global_recall`` / ``global_precision``: share of the true global centres with a predicted one within
   ``global_radius`` x map side, and share of the predicted ones with a true one there (a greedy one-to-one
   matching, nearest pairs first).
@@ -63,7 +66,7 @@ class CentreLocalisation(Metric):
                              "must be positive fractions of the map side")
         self.threshold = float(threshold)
         self.global_radius = float(global_radius)
-        for name in ("dist_sum", "found", "people", "global_matched", "global_true", "global_pred"):
+        for name in ("dist_sum", "found", "on_other", "people", "global_matched", "global_true", "global_pred"):
             self.add_state(name, default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
 
     def update(self, pred_local: Tensor, true_local: Tensor, pred_global: Sequence[Tensor],
@@ -82,20 +85,27 @@ class CentreLocalisation(Metric):
             raise ValueError("CentreLocalisation: one list of global centres per person, for predictions and truth")
         dist = (pred_local.double() - true_local.double()).norm(dim=-1) / map_size
         self.dist_sum += dist.sum()
-        self.found += (dist <= self.threshold).sum()
+        found = dist <= self.threshold
+        self.found += found.sum()
         self.people += len(dist)
-        for pred, true in zip(pred_global, true_global, strict=True):
+        radius = self.threshold * map_size
+        for i, (pred, true) in enumerate(zip(pred_global, true_global, strict=True)):
             self.global_matched += match_centres(pred, true, self.global_radius * map_size)
             self.global_true += len(true)
             self.global_pred += len(pred)
+            others = true[(true.double() - true_local[i].double()).norm(dim=-1) > radius]
+            if not found[i] and len(others):
+                self.on_other += bool(((others.double() - pred_local[i].double()).norm(dim=-1) <= radius).any())
 
     def compute(self) -> dict[str, Tensor]:
-        """``peak_dist``, ``pck``, ``global_recall`` and ``global_precision`` (NaN where nothing was counted)."""
+        """``peak_dist``, ``pck``, ``on_other``, ``global_recall`` and ``global_precision`` (NaN where nothing was
+        counted)."""
         nan = torch.tensor(float("nan"), dtype=torch.float64)
 
         def ratio(num: Tensor, den: Tensor) -> Tensor:
             return num / den if den > 0 else nan
 
         return {"peak_dist": ratio(self.dist_sum, self.people), "pck": ratio(self.found, self.people),
+                "on_other": ratio(self.on_other, self.people),
                 "global_recall": ratio(self.global_matched, self.global_true),
                 "global_precision": ratio(self.global_matched, self.global_pred)}

@@ -41,9 +41,10 @@ def _evaluation_data_and_trainer(cfg: DictConfig, split: str) -> tuple[L.Lightni
 def _evaluate_context_estimator(cfg: DictConfig, ckpt: str, split: str) -> dict[str, Any]:
     """Score a context estimator's decoded centres on a split, for every person and per bucket.
 
-    ``results/metrics.json`` and ``table.md`` hold ``pck_centre``, ``peak_dist``, ``global_recall`` and
-    ``global_precision`` (fractions of the map side and shares, :class:`ochmr_lit.metrics.CentreLocalisation`), each
-    also per result bucket (``_heavy``, ``_distractor``, ...), and the people counted.
+    ``results/metrics.json`` and ``table.md`` hold ``pck_centre``, ``centre_on_other`` (the target's centre
+    placed on another person's), ``peak_dist``, ``global_recall`` and ``global_precision`` (fractions of the map
+    side and shares, :class:`ochmr_lit.metrics.CentreLocalisation`), each also per result bucket (``_heavy``,
+    ``_distractor``, ...), and the people counted.
     """
     module = load_context_checkpoint(ckpt)
     _record_evaluation(module, cfg)
