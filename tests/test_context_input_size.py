@@ -7,8 +7,8 @@ import torch
 
 from ochmr_lit.config_checks import check_regressor_model
 from ochmr_lit.errors import ConfigError
-from ochmr_lit.lit import MeshRegressorModule
-from ochmr_lit.lit.frozen_context import context_training_crop, resolve_context_input_size
+from ochmr_lit.lit import MeshRegressorModule, frozen_context
+from ochmr_lit.lit.frozen_context import context_training_crop, load_frozen_context, resolve_context_input_size
 from ochmr_lit.models import ContextEstimator
 
 
@@ -41,6 +41,18 @@ def test_a_checkpoint_without_its_run_config_needs_the_size_given(tmp_path):
     with pytest.raises(ConfigError, match=re.escape(f"but {ckpt} does not record it: set "
                                                     "model.context_input_size=<that side in px>")):
         resolve_context_input_size(None, ckpt)
+
+
+def test_the_estimator_and_its_side_come_from_one_read_of_the_checkpoint(tmp_path, monkeypatch):
+    ckpt = write_context_checkpoint(tmp_path / "context128.ckpt", 128)
+    reads = []
+    real_load = torch.load
+    monkeypatch.setattr(frozen_context.torch, "load", lambda *a, **k: reads.append(a[0]) or real_load(*a, **k))
+    net, size = load_frozen_context(ckpt, None)
+    assert (net.width, size, reads) == (16, 128, [ckpt])
+    assert not any(p.requires_grad for p in net.parameters()) and not net.training
+    with pytest.raises(ConfigError, match="model.context_input_size=96, but the context estimator"):
+        load_frozen_context(ckpt, 96)
 
 
 def test_the_regressor_on_predicted_context_takes_the_estimators_crop(tmp_path):

@@ -18,49 +18,35 @@ def freeze(net: ContextEstimator) -> ContextEstimator:
     return net
 
 
-def load_frozen_context_estimator(checkpoint: str, width: int = 32) -> ContextEstimator:
-    """A ContextEstimator in eval mode with frozen weights, from a ContextEstimatorModule checkpoint.
-
-    The checkpoint is read with ``weights_only=True``; its ``state_dict`` must hold ``model.*`` keys.
-    """
+def _read_checkpoint(checkpoint: str) -> dict:
+    """The dictionary a context-estimator run saved (``weights_only=True``)."""
     if not Path(checkpoint).is_file():
         raise MissingFileError(f"model.context_checkpoint={checkpoint}: no such file; give the checkpoint of a "
-                                "context-estimator run (experiment=synthcrowd_context, its checkpoints/last.ckpt)")
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+                               "context-estimator run (experiment=synthcrowd_context, its checkpoints/last.ckpt)")
+    return torch.load(checkpoint, map_location="cpu", weights_only=True)
+
+
+def _frozen_estimator(state: dict, checkpoint: str, width: int) -> ContextEstimator:
     if "state_dict" not in state:
         raise CheckpointError(f"{checkpoint}: not a Lightning checkpoint of the context estimator (no 'state_dict'); "
-                         "set model.context_checkpoint to a file written by a context-estimator run")
+                              "set model.context_checkpoint to a file written by a context-estimator run")
     weights = {k[len("model."):]: v for k, v in state["state_dict"].items() if k.startswith("model.")}
     width = int(state.get("hyper_parameters", {}).get("width", width))
     net = ContextEstimator(width=width)
     missing, unexpected = net.load_state_dict(weights, strict=False)
     if missing or unexpected:
         raise CheckpointError(f"{checkpoint}: context estimator weights do not match HRNet-W{width} "
-                         f"(missing {missing[:5]}, unexpected {unexpected[:5]}); is it a context-estimator checkpoint?")
+                              f"(missing {missing[:5]}, unexpected {unexpected[:5]}); is it a context-estimator "
+                              "checkpoint?")
     return freeze(net)
 
 
-def context_training_crop(checkpoint: str) -> int | None:
-    """Crop side (px) a context-estimator checkpoint was trained on: ``data.crop_size`` of the run config stored in
-    it, or None for a checkpoint without one (written by other code)."""
-    if not Path(checkpoint).is_file():
-        raise MissingFileError(f"model.context_checkpoint={checkpoint}: no such file; give the checkpoint of a "
-                               "context-estimator run (experiment=synthcrowd_context, its checkpoints/last.ckpt)")
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+def _training_crop(state: dict) -> int | None:
     crop = ((state.get("run_config") or {}).get("data") or {}).get("crop_size") if isinstance(state, dict) else None
     return int(crop) if crop is not None else None
 
 
-def resolve_context_input_size(configured: int | None, checkpoint: str) -> int:
-    """The side crops are resized to for the frozen context estimator: the crop side it was trained on.
-
-    ``configured`` (``model.context_input_size``) None reads it from the checkpoint; a number must agree with it
-    (a fully convolutional estimator runs at any size, but at another scale it marks the wrong centres).
-
-    Raises:
-        ConfigError naming the key, the checkpoint and the value to set.
-    """
-    trained = context_training_crop(checkpoint)
+def _input_size(configured: int | None, trained: int | None, checkpoint: str) -> int:
     if configured is None:
         if trained is None:
             raise ConfigError(f"model.context_input_size=null reads the crop side the context estimator was trained on "
@@ -72,3 +58,41 @@ def resolve_context_input_size(configured: int | None, checkpoint: str) -> int:
                           f"on {trained} px crops: set model.context_input_size={trained} (or null, which reads it "
                           "from the checkpoint)")
     return int(configured)
+
+
+def load_frozen_context_estimator(checkpoint: str, width: int = 32) -> ContextEstimator:
+    """A ContextEstimator in eval mode with frozen weights, from a ContextEstimatorModule checkpoint.
+
+    The checkpoint is read with ``weights_only=True``; its ``state_dict`` must hold ``model.*`` keys.
+    """
+    return _frozen_estimator(_read_checkpoint(checkpoint), checkpoint, width)
+
+
+def context_training_crop(checkpoint: str) -> int | None:
+    """Crop side (px) a context-estimator checkpoint was trained on: ``data.crop_size`` of the run config stored in
+    it, or None for a checkpoint without one (written by other code)."""
+    return _training_crop(_read_checkpoint(checkpoint))
+
+
+def resolve_context_input_size(configured: int | None, checkpoint: str) -> int:
+    """The side crops are resized to for the frozen context estimator: the crop side it was trained on.
+
+    ``configured`` (``model.context_input_size``) None reads it from the checkpoint; a number must agree with it
+    (a fully convolutional estimator runs at any size, but at another scale it marks the wrong centres).
+
+    Raises:
+        ConfigError naming the key, the checkpoint and the value to set.
+    """
+    return _input_size(configured, context_training_crop(checkpoint), checkpoint)
+
+
+def load_frozen_context(checkpoint: str, configured_input_size: int | None,
+                        width: int = 32) -> tuple[ContextEstimator, int]:
+    """The frozen estimator and the crop side (px) to run it at, from one read of its checkpoint.
+
+    The side is :func:`resolve_context_input_size`'s: the one the estimator was trained on, checked against
+    ``configured_input_size`` (``model.context_input_size``) when that is set.
+    """
+    state = _read_checkpoint(checkpoint)
+    return (_frozen_estimator(state, checkpoint, width),
+            _input_size(configured_input_size, _training_crop(state), checkpoint))

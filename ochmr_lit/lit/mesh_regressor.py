@@ -25,7 +25,7 @@ from ochmr_lit.geometry import (
 )
 from ochmr_lit.lit import losses as L_
 from ochmr_lit.lit.context_estimator import compile_in_place
-from ochmr_lit.lit.frozen_context import freeze, load_frozen_context_estimator, resolve_context_input_size
+from ochmr_lit.lit.frozen_context import freeze, load_frozen_context
 from ochmr_lit.lit.guard import NumericalGuardMixin
 from ochmr_lit.lit.optim import FusedOptimizerMixin, OptimConfig, build_optimizer, build_scheduler
 from ochmr_lit.lit.run_config import RunConfigMixin
@@ -146,9 +146,9 @@ class MeshRegressorModule(NumericalGuardMixin, FusedOptimizerMixin, RunConfigMix
         self.context_net: ContextEstimator | None = None
         self._context_weights_pending = False  # built at context_width, waiting for a checkpoint's weights
         if context_source == "predicted" and context_width is None:
-            self.context_net = load_frozen_context_estimator(context_checkpoint)
+            self.context_net, self.hparams.context_input_size = load_frozen_context(context_checkpoint,
+                                                                                     context_input_size)
             self.hparams.context_width = self.context_net.width
-            self.hparams.context_input_size = resolve_context_input_size(context_input_size, context_checkpoint)
         elif context_source == "predicted":
             self.context_net = freeze(ContextEstimator(width=int(context_width)))
             self._context_weights_pending = True

@@ -19,7 +19,7 @@ from ochmr_lit.config_checks import check_run_config, select_checkpoint
 from ochmr_lit.errors import ConfigError
 from ochmr_lit.eval.results_files import atomic_write_text
 from ochmr_lit.lit.checkpoints import check_training_checkpoint
-from ochmr_lit.lit.frozen_context import load_frozen_context_estimator, resolve_context_input_size
+from ochmr_lit.lit.frozen_context import load_frozen_context
 from ochmr_lit.lit.training_clock import TrainingClock
 from ochmr_lit.runner.build import TASK_MODULES, build
 from ochmr_lit.runner.predicted_centres import cache_predicted_centres
@@ -66,8 +66,8 @@ def _with_predicted_centres(cfg: DictConfig, splits: tuple[str, ...]) -> DictCon
     if cfg.model.get("context_source") != "predicted" or cfg.data.get("predicted_centres"):
         return cfg
     checkpoint = str(cfg.model.context_checkpoint)
-    input_size = resolve_context_input_size(cfg.model.get("context_input_size"), checkpoint)
-    folder = cache_predicted_centres(cfg.data, load_frozen_context_estimator(checkpoint), splits,
+    estimator, input_size = load_frozen_context(checkpoint, cfg.model.get("context_input_size"))
+    folder = cache_predicted_centres(cfg.data, estimator, splits,
                                      Path(cfg.run_dir) / "predicted_centres", input_size,
                                      str(cfg.trainer.get("precision", "")).startswith("bf16"), checkpoint)
     cfg = copy.deepcopy(cfg)
