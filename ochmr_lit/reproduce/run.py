@@ -12,6 +12,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
@@ -43,6 +44,32 @@ def train_seed_major(runner: TableRunner, rows: Sequence[Row], seeds: Sequence[i
             on_seeds_done(list(seeds[:count]))
 
 
+class TableDocuments:
+    """A table's files in ``folder``: ``table.md`` / ``table.json`` once every seed is trained, ``table.partial.*``
+    while some are left (removed by the whole table). Each records ``header`` (the settings) and the wall time."""
+
+    def __init__(self, folder: Path, header: dict[str, Any], seeds: Sequence[int]) -> None:
+        self.folder, self.header, self.seeds = folder, header, list(seeds)
+        self.started = time.perf_counter()
+
+    def write(self, body: dict[str, Any], done_seeds: Sequence[int]) -> dict[str, Any]:
+        """Write the table of ``done_seeds`` with the cells ``body``; returns what its JSON file holds."""
+        done_seeds = list(done_seeds)
+        partial = len(done_seeds) < len(self.seeds)
+        result = {**self.header, "seeds": done_seeds, **({"partial_of": self.seeds} if partial else {}),
+                  "machine": machine_description(), "seconds": round(time.perf_counter() - self.started, 1), **body}
+        stem = "table.partial" if partial else "table"
+        atomic_write_text(self.folder / f"{stem}.json", json.dumps(result, indent=2))
+        atomic_write_text(self.folder / f"{stem}.md", format_table_document(result))
+        if partial:
+            log.info("every row trained for seeds %s: %s (the whole table follows once seeds %s are)", done_seeds,
+                     self.folder / "table.partial.md", self.seeds)
+        else:
+            for name in ("table.partial.md", "table.partial.json"):  # the whole table supersedes them
+                (self.folder / name).unlink(missing_ok=True)
+        return result
+
+
 def run_table(cfg: DictConfig) -> dict[str, Any]:
     """Run the table ``cfg.table`` (see ``configs/reproduce.yaml``); returns what ``table.json`` holds."""
     table, preset = str(cfg.table), str(cfg.preset)
@@ -64,37 +91,21 @@ def run_table(cfg: DictConfig) -> dict[str, Any]:
     if table == "detector_sweep" and preset == "paper":  # the user's detection files, before hours of training
         for dataset in runner.spec.sweep_datasets:
             given_detections(cfg, dataset)
-    started = time.perf_counter()
-    folder = runner.root / table
+    documents = TableDocuments(runner.root / table, {
+        "table": table, "preset": preset, "budget": runner.budget, "context_budget": runner.context_budget,
+        "context_checkpoint": context_checkpoint, "overrides": runner.overrides,
+        "context_overrides": runner.context_overrides, "regressor_overrides": runner.regressor_overrides}, seeds)
     diagnose = bool(cfg.get("context_diagnostics")) and preset == "cpu" and table == "occlusion"
 
-    def result_of(body: dict[str, Any], done_seeds: list[int]) -> dict[str, Any]:
-        partial = {"partial_of": seeds} if len(done_seeds) < len(seeds) else {}
-        return {"table": table, "preset": preset, "seeds": done_seeds, **partial, "budget": runner.budget,
-                "context_budget": runner.context_budget, "context_checkpoint": context_checkpoint,
-                "overrides": runner.overrides,
-                "context_overrides": runner.context_overrides, "regressor_overrides": runner.regressor_overrides,
-                "machine": machine_description(), "seconds": round(time.perf_counter() - started, 1), **body}
-
     def write_partial(done_seeds: list[int]) -> None:
-        if len(done_seeds) == len(seeds) or table == "detector_sweep":
-            return
-        result = result_of(mesh_table(runner, table, rows, done_seeds, context_diagnostics=diagnose), done_seeds)
-        atomic_write_text(folder / "table.partial.json", json.dumps(result, indent=2))
-        atomic_write_text(folder / "table.partial.md", format_table_document(result))
-        log.info("every row trained for seeds %s: %s (the whole table follows once seeds %s are)", done_seeds,
-                 folder / "table.partial.md", seeds)
+        if len(done_seeds) < len(seeds) and table != "detector_sweep":
+            documents.write(mesh_table(runner, table, rows, done_seeds, context_diagnostics=diagnose), done_seeds)
 
     train_seed_major(runner, rows, seeds, write_partial)
     if table == "detector_sweep":
         body = sweep_table(runner, cfg, rows, seeds)
     else:
         body = mesh_table(runner, table, rows, seeds, context_diagnostics=diagnose)
-    result = result_of(body, seeds)
-    atomic_write_text(folder / "table.json", json.dumps(result, indent=2))
-    document = format_table_document(result)
-    atomic_write_text(folder / "table.md", document)
-    for name in ("table.partial.md", "table.partial.json"):  # the whole table supersedes them
-        (folder / name).unlink(missing_ok=True)
-    print(document)
+    result = documents.write(body, seeds)
+    print(format_table_document(result))
     return result
