@@ -1,7 +1,8 @@
 """Evaluate: ``python -m ochmr_lit.evaluate experiment=<name> ckpt_path=<ckpt> [protocol=<name>] [context_mode=..]
 [flip_test=true]``.
 
-``context_mode``: ``true`` (default), ``shuffled``, ``zeroed`` or a list of them (context diagnostics).
+``context_mode``: ``true`` (default), ``exact``, ``shuffled``, ``zeroed`` or a list of them (context diagnostics;
+``exact``: the maps rendered from the annotations, what a perfect context estimator would give the model).
 """
 
 import os

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from conftest import TINY_OVERRIDES, compose_evaluate, save_module_checkpoint
+from hydra.utils import instantiate
 
 from ochmr_lit.eval.context_modes import (
     CONTEXT_MODES,
@@ -17,6 +19,7 @@ from ochmr_lit.eval.context_modes import (
 )
 from ochmr_lit.evaluate import evaluate
 from ochmr_lit.lit import MeshRegressorModule
+from ochmr_lit.models import ContextEstimator
 from ochmr_lit.runner import context_modes
 
 TINY = {"backbone": "resnet18", "crop_size": 64, "channels_last": False, "num_vis": 0}
@@ -53,11 +56,11 @@ def test_shuffle_is_a_derangement_for_every_batch_of_two_or_more():
 
 
 def test_mode_names_and_lists_are_validated_with_the_key_and_the_choices():
-    assert CONTEXT_MODES == ("true", "shuffled", "zeroed")
+    assert CONTEXT_MODES == ("true", "exact", "shuffled", "zeroed")
     assert context_mode_name(True) == "true" and context_mode_name(" Shuffled ") == "shuffled"
     assert context_mode_list([True, "zeroed", "zeroed", "shuffled"]) == ["true", "zeroed", "shuffled"]
     with pytest.raises(ValueError, match=r"^context_mode='sideways': unknown context mode; use one of true, "
-                                         r"shuffled, zeroed$"):
+                                         r"exact, shuffled, zeroed$"):
         context_mode_name("sideways")
     with pytest.raises(ValueError, match=r"^context_mode=False: unknown context mode"):
         context_mode_name(False)
@@ -66,7 +69,7 @@ def test_mode_names_and_lists_are_validated_with_the_key_and_the_choices():
     base = ["ckpt_path=x.ckpt", "run_dir=unused"]
     assert context_modes(compose_evaluate(base)) == ["true"]
     assert context_modes(compose_evaluate([*base, "context_mode=true"])) == ["true"]  # YAML boolean
-    assert context_modes(compose_evaluate([*base, "context_mode=[true,shuffled,zeroed]"])) == list(CONTEXT_MODES)
+    assert context_modes(compose_evaluate([*base, "context_mode=[true,exact,shuffled,zeroed]"])) == list(CONTEXT_MODES)
     assert context_modes(compose_evaluate([*base, "context_modes=[zeroed,true]"])) == ["zeroed", "true"]
     with pytest.raises(ValueError, match=r"^context_modes='off': unknown context mode"):
         context_modes(compose_evaluate([*base, "context_modes=[off]"]))
@@ -103,6 +106,30 @@ def test_zeroed_context_reaches_the_regressor_as_zeros():
     assert not torch.equal(zeroed["betas"], own["betas"])
 
 
+def _predicted_context_ochmr(tmp_path) -> MeshRegressorModule:
+    """An untrained OCHMR on predicted context, its estimator (HRNet-W16) from a checkpoint in the run format."""
+    weights = {f"model.{k}": v for k, v in ContextEstimator(width=16).state_dict().items()}
+    checkpoint = tmp_path / "context.ckpt"
+    torch.save({"state_dict": weights, "hyper_parameters": {"width": 16},
+                "run_config": {"data": {"crop_size": 64}}}, checkpoint)
+    torch.manual_seed(0)
+    return MeshRegressorModule(**TINY, conorm_depths=[2], hidden_channels=16, context_source="predicted",
+                               context_checkpoint=str(checkpoint)).eval()
+
+
+def test_exact_context_gives_a_predicted_context_model_the_annotations_maps(tmp_path):
+    module, batch = _predicted_context_ochmr(tmp_path), _batch()
+    calls = []
+    module.context_net.register_forward_hook(lambda *_: calls.append(1))
+    own = module.context_for(batch)
+    assert calls and not torch.equal(own, batch["centermaps"])  # its own maps: the estimator's
+    calls.clear()
+    module.context_mode = "exact"
+    assert torch.equal(module.context_for(batch), batch["centermaps"]) and not calls
+    module.train()  # training always reads the model's own maps
+    assert not torch.equal(module.context_for(batch), batch["centermaps"]) and calls
+
+
 def test_spin_model_takes_only_its_own_context(tmp_path):
     module = _spin()
     module.context_mode = "true"
@@ -125,7 +152,7 @@ def test_evaluate_every_mode_writes_each_and_the_diagnostics(tmp_path, tiny_synt
     checkpoint = save_module_checkpoint(_ochmr(), tmp_path)
     run_dir = tmp_path / "eval"
     cfg = compose_evaluate(["experiment=synthcrowd", f"ckpt_path={checkpoint}", f"run_dir={run_dir}",
-                            f"++data.root={tiny_synthcrowd}", "logger=csv", "context_mode=[true,shuffled,zeroed]",
+                            f"++data.root={tiny_synthcrowd}", "logger=csv", "context_mode=[true,exact,shuffled,zeroed]",
                             *TINY_OVERRIDES])
     results = evaluate(cfg)["results"]
     root = run_dir / "results"
@@ -141,6 +168,7 @@ def test_evaluate_every_mode_writes_each_and_the_diagnostics(tmp_path, tiny_synt
     assert people + per_mode["true"]["metrics"]["count_heavy"] >= 2  # a batch of several people: a real shuffle
     assert per_mode["shuffled"]["metrics"]["mpjpe"] != per_mode["true"]["metrics"]["mpjpe"]
     assert per_mode["zeroed"]["metrics"]["mpjpe"] != per_mode["true"]["metrics"]["mpjpe"]
+    assert per_mode["exact"]["metrics"] == per_mode["true"]["metrics"]  # a GT-context model's own maps are exact
     # the references do not depend on the maps
     assert per_mode["zeroed"]["references"]["oracle"]["mpjpe"] == pytest.approx(
         per_mode["true"]["references"]["oracle"]["mpjpe"])
@@ -152,3 +180,31 @@ def test_evaluate_every_mode_writes_each_and_the_diagnostics(tmp_path, tiny_synt
     assert [row.split("|")[column].strip() for row in rows] == [
         f"{per_mode[mode]['metrics']['mpjpe']:.1f}" for mode in CONTEXT_MODES]
     assert "#### context diagnostics" in (root / "table.md").read_text()
+
+
+@pytest.mark.slow
+def test_exact_context_equals_the_true_mode_on_the_annotated_centres(tiny_run, tiny_synthcrowd, tmp_path):
+    """A predicted-context run evaluated with ``exact`` maps scores what it scores when its centre cache holds the
+    annotated centres instead of the estimator's (the same maps, rendered by the same code)."""
+    _, outcome = tiny_run
+    base = ["experiment=synthcrowd", f"ckpt_path={outcome['checkpoint']}", f"++data.root={tiny_synthcrowd}",
+            *TINY_OVERRIDES]
+    exact = evaluate(compose_evaluate([*base, f"run_dir={tmp_path / 'exact'}", "context_modes=[true,exact]"]))
+    diagnostics = exact["results"]["context_diagnostics"]
+    assert diagnostics["exact"]["mpjpe"] != pytest.approx(diagnostics["true"]["mpjpe"])  # the estimator's maps differ
+
+    predicted = np.load(tmp_path / "exact" / "predicted_centres" / "test.npz")
+    datamodule = instantiate(compose_evaluate([*base, "run_dir=unused"]).data, _convert_="all")
+    by_id = {r.sample_id: r for r in datamodule.load_records("test")[0]}
+    people = [by_id[str(s)] for s in predicted["sample_id"]]
+    others = [np.asarray(r.image_centers, np.float64).reshape(-1, 2) for r in people]
+    annotated = tmp_path / "annotated"
+    annotated.mkdir()
+    np.savez(annotated / "test.npz", sample_id=predicted["sample_id"],
+             centre=np.stack([np.asarray(r.center, np.float64)[:2] for r in people]),
+             others_offset=np.concatenate([[0], np.cumsum([len(o) for o in others])]).astype(np.int64),
+             others=np.concatenate(others), checkpoint=predicted["checkpoint"])
+    on_annotated = evaluate(compose_evaluate([*base, f"run_dir={tmp_path / 'annotated_run'}",
+                                              f"++data.predicted_centres={annotated}"]))["results"]["metrics"]
+    for name in ("mpjpe", "pa_mpjpe", "pve", "kp_AP"):
+        assert diagnostics["exact"][name] == pytest.approx(on_annotated[name], rel=1e-5, abs=1e-7)

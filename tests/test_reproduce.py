@@ -134,11 +134,11 @@ def test_tiny_tables_share_runs_and_write_their_files(tiny_tables, tiny_synthcro
     text = (root / "occlusion" / "table.md").read_text()
     assert "| SPIN (baseline) | none | - |" in text and "Heavy-occlusion MPJPE of OCHMR" in text
     assert "Distractor-bucket MPJPE of OCHMR" in text and " | MPJPE distractor | " in text
-    # the context diagnostics: each OCHMR row again with another person's maps and with zero maps, from the
-    # evaluation of the same checkpoint
+    # the context diagnostics: each OCHMR row again with another person's maps and with zero maps, the row on
+    # predicted context also with the annotations' maps, from the evaluation of the same checkpoint
     diagnostics = {row["key"]: row for row in table["rows"] if row.get("diagnostic")}
     assert set(diagnostics) == {f"{key}@{mode}" for key in ("ochmr_gt_d2", "ochmr_predicted_d2")
-                                for mode in ("shuffled", "zeroed")}
+                                for mode in ("shuffled", "zeroed")} | {"ochmr_predicted_d2@exact"}
     for key, row in diagnostics.items():
         run, mode = key.split("@")
         evaluated = json.loads((root / "runs" / run / "seed0" / "eval_context" / "done.json").read_text())
@@ -146,6 +146,8 @@ def test_tiny_tables_share_runs_and_write_their_files(tiny_tables, tiny_synthcro
         assert row["cells"]["mpjpe"]["mean"] == pytest.approx(evaluated["context_diagnostics"][mode]["mpjpe"])
         assert row["context"] == f"{trained[1 if run == 'ochmr_gt_d2' else 2]['context']}, {mode}"
     assert "| OCHMR (GT context, CoNorm@2), context shuffled | gt, shuffled | 2 |" in text
+    assert "| OCHMR (predicted context, CoNorm@2), context exact | predicted, exact | 2 |" in text
+    assert 'The rows "context exact" give a model trained on predicted context' in text
     # the reference rows come from the first run's test evaluation (they do not depend on the weights)
     first = json.loads((root / "runs" / "spin" / "seed0" / "results" / "metrics.json").read_text())["references"]
     references = {row["key"]: row for row in table["references"]}
@@ -274,3 +276,30 @@ def test_a_partial_table_says_which_seeds_it_holds_and_which_are_to_come():
     assert "seeds=[0,1]" in text  # the command that finishes the table
     assert "**Partial**: every row is trained for seeds 0; seed 1 is still to train" in text
     assert "| 101.0 |" in text
+
+
+def test_diagnostics_without_a_mode_the_row_now_has_are_evaluated_again(tmp_path, monkeypatch):
+    """A table finished before ``exact`` existed: its predicted-context row's evaluation is run again with every
+    mode; a GT-context row's, which has its modes, is reused."""
+    from ochmr_lit.reproduce import runs as table_runs
+
+    runner = table_runs.TableRunner("cpu", tmp_path, context_checkpoint=str(tmp_path / "context.ckpt"))
+    rows = {row.key: row for row in table_rows("occlusion", "cpu")}
+    old = {"shuffled": {"mpjpe": 190.0}, "zeroed": {"mpjpe": 250.0}}
+    for key in ("ochmr_gt_d2", "ochmr_predicted_d2"):
+        folder = runner.run_dir(key, 0) / "eval_context"
+        folder.mkdir(parents=True)
+        (folder / "done.json").write_text(json.dumps({"checkpoint": "x.ckpt", "context_diagnostics": old}))
+    evaluated = []
+
+    def fake_evaluate(cfg):
+        evaluated.append((cfg.run_dir, list(cfg.context_modes)))
+        return {"results": {"context_diagnostics": {mode: {"mpjpe": 100.0} for mode in cfg.context_modes}}}
+
+    monkeypatch.setattr(table_runs, "run_evaluate", fake_evaluate)
+    assert runner.diagnose(rows["ochmr_gt_d2"], 0, "x.ckpt") == old and evaluated == []
+    again = runner.diagnose(rows["ochmr_predicted_d2"], 0, "x.ckpt")
+    assert evaluated == [(str(runner.run_dir("ochmr_predicted_d2", 0) / "eval_context"),
+                          ["exact", "shuffled", "zeroed"])]
+    assert set(again) == {"exact", "shuffled", "zeroed"}
+    assert runner.diagnose(rows["ochmr_predicted_d2"], 0, "x.ckpt") == again and len(evaluated) == 1  # kept

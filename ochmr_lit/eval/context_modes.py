@@ -1,11 +1,15 @@
-"""Context diagnostics: evaluate an OCHMR model with its own context maps, another person's, or none.
+"""Context diagnostics: evaluate an OCHMR model with its own context maps, exact ones, another person's, or none.
 
 * ``true``: each person's own (B, 2, h, w) centermaps (the normal evaluation);
+* ``exact``: the centermaps rendered from the annotations, whatever the model's context source: for a model on
+  predicted context, what a perfect context estimator would give it (the same as ``true`` for a GT-context model).
+  The data module renders them (``data.predicted_centres`` null); :func:`apply_context_mode` passes them on;
 * ``shuffled``: the maps of another person of the batch, a fixed derangement (the batch rolled by one), so no
   sample keeps its own map when B > 1 (a batch of one keeps its map: there is no other);
 * ``zeroed``: all-zero maps.
 
-If OCHMR uses its context, ``shuffled`` and ``zeroed`` must be worse than ``true``.
+If OCHMR uses its context, ``shuffled`` and ``zeroed`` must be worse than ``true``; ``exact`` against ``true``
+measures what the context estimator's errors cost.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Any
 import torch
 
 #: The context modes, the normal evaluation first.
-CONTEXT_MODES: tuple[str, ...] = ("true", "shuffled", "zeroed")
+CONTEXT_MODES: tuple[str, ...] = ("true", "exact", "shuffled", "zeroed")
 
 
 def context_mode_name(value: Any, key: str = "context_mode") -> str:
@@ -45,8 +49,9 @@ def shuffled_indices(batch_size: int) -> torch.Tensor:
 
 
 def apply_context_mode(context: torch.Tensor, mode: str) -> torch.Tensor:
-    """``context`` (B, 2, h, w) as mode ``mode`` of :data:`CONTEXT_MODES` gives it to the regressor."""
-    if mode == "true":
+    """``context`` (B, 2, h, w) as mode ``mode`` of :data:`CONTEXT_MODES` gives it to the regressor (for ``exact``,
+    ``context`` must already be the annotations' maps)."""
+    if mode in ("true", "exact"):
         return context
     if mode == "shuffled":
         return context[shuffled_indices(context.shape[0]).to(context.device)]

@@ -188,8 +188,9 @@ def context_diagnostics_table(per_mode: Mapping[str, Mapping[str, Any]]) -> str:
 def context_diagnostics_document(per_mode: Mapping[str, Mapping[str, Any]], protocol: str) -> str:
     """``context_diagnostics.md``: what the modes mean, then :func:`context_diagnostics_table`."""
     return (f"### context diagnostics, protocol: {protocol}\n\n"
-            "The same model and test split with each person's own context maps (`true`), another person's "
-            "maps of the batch (`shuffled`) and all-zero maps (`zeroed`); errors in mm, AP in %.\n\n"
+            "The same model and test split with each person's own context maps (`true`), the maps rendered from "
+            "the annotations (`exact`: what a perfect context estimator would give it), another person's maps of "
+            "the batch (`shuffled`) and all-zero maps (`zeroed`); errors in mm, AP in %.\n\n"
             + context_diagnostics_table(per_mode))
 
 

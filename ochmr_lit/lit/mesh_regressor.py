@@ -196,8 +196,9 @@ class MeshRegressorModule(NumericalGuardMixin, FusedOptimizerMixin, RunConfigMix
     def context_mode(self) -> str:
         """Which context maps evaluation feeds the regressor (:data:`CONTEXT_MODES`); training always the own.
 
-        ``true`` (default): each person's own maps; ``shuffled``: another person's of the batch; ``zeroed``:
-        zeros. Only ``true`` applies to the SPIN baseline, which reads no maps.
+        ``true`` (default): each person's own maps; ``exact``: the maps rendered from the annotations (a
+        predicted-context model's maps as a perfect estimator would give them); ``shuffled``: another person's of
+        the batch; ``zeroed``: zeros. Only ``true`` applies to the SPIN baseline, which reads no maps.
         """
         return self._context_mode
 
@@ -216,10 +217,21 @@ class MeshRegressorModule(NumericalGuardMixin, FusedOptimizerMixin, RunConfigMix
 
         In evaluation (not ``self.training``) the maps are replaced as :attr:`context_mode` says.
         """
+        if not self.training and self._context_mode == "exact":
+            return self._exact_context(batch)
         context = self._own_context(batch)
         if context is None or self.training or self._context_mode == "true":
             return context
         return apply_context_mode(context, self._context_mode)
+
+    def _exact_context(self, batch: dict) -> torch.Tensor:
+        """The (B, 2, h, w) centermaps rendered from the annotations (``context_mode=exact``), for any context
+        source: the batches must come from a data module without ``data.predicted_centres``."""
+        if self._centres_cached():
+            raise ValueError("context_mode=exact reads the centermaps rendered from the annotations, but "
+                             "data.predicted_centres is set (the batches carry predicted maps): evaluate it with "
+                             "data.predicted_centres=null")
+        return batch["centermaps"]
 
     def _own_context(self, batch: dict) -> torch.Tensor | None:
         """Each person's own (B, 2, h, w) context maps of the run's context source (None for the baseline)."""

@@ -86,9 +86,12 @@ def _mesh_section(result: dict[str, Any]) -> list[str]:
             + f" ({describe_occlusion_buckets(percent=True)} hidden by others; distractor: the crop shows more "
             "visible pixels of one other person than of the target, across the occlusion buckets)."]
     if any(row.get("diagnostic") for row in result["rows"]):
+        exact = any(row.get("diagnostic") == "exact" for row in result["rows"])
         lines += ["", "Context diagnostics: the rows \"context shuffled\" evaluate the same checkpoints with another "
                   "person's centermaps (the batch rolled by one), \"context zeroed\" with zero maps; a model that "
-                  "uses its context is worse there than with its own maps."]
+                  "uses its context is worse there than with its own maps."
+                  + (" The rows \"context exact\" give a model trained on predicted context the maps rendered from "
+                     "the annotations: what a perfect context estimator would give it." if exact else "")]
     for metric, bucket in CLAIM_BUCKETS:
         gain = mpjpe_gain(result, metric=metric)
         if gain is None:

@@ -13,7 +13,7 @@ import numpy as np
 from ochmr_lit.eval.paired_gain import paired_gain, paired_person_errors
 from ochmr_lit.eval.references import REFERENCE_LABELS, REFERENCES
 from ochmr_lit.reproduce.formatting import CLAIM_BUCKETS
-from ochmr_lit.reproduce.runs import DIAGNOSTIC_MODES, TableRunner, read_json
+from ochmr_lit.reproduce.runs import TableRunner, diagnostic_modes, read_json
 from ochmr_lit.reproduce.tables import Row
 
 
@@ -80,11 +80,12 @@ def _reference_rows(references: dict[str, dict[str, Any]], columns: list[tuple[s
 
 def _diagnostic_rows(runner: TableRunner, row: Row, per_seed: list[dict[str, Any]],
                      columns: list[tuple[str, str, float]]) -> list[dict[str, Any]]:
-    """The rows of an OCHMR row evaluated with other context maps (one per mode of :data:`DIAGNOSTIC_MODES`)."""
-    by_mode: dict[str, list[dict[str, Any]]] = {mode: [] for mode in DIAGNOSTIC_MODES}
+    """The rows of an OCHMR row evaluated with other context maps (one per mode of :func:`diagnostic_modes`)."""
+    modes = diagnostic_modes(row)
+    by_mode: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
     for run in per_seed:
-        diagnostics = runner.diagnose(row, run["seed"], run["checkpoint"])
-        for mode in DIAGNOSTIC_MODES:
+        diagnostics = runner.diagnose(row, run["seed"], run["checkpoint"], modes)
+        for mode in modes:
             by_mode[mode].append({"seed": run["seed"], "metrics": diagnostics[mode]})
     return [{"key": f"{row.key}@{mode}", "label": f"{row.label}, context {mode}", "experiment": row.experiment,
              "context": f"{row.context}, {mode}", "depths": list(row.depths), "diagnostic": mode,

@@ -36,6 +36,12 @@ CONFIG_MODULE = "ochmr_lit.configs"
 DIAGNOSTIC_MODES = ("shuffled", "zeroed")
 
 
+def diagnostic_modes(row: Row) -> tuple[str, ...]:
+    """The diagnostic modes of an OCHMR row: a row on predicted context also gets ``exact`` (the annotations' maps:
+    what a perfect context estimator would give it), first; for a GT-context row that is its own evaluation."""
+    return ("exact", *DIAGNOSTIC_MODES) if row.needs_context_estimator else DIAGNOSTIC_MODES
+
+
 def compose(config_name: str, overrides: Sequence[str]) -> DictConfig:
     """A ``fit`` / ``evaluate`` config composed as the command line would (``run_dir`` given explicitly)."""
     from hydra import compose as hydra_compose
@@ -154,16 +160,20 @@ class TableRunner:
         atomic_write_text(done, json.dumps(record, indent=2))
         return record
 
-    def diagnose(self, row: Row, seed: int, checkpoint: str, modes: Sequence[str] = DIAGNOSTIC_MODES
+    def diagnose(self, row: Row, seed: int, checkpoint: str, modes: Sequence[str] | None = None
                  ) -> dict[str, dict[str, Any]]:
         """Evaluate a trained OCHMR row with other context maps (``context_modes``; cpu preset); reused when done.
 
-        Returns mode -> test metrics (``ochmr_lit.eval.context_modes``: another person's maps, zero maps).
+        ``modes`` defaults to :func:`diagnostic_modes`. A finished evaluation that lacks one of them (written by an
+        earlier version) is run again. Returns mode -> test metrics (``ochmr_lit.eval.context_modes``).
         """
+        modes = tuple(modes) if modes is not None else diagnostic_modes(row)
         eval_dir = self.run_dir(row.key, seed) / "eval_context"
         done = eval_dir / "done.json"
         if done.is_file():
-            return read_json(done)["context_diagnostics"]
+            finished = read_json(done)["context_diagnostics"]
+            if all(mode in finished for mode in modes):
+                return finished
         overrides = list(row.overrides)
         if row.needs_context_estimator:
             overrides = [o.replace("@CONTEXT_CHECKPOINT@", self.context_checkpoint()) for o in overrides]

@@ -38,6 +38,15 @@ def _evaluation_data_and_trainer(cfg: DictConfig, split: str) -> tuple[L.Lightni
                           _convert_="all", **progress_bar_argument(cfg.trainer))
     return datamodule, trainer
 
+def _annotated_datamodule(cfg: DictConfig, split: str) -> L.LightningDataModule:
+    """The data module testing ``split`` with centermaps rendered from the annotations (``context_mode=exact``)."""
+    data = copy.deepcopy(cfg.data)
+    with open_dict(data):
+        data.predicted_centres = None
+    datamodule = instantiate(data, _convert_="all")
+    datamodule.test_split = split
+    return datamodule
+
 def _evaluate_context_estimator(cfg: DictConfig, ckpt: str, split: str) -> dict[str, Any]:
     """Score a context estimator's decoded centres on a split, for every person and per bucket.
 
@@ -62,7 +71,7 @@ def _evaluate_context_estimator(cfg: DictConfig, ckpt: str, split: str) -> dict[
 def context_modes(cfg: DictConfig) -> list[str]:
     """The context modes an evaluation runs: ``context_modes`` (a list) when set, else ``context_mode``.
 
-    Either may be one mode or a list of ``true`` / ``shuffled`` / ``zeroed``; default ``[true]``.
+    Either may be one mode or a list of ``true`` / ``exact`` / ``shuffled`` / ``zeroed``; default ``[true]``.
     """
     if cfg.get("context_modes") is not None:
         value, key = cfg.context_modes, "context_modes"
@@ -72,18 +81,20 @@ def context_modes(cfg: DictConfig) -> list[str]:
         value = OmegaConf.to_container(value)
     return context_mode_list(value, key)
 
-def _test_context_modes(module, datamodule, trainer: L.Trainer, cfg: DictConfig, modes: list[str]
-                        ) -> dict[str, Any]:
+def _test_context_modes(module, datamodule, trainer: L.Trainer, cfg: DictConfig, modes: list[str],
+                        exact_datamodule: L.LightningDataModule | None = None) -> dict[str, Any]:
     """Test once per context mode: ``results/context_<mode>/`` each, ``results/context_diagnostics.md``.
 
-    ``results/`` itself holds the ``true`` evaluation (metrics {} when ``true`` is not among the modes) with
+    ``exact`` reads ``exact_datamodule`` (the same split with the annotations' centermaps; ``datamodule`` when
+    None). ``results/`` itself holds the ``true`` evaluation (metrics {} when ``true`` is not among the modes) with
     ``context_diagnostics`` (mode -> metrics) in its ``metrics.json`` and ``table.md``.
     """
     root = Path(cfg.run_dir) / "results"
     outcomes, per_mode, tables = {}, {}, {}
     for mode in modes:
         module.context_mode = mode
-        outcomes[mode] = run_test(module, datamodule, trainer, cfg, folder=root / f"context_{mode}")
+        data = exact_datamodule if mode == "exact" and exact_datamodule is not None else datamodule
+        outcomes[mode] = run_test(module, data, trainer, cfg, folder=root / f"context_{mode}")
         per_mode[mode] = outcomes[mode]["metrics"]
         tables[mode] = (module.test_per_sample, module.test_per_joint)
     module.context_mode = "true"
@@ -159,6 +170,8 @@ def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
         module.context_mode = mode
     module.context_mode = "true"
     _record_evaluation(module, cfg)
+    predicted_maps = module.hparams.context_source == "predicted" or bool(cfg.data.get("predicted_centres"))
+    exact_datamodule = _annotated_datamodule(cfg, split) if "exact" in modes and predicted_maps else None
     if module.hparams.context_source == "predicted" and not cfg.data.get("predicted_centres"):
         cfg = copy.deepcopy(cfg)
         with open_dict(cfg):
@@ -168,6 +181,6 @@ def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
                 str(module.hparams.context_checkpoint))
     datamodule, trainer = _evaluation_data_and_trainer(cfg, split)
     results = (run_test(module, datamodule, trainer, cfg) if modes == ["true"]
-               else _test_context_modes(module, datamodule, trainer, cfg, modes))
+               else _test_context_modes(module, datamodule, trainer, cfg, modes, exact_datamodule))
     finish_loggers(trainer)
     return {"checkpoint": ckpt, "results": results}
