@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -60,6 +61,22 @@ def test_evaluate_reproduces_the_test_metrics_of_the_run(tiny_run, tiny_synthcro
     for name in ("mpjpe", "pa_mpjpe", "pve", "kp_AP"):
         assert evaluated["results"]["metrics"][name] == pytest.approx(fitted[name], rel=1e-4, abs=1e-6)
     assert (tmp_path / "results" / "per_sample.csv").is_file()
+
+
+def test_evaluate_refuses_crops_of_another_size_than_the_run_trained_on(tiny_run, tiny_synthcrowd, tmp_path):
+    _, outcome = tiny_run
+    trained = torch.load(outcome["checkpoint"], map_location="cpu", weights_only=True)["run_config"]["data"]
+    other = int(trained["crop_size"]) * 2
+    with initialize_config_module(config_module="ochmr_lit.configs", version_base="1.3"):
+        cfg = compose(config_name="evaluate", overrides=[
+            "experiment=synthcrowd", f"ckpt_path={outcome['checkpoint']}", f"run_dir={tmp_path}",
+            f"++data.root={tiny_synthcrowd}", *TINY, f"data.crop_size={other}"])
+    with pytest.raises(ConfigError, match=re.escape(
+            f"data.crop_size={other}, but {outcome['checkpoint']} was trained with data.crop_size="
+            f"{trained['crop_size']}: evaluate it with data.crop_size={trained['crop_size']} "
+            f"data.map_size={trained['map_size']}")):
+        run_evaluate(cfg)
+    assert not (tmp_path / "results").exists()
 
 
 @pytest.mark.slow

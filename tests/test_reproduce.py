@@ -278,28 +278,34 @@ def test_a_partial_table_says_which_seeds_it_holds_and_which_are_to_come():
     assert "| 101.0 |" in text
 
 
-def test_diagnostics_without_a_mode_the_row_now_has_are_evaluated_again(tmp_path, monkeypatch):
-    """A table finished before ``exact`` existed: its predicted-context row's evaluation is run again with every
-    mode; a GT-context row's, which has its modes, is reused."""
+def test_diagnostics_read_the_rows_data_and_are_redone_when_made_otherwise(tmp_path, monkeypatch):
+    """The diagnostics evaluate the data the row trained on (the budget's crops too). One finished with the same
+    settings and modes is reused; one made before ``exact`` existed, or with other settings, is evaluated again."""
     from ochmr_lit.reproduce import runs as table_runs
 
-    runner = table_runs.TableRunner("cpu", tmp_path, context_checkpoint=str(tmp_path / "context.ckpt"))
+    budget = ["trainer.max_epochs=12", "data.crop_size=128", "data.map_size=32"]
+    runner = table_runs.TableRunner("cpu", tmp_path, budget=budget, context_checkpoint=str(tmp_path / "c.ckpt"))
     rows = {row.key: row for row in table_rows("occlusion", "cpu")}
     old = {"shuffled": {"mpjpe": 190.0}, "zeroed": {"mpjpe": 250.0}}
-    for key in ("ochmr_gt_d2", "ochmr_predicted_d2"):
+    written = {"ochmr_gt_d2": {"overrides": [*rows["ochmr_gt_d2"].overrides, *budget]},  # this version's
+               "ochmr_predicted_d2": {}}  # an earlier version's: no exact, no settings
+    for key, extra in written.items():
         folder = runner.run_dir(key, 0) / "eval_context"
         folder.mkdir(parents=True)
-        (folder / "done.json").write_text(json.dumps({"checkpoint": "x.ckpt", "context_diagnostics": old}))
+        (folder / "done.json").write_text(json.dumps({"checkpoint": "x.ckpt", "context_diagnostics": old, **extra}))
     evaluated = []
 
     def fake_evaluate(cfg):
-        evaluated.append((cfg.run_dir, list(cfg.context_modes)))
+        evaluated.append((cfg.run_dir, list(cfg.context_modes), cfg.data.crop_size, cfg.data.map_size))
         return {"results": {"context_diagnostics": {mode: {"mpjpe": 100.0} for mode in cfg.context_modes}}}
 
     monkeypatch.setattr(table_runs, "run_evaluate", fake_evaluate)
     assert runner.diagnose(rows["ochmr_gt_d2"], 0, "x.ckpt") == old and evaluated == []
     again = runner.diagnose(rows["ochmr_predicted_d2"], 0, "x.ckpt")
     assert evaluated == [(str(runner.run_dir("ochmr_predicted_d2", 0) / "eval_context"),
-                          ["exact", "shuffled", "zeroed"])]
+                          ["exact", "shuffled", "zeroed"], 128, 32)]
     assert set(again) == {"exact", "shuffled", "zeroed"}
     assert runner.diagnose(rows["ochmr_predicted_d2"], 0, "x.ckpt") == again and len(evaluated) == 1  # kept
+    other = table_runs.TableRunner("cpu", tmp_path, budget=["data.crop_size=96", "data.map_size=24"])
+    other.diagnose(rows["ochmr_gt_d2"], 0, "x.ckpt")
+    assert evaluated[-1][1:] == (["shuffled", "zeroed"], 96, 24)

@@ -164,25 +164,29 @@ class TableRunner:
                  ) -> dict[str, dict[str, Any]]:
         """Evaluate a trained OCHMR row with other context maps (``context_modes``; cpu preset); reused when done.
 
-        ``modes`` defaults to :func:`diagnostic_modes`. A finished evaluation that lacks one of them (written by an
-        earlier version) is run again. Returns mode -> test metrics (``ochmr_lit.eval.context_modes``).
+        The evaluation reads the data as the row trained on (its overrides, the budget, the user's). ``modes``
+        defaults to :func:`diagnostic_modes`. A finished evaluation that lacks one of them or was made with other
+        settings (written by an earlier version) is run again. Returns mode -> test metrics
+        (``ochmr_lit.eval.context_modes``).
         """
         modes = tuple(modes) if modes is not None else diagnostic_modes(row)
         eval_dir = self.run_dir(row.key, seed) / "eval_context"
         done = eval_dir / "done.json"
-        if done.is_file():
-            finished = read_json(done)["context_diagnostics"]
-            if all(mode in finished for mode in modes):
-                return finished
         overrides = list(row.overrides)
         if row.needs_context_estimator:
             overrides = [o.replace("@CONTEXT_CHECKPOINT@", self.context_checkpoint()) for o in overrides]
-        cfg = compose("evaluate", [f"experiment={row.experiment}", *overrides, *self.overrides,
-                                   *self.regressor_overrides, f"ckpt_path={checkpoint}", f"run_dir={eval_dir}",
-                                   f"seed={seed}", f"context_modes=[{','.join(modes)}]"])
+        overrides = [*overrides, *self.budget, *self.overrides, *self.regressor_overrides]
+        if done.is_file():
+            finished = read_json(done)
+            if finished.get("overrides") == overrides and all(m in finished["context_diagnostics"] for m in modes):
+                return finished["context_diagnostics"]
+            log.info("evaluating the context diagnostics of %s (seed %d) again: %s", row.key, seed,
+                     "made with other settings" if finished.get("overrides") != overrides else "a mode is missing")
+        cfg = compose("evaluate", [f"experiment={row.experiment}", *overrides, f"ckpt_path={checkpoint}",
+                                   f"run_dir={eval_dir}", f"seed={seed}", f"context_modes=[{','.join(modes)}]"])
         started = time.perf_counter()
         outcome = run_evaluate(cfg)
-        record = {"checkpoint": checkpoint, "seconds": round(time.perf_counter() - started, 1),
+        record = {"checkpoint": checkpoint, "overrides": overrides, "seconds": round(time.perf_counter() - started, 1),
                   "context_diagnostics": outcome["results"]["context_diagnostics"],
                   "results": str(eval_dir / "results")}
         atomic_write_text(done, json.dumps(record, indent=2))

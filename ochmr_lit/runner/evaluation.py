@@ -131,6 +131,18 @@ def check_same_architecture(cfg: DictConfig, module: Any, ckpt: str) -> None:
             f"a {asked}: evaluate it with experiment={trained_in}, or add allow_other_architecture=true to evaluate "
             f"it anyway (its results are then filed under {trained_in})")
 
+def check_evaluation_crop(cfg: DictConfig, module: Any, ckpt: str) -> None:
+    """Refuse crops of another side (``data.crop_size``) or maps of another size (``data.map_size``) than the
+    checkpoint was trained on: the regressor would run, at another scale, and its errors would mean nothing."""
+    trained_crop = int(module.hparams.crop_size)
+    trained_map = ((module.run_config or {}).get("data") or {}).get("map_size")
+    wanted = [f"data.crop_size={trained_crop}"] + ([f"data.map_size={int(trained_map)}"] if trained_map else [])
+    for key, trained in (("crop_size", trained_crop), ("map_size", trained_map)):
+        given, key = cfg.data.get(key), f"data.{key}"
+        if given is not None and trained is not None and int(given) != int(trained):
+            raise ConfigError(f"{key}={given}, but {ckpt} was trained with {key}={int(trained)}: evaluate it with "
+                              f"{' '.join(wanted)} (the settings it was trained with are in its run_config)")
+
 def evaluation_split(cfg: DictConfig) -> str:
     """The split ``evaluate`` scores (``split``: train, val or test; train as evaluation crops, unaugmented)."""
     split = cfg.get("split", "test")
@@ -166,6 +178,7 @@ def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
     modes = context_modes(cfg)
     module = load_regressor_checkpoint(ckpt, overrides)
     check_same_architecture(cfg, module, ckpt)
+    check_evaluation_crop(cfg, module, ckpt)
     for mode in modes:  # every mode must apply to this model before anything runs
         module.context_mode = mode
     module.context_mode = "true"
