@@ -63,6 +63,30 @@ def test_evaluate_reproduces_the_test_metrics_of_the_run(tiny_run, tiny_synthcro
     assert (tmp_path / "results" / "per_sample.csv").is_file()
 
 
+def test_evaluate_writes_how_far_each_predicted_centre_lies_from_the_annotated_one(tiny_run, tiny_synthcrowd,
+                                                                                  tmp_path):
+    """``context_centres.csv``: one row per person of ``per_sample.csv``; the share within 5 % of the crop side is the
+    context estimator's own ``pck_centre`` on the split (its evaluation decodes the same maps)."""
+    _, outcome = tiny_run
+    with initialize_config_module(config_module="ochmr_lit.configs", version_base="1.3"):
+        cfg = compose(config_name="evaluate", overrides=[
+            "experiment=synthcrowd", f"ckpt_path={outcome['checkpoint']}", f"run_dir={tmp_path / 'regressor'}",
+            f"++data.root={tiny_synthcrowd}", *TINY])
+        context_cfg = compose(config_name="evaluate", overrides=[
+            "experiment=synthcrowd_context", "task=context", f"ckpt_path={outcome['context_checkpoint']}",
+            f"run_dir={tmp_path / 'context'}", f"++data.root={tiny_synthcrowd}", *TINY, "data.crop_size=64",
+            "data.map_size=16"])
+    run_evaluate(cfg)
+    centres = list(csv.DictReader((tmp_path / "regressor" / "results" / "context_centres.csv").open()))
+    people = list(csv.DictReader((tmp_path / "regressor" / "results" / "per_sample.csv").open()))
+    assert len(centres) >= 2
+    assert [int(r["sample_index"]) for r in centres] == sorted(int(r["sample_index"]) for r in people)
+    errors = np.array([float(r["centre_error"]) for r in centres])
+    assert np.all(errors >= 0) and np.all(np.array([float(r["centre_error_px"]) for r in centres]) >= errors)
+    estimator = run_evaluate(context_cfg)["results"]["metrics"]
+    assert float(np.mean(errors < 0.05)) == pytest.approx(estimator["pck_centre"], abs=1e-6)
+
+
 def test_evaluate_refuses_crops_of_another_size_than_the_run_trained_on(tiny_run, tiny_synthcrowd, tmp_path):
     _, outcome = tiny_run
     trained = torch.load(outcome["checkpoint"], map_location="cpu", weights_only=True)["run_config"]["data"]

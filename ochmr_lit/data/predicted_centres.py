@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from ochmr_lit.data.centermaps import gaussian_maps
 from ochmr_lit.data.schema import PersonRecord
-from ochmr_lit.geometry import apply_affine, invert_affine
+from ochmr_lit.geometry import apply_affine, box_to_center_size, invert_affine
 from ochmr_lit.progress import ProgressLog
 
 #: A global-map local maximum counts as a body centre from this height on (maps peak at 1).
@@ -189,6 +189,27 @@ def load_predicted_centres(path: str | Path) -> dict[str, tuple[np.ndarray, np.n
         raise ValueError(f"{path}: inconsistent shapes (sample_id {ids.shape}, centre {centre.shape}, "
                          f"others_offset {offsets.shape}, others {others.shape}); regenerate the file")
     return {str(k): (centre[i], others[offsets[i]:offsets[i + 1]]) for i, k in enumerate(ids)}
+
+
+def centre_errors(records: Sequence[PersonRecord], table: dict[str, tuple[np.ndarray, np.ndarray]],
+                  scale_factor: float) -> dict[str, np.ndarray]:
+    """How far each person's cached target centre lies from the annotated one.
+
+    Args:
+        records: the split's annotated records, in dataset order (their index is ``sample_index``).
+        table: the cache (:func:`load_predicted_centres`).
+        scale_factor: the crop side's multiple of the box's longer side (the data module's transform).
+    Returns:
+        ``sample_index (N,)``, ``sample_id (N,)``, ``centre_error_px (N,)`` image px and ``centre_error (N,)``
+        as a fraction of the person's crop side (the context evaluation's ``pck_centre`` counts those under
+        its threshold, 0.05).
+    """
+    predicted = np.stack([np.asarray(table[r.sample_id][0], np.float64).reshape(2) for r in records])
+    annotated = np.stack([np.asarray(r.center, np.float64).reshape(-1)[:2] for r in records])
+    _, sides = box_to_center_size(np.stack([np.asarray(r.box, np.float64) for r in records]), scale_factor)
+    error_px = np.linalg.norm(predicted - annotated, axis=1)
+    return {"sample_index": np.arange(len(records)), "sample_id": np.array([r.sample_id for r in records]),
+            "centre_error_px": error_px, "centre_error": error_px / np.asarray(sides, np.float64)}
 
 
 def apply_predicted_centres(records: Sequence[PersonRecord], table: dict[str, tuple[np.ndarray, np.ndarray]],

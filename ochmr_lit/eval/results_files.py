@@ -253,17 +253,25 @@ def write_results(folder: Path, metrics: Mapping[str, Any], per_sample: Mapping[
     table = results_document(metrics, str(protocol.get("name", "?")), references, context_diagnostics)
     atomic_write_text(folder / "table.md", table)
     if per_sample:
-        columns = {k: np.asarray(_plain(v)) for k, v in per_sample.items()}
-        lengths = {len(v) for v in columns.values()}
-        if len(lengths) != 1:
-            raise ValueError(f"per-sample columns differ in length: { {k: len(v) for k, v in columns.items()} }")
-        names = list(columns)
-        tmp = folder / f".per_sample.csv.tmp{os.getpid()}"
-        with tmp.open("w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(names)
-            for row in zip(*(columns[n] for n in names), strict=True):
-                writer.writerow([f"{v:.6g}" if isinstance(v, float | np.floating) else v for v in row])
-        os.replace(tmp, folder / "per_sample.csv")
+        write_columns_csv(folder / "per_sample.csv", per_sample)
     return folder
+
+
+def write_columns_csv(path: str | Path, columns: Mapping[str, Any]) -> Path:
+    """``path`` as a CSV with one row per index of the equally long ``columns`` (name -> values), floats with six
+    significant digits; written atomically."""
+    path = Path(path)
+    columns = {k: np.asarray(_plain(v)) for k, v in columns.items()}
+    lengths = {len(v) for v in columns.values()}
+    if len(lengths) != 1:
+        raise ValueError(f"per-sample columns differ in length: { {k: len(v) for k, v in columns.items()} }")
+    names = list(columns)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with tmp.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(names)
+        for row in zip(*(columns[n] for n in names), strict=True):
+            writer.writerow([f"{v:.6g}" if isinstance(v, float | np.floating) else v for v in row])
+    os.replace(tmp, path)
+    return path
 

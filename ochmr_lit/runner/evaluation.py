@@ -4,22 +4,37 @@ estimator's centres) and write the results files."""
 from __future__ import annotations
 
 import copy
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from ochmr_lit.data.predicted_centres import centre_errors, load_predicted_centres
 from ochmr_lit.errors import CheckpointError, ConfigError
 from ochmr_lit.eval.context_modes import context_mode_list
-from ochmr_lit.eval.results_files import atomic_write_text, context_diagnostics_document, print_table, write_results
+from ochmr_lit.eval.results_files import (
+    atomic_write_text,
+    context_diagnostics_document,
+    print_table,
+    write_columns_csv,
+    write_results,
+)
 from ochmr_lit.lit.checkpoints import load_context_checkpoint, load_regressor_checkpoint
 from ochmr_lit.runner.build import instantiate_group, progress_bar_argument
 from ochmr_lit.runner.predicted_centres import cache_predicted_centres
 from ochmr_lit.runner.run_folders import resolve_ckpt_path
 from ochmr_lit.runner.testing import finish_loggers, run_test
+
+#: A predicted target centre within this fraction of the crop side of the annotated one counts as found (the
+#: context estimator's ``pck_threshold``).
+CENTRE_FOUND = 0.05
+
+log = logging.getLogger(__name__)
 
 #: The splits `evaluate split=...` scores.
 EVALUATION_SPLITS = ("train", "val", "test")
@@ -46,6 +61,18 @@ def _annotated_datamodule(cfg: DictConfig, split: str) -> L.LightningDataModule:
     datamodule = instantiate(data, _convert_="all")
     datamodule.test_split = split
     return datamodule
+
+def _write_centre_errors(cfg: DictConfig, datamodule: L.LightningDataModule, split: str) -> Path:
+    """``results/context_centres.csv``: per person (``sample_index`` as in ``per_sample.csv``), how far the
+    predicted target centre the regressor read lies from the annotated one (image px, fraction of the crop side)."""
+    records, _ = datamodule.load_records(split)
+    cache = Path(cfg.data.predicted_centres) / f"{split}.npz"
+    errors = centre_errors(records, load_predicted_centres(cache), datamodule.transform("val").scale_factor)
+    path = write_columns_csv(Path(cfg.run_dir) / "results" / "context_centres.csv", errors)
+    found = int(np.sum(errors["centre_error"] < CENTRE_FOUND))
+    log.info("the predicted target centre lies within %.0f %% of the crop side of the annotated one for %d of %d "
+             "people: %s", 100 * CENTRE_FOUND, found, len(records), path)
+    return path
 
 def _evaluate_context_estimator(cfg: DictConfig, ckpt: str, split: str) -> dict[str, Any]:
     """Score a context estimator's decoded centres on a split, for every person and per bucket.
@@ -195,5 +222,7 @@ def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
     datamodule, trainer = _evaluation_data_and_trainer(cfg, split)
     results = (run_test(module, datamodule, trainer, cfg) if modes == ["true"]
                else _test_context_modes(module, datamodule, trainer, cfg, modes, exact_datamodule))
+    if cfg.data.get("predicted_centres") and trainer.is_global_zero:
+        _write_centre_errors(cfg, datamodule, split)
     finish_loggers(trainer)
     return {"checkpoint": ckpt, "results": results}
