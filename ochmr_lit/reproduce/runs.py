@@ -97,6 +97,14 @@ class TableRunner:
         self.regressor_overrides = [*regressor_overrides]
         self.given_context_checkpoint = str(context_checkpoint) if context_checkpoint else None
 
+    def settings(self, overrides: Sequence[str], context: bool = False) -> list[str]:
+        """The overrides a run trains with, and its evaluations read the data with: the row's own, the preset's
+        budget, the user's for every run, then the user's for its kind (context estimator or regressor); later
+        ones win."""
+        budget = self.context_budget if context else self.budget
+        kind = self.context_overrides if context else self.regressor_overrides
+        return [*overrides, *budget, *self.overrides, *kind]
+
     def run_dir(self, key: str, seed: int) -> Path:
         return self.runs_dir / key / f"seed{seed}"
 
@@ -109,10 +117,7 @@ class TableRunner:
         """
         run_dir = self.run_dir(key, seed)
         done = run_dir / "done.json"
-        # the row's own settings, the preset's budget, then the user's: later ones win
-        budget = self.context_budget if context else self.budget
-        kind = self.context_overrides if context else self.regressor_overrides
-        job = {"experiment": experiment, "seed": int(seed), "overrides": [*overrides, *budget, *self.overrides, *kind]}
+        job = {"experiment": experiment, "seed": int(seed), "overrides": self.settings(overrides, context)}
         run_dir.mkdir(parents=True, exist_ok=True)
         _check_job(run_dir, job)
         if done.is_file():
@@ -175,7 +180,7 @@ class TableRunner:
         overrides = list(row.overrides)
         if row.needs_context_estimator:
             overrides = [o.replace("@CONTEXT_CHECKPOINT@", self.context_checkpoint()) for o in overrides]
-        overrides = [*overrides, *self.budget, *self.overrides, *self.regressor_overrides]
+        overrides = self.settings(overrides)
         if done.is_file():
             finished = read_json(done)
             if finished.get("overrides") == overrides and all(m in finished["context_diagnostics"] for m in modes):

@@ -22,8 +22,7 @@ def _sweep_inputs(runner: TableRunner, cfg: DictConfig, dataset: str, row: Row) 
     if runner.preset == "cpu":
         from hydra.utils import instantiate
 
-        fit_cfg = compose("fit", [f"experiment={row.experiment}", *row.overrides, *runner.budget, *runner.overrides,
-                                  *runner.regressor_overrides])
+        fit_cfg = compose("fit", [f"experiment={row.experiment}", *runner.settings(row.overrides)])
         datamodule = instantiate(fit_cfg.data, _convert_="all")
         split_dir = datamodule.split_dir("test")
         ann_file = split_dir / "annotations.json"
