@@ -8,7 +8,7 @@ import torch
 from ochmr_lit.config_checks import check_regressor_model
 from ochmr_lit.errors import ConfigError
 from ochmr_lit.lit import MeshRegressorModule, frozen_context
-from ochmr_lit.lit.frozen_context import context_training_crop, load_frozen_context, resolve_context_input_size
+from ochmr_lit.lit.frozen_context import load_frozen_context
 from ochmr_lit.models import ContextEstimator
 
 
@@ -25,22 +25,20 @@ def write_context_checkpoint(path, crop_size):
 
 def test_null_reads_the_training_crop_and_a_number_must_agree(tmp_path):
     ckpt = write_context_checkpoint(tmp_path / "context128.ckpt", 128)
-    assert context_training_crop(ckpt) == 128
-    assert resolve_context_input_size(None, ckpt) == 128
-    assert resolve_context_input_size(128, ckpt) == 128
+    assert load_frozen_context(ckpt, None)[1] == 128
+    assert load_frozen_context(ckpt, 128)[1] == 128
     with pytest.raises(ConfigError, match=re.escape(
             f"model.context_input_size=64, but the context estimator {ckpt} was trained on 128 px crops: set "
             "model.context_input_size=128")):
-        resolve_context_input_size(64, ckpt)
+        load_frozen_context(ckpt, 64)
 
 
 def test_a_checkpoint_without_its_run_config_needs_the_size_given(tmp_path):
     ckpt = write_context_checkpoint(tmp_path / "foreign.ckpt", None)
-    assert context_training_crop(ckpt) is None
-    assert resolve_context_input_size(96, ckpt) == 96  # nothing to check it against
+    assert load_frozen_context(ckpt, 96)[1] == 96  # nothing to check it against
     with pytest.raises(ConfigError, match=re.escape(f"but {ckpt} does not record it: set "
                                                     "model.context_input_size=<that side in px>")):
-        resolve_context_input_size(None, ckpt)
+        load_frozen_context(ckpt, None)
 
 
 def test_the_estimator_and_its_side_come_from_one_read_of_the_checkpoint(tmp_path, monkeypatch):

@@ -68,30 +68,18 @@ def load_frozen_context_estimator(checkpoint: str, width: int = 32) -> ContextEs
     return _frozen_estimator(_read_checkpoint(checkpoint), checkpoint, width)
 
 
-def context_training_crop(checkpoint: str) -> int | None:
-    """Crop side (px) a context-estimator checkpoint was trained on: ``data.crop_size`` of the run config stored in
-    it, or None for a checkpoint without one (written by other code)."""
-    return _training_crop(_read_checkpoint(checkpoint))
-
-
-def resolve_context_input_size(configured: int | None, checkpoint: str) -> int:
-    """The side crops are resized to for the frozen context estimator: the crop side it was trained on.
-
-    ``configured`` (``model.context_input_size``) None reads it from the checkpoint; a number must agree with it
-    (a fully convolutional estimator runs at any size, but at another scale it marks the wrong centres).
-
-    Raises:
-        ConfigError naming the key, the checkpoint and the value to set.
-    """
-    return _input_size(configured, context_training_crop(checkpoint), checkpoint)
-
-
 def load_frozen_context(checkpoint: str, configured_input_size: int | None,
                         width: int = 32) -> tuple[ContextEstimator, int]:
     """The frozen estimator and the crop side (px) to run it at, from one read of its checkpoint.
 
-    The side is :func:`resolve_context_input_size`'s: the one the estimator was trained on, checked against
-    ``configured_input_size`` (``model.context_input_size``) when that is set.
+    The side is the crop side the estimator was trained on (``data.crop_size`` of the run config stored in the
+    checkpoint), checked against ``configured_input_size`` (``model.context_input_size``) when that is set: a fully
+    convolutional estimator runs at any size, but at another scale it marks the wrong centres. ``None`` with a
+    checkpoint that does not record its crop (written by other code) is an error naming the key to set.
+
+    Raises:
+        MissingFileError / CheckpointError naming the file; ConfigError naming ``model.context_input_size`` and the
+        value to set.
     """
     state = _read_checkpoint(checkpoint)
     return (_frozen_estimator(state, checkpoint, width),

@@ -76,7 +76,7 @@ class MeshRegressorModule(NumericalGuardMixin, FusedOptimizerMixin, RunConfigMix
             error.
         context_input_size: side the crop is resized to for the context estimator: the crop side it was trained
             on. None reads it from ``context_checkpoint``; a number is checked against it
-            (:func:`~ochmr_lit.lit.frozen_context.resolve_context_input_size`).
+            (:func:`~ochmr_lit.lit.frozen_context.load_frozen_context`).
         context_sigma: Gaussian sigma (map px) the predicted centres are rendered with (``data.sigma``).
             Predicted context = the estimator's decoded body centres rendered like ground-truth maps
             (:mod:`ochmr_lit.data.predicted_centres`): read from the data module's cache

@@ -44,10 +44,15 @@ def _record_evaluation(module: L.LightningModule, cfg: DictConfig) -> None:
     stored = OmegaConf.create(module.run_config or {})
     module.run_config = OmegaConf.to_container(OmegaConf.merge(stored, {"evaluated_with": cfg}), resolve=True)
 
+def _test_datamodule(data: DictConfig, split: str) -> L.LightningDataModule:
+    """The data module of config ``data`` whose test loader reads ``split``."""
+    datamodule = instantiate(data, _convert_="all")
+    datamodule.test_split = split
+    return datamodule
+
 def _evaluation_data_and_trainer(cfg: DictConfig, split: str) -> tuple[L.LightningDataModule, L.Trainer]:
     """The data module testing ``split`` and the Trainer (with the config's loggers and callbacks) of ``evaluate``."""
-    datamodule = instantiate(cfg.data, _convert_="all")
-    datamodule.test_split = split
+    datamodule = _test_datamodule(cfg.data, split)
     trainer = instantiate(cfg.trainer, logger=instantiate_group(cfg.get("logger")) or False,
                           callbacks=instantiate_group(cfg.get("callbacks")), default_root_dir=cfg.run_dir,
                           _convert_="all", **progress_bar_argument(cfg.trainer))
@@ -58,13 +63,13 @@ def _annotated_datamodule(cfg: DictConfig, split: str) -> L.LightningDataModule:
     data = copy.deepcopy(cfg.data)
     with open_dict(data):
         data.predicted_centres = None
-    datamodule = instantiate(data, _convert_="all")
-    datamodule.test_split = split
-    return datamodule
+    return _test_datamodule(data, split)
 
 def _write_centre_errors(cfg: DictConfig, datamodule: L.LightningDataModule, split: str) -> Path:
     """``results/context_centres.csv``: per person (``sample_index`` as in ``per_sample.csv``), how far the
-    predicted target centre the regressor read lies from the annotated one (image px, fraction of the crop side)."""
+    predicted target centre the regressor read lies from the annotated one (image px, fraction of the crop side).
+
+    The annotations are read again: the test dataset's records hold the predicted centres in place of theirs."""
     records, _ = datamodule.load_records(split)
     cache = Path(cfg.data.predicted_centres) / f"{split}.npz"
     errors = centre_errors(records, load_predicted_centres(cache), datamodule.transform("val").scale_factor)
