@@ -18,6 +18,7 @@ import lightning as L
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
+from ochmr_lit.data.datamodules.synthcrowd import check_splits
 from ochmr_lit.data.transforms import AugmentationConfig
 from ochmr_lit.errors import ConfigError
 from ochmr_lit.lit.checkpoints import check_checkpoint_kind
@@ -130,6 +131,15 @@ def check_augmentation(augment: DictConfig | Mapping | None, key: str = "data.au
         raise ConfigError(str(error).replace("data.augment", key, 1)) from None
 
 
+def check_generated_splits(data: DictConfig | Mapping, key: str = "data") -> None:
+    """SynthCrowd's ``data.splits``: images to generate per split, each a whole number >= 1
+    (:func:`ochmr_lit.data.datamodules.synthcrowd.check_splits`); other datasets have no such key."""
+    if str(data.get("_target_", "")).endswith("SynthCrowdDataModule") and data.get("splits") is not None:
+        splits = data.splits
+        check_splits(OmegaConf.to_container(splits, resolve=True) if isinstance(splits, DictConfig) else dict(splits),
+                     f"{key}.splits")
+
+
 #: The values of ``select_checkpoint``.
 SELECTIONS = ("last", "best")
 
@@ -158,6 +168,7 @@ def check_run_config(cfg: DictConfig, stages: list[tuple[str, DictConfig]]) -> N
         check_trainer(stage.trainer, f"{prefix}trainer")
         if stage.get("data") is not None:
             check_augmentation(stage.data.get("augment"), f"{prefix}data.augment")
+            check_generated_splits(stage.data, f"{prefix}data")
         target = str(stage.model.get("_target_", ""))
         if target.endswith("MeshRegressorModule"):
             check_regressor_model(stage.model, f"{prefix}model")

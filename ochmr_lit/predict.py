@@ -5,7 +5,8 @@ import os
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import hydra  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
+from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="predict")
@@ -13,7 +14,9 @@ def main(cfg: DictConfig) -> None:
     from ochmr_lit.errors import user_errors
     from ochmr_lit.inference.run import run_predict
 
-    with user_errors():
+    # without out= Hydra ran in a stand-in folder: the error names the key and the folder goes again
+    stand_in = HydraConfig.get().runtime.output_dir if OmegaConf.is_missing(cfg, "out") else None
+    with user_errors(stand_in):
         run_predict(cfg)
 
 

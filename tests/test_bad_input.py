@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -378,6 +379,11 @@ def test_context_estimator_or_foreign_files_given_to_evaluate_are_named(tmp_path
     ("trainer.devices=1.5", "error: trainer.devices=1.5: lightning.Trainer takes Union[list[int], str, int] here"),
     ("model.conorm_depths=[7]", "error: model.conorm_depths must be distinct ResNet layer numbers in 1..4, got [7]"),
     ("model.optim.lr=-1", "error: model.optim.lr=-1: the learning rate must be positive"),
+    ("data.splits.train=0", "error: data.splits.train=0: the number of SynthCrowd images generated for the train "
+                            "split, a whole number >= 1 (e.g. data.splits.train=800)"),
+    ("++context_stage.data.splits.val=1.5", "error: context_stage.data.splits.val=1.5: the number of SynthCrowd "
+                                            "images generated for the val split, a whole number >= 1 (e.g. "
+                                            "context_stage.data.splits.val=60)"),
     ("model.context_source=foo", "error: model.context_source='foo'; use one of ('gt', 'predicted', 'none')"),
     ("++context_stage.model.optim.lr=-2", "error: context_stage.model.optim.lr=-2: the learning rate must be positive"),
     ("trainer.max_epoch=3",
@@ -394,6 +400,38 @@ def test_a_bad_setting_stops_the_pipeline_before_its_first_stage(override, messa
     assert done.stderr.strip().splitlines()[-1] == message
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert not (tmp_path / "synthcrowd").exists()  # no run folder left behind
+
+
+@pytest.mark.parametrize("arguments, missing", [([], "ckpt_path"), (["ckpt_path=a.ckpt", "input=b", "boxes=c"], "out")])
+def test_predict_names_a_missing_setting_and_leaves_no_folder(arguments, missing, tmp_path):
+    env = dict(os.environ, NO_ALBUMENTATIONS_UPDATE="1", WANDB_MODE="offline", PYTHONPATH=str(REPO_ROOT))
+    env.pop("HYDRA_FULL_ERROR", None)
+    done = subprocess.run([sys.executable, "-m", "ochmr_lit.predict", *arguments], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines() == [
+        f"error: predict needs {missing}=...: python -m ochmr_lit.predict ckpt_path=<ckpt> input=<image|folder> "
+        "boxes=<coco.json|detections.json|detector> out=<dir>"]
+    assert list(tmp_path.iterdir()) == []  # Hydra's stand-in run folder removed again
+
+
+def test_predict_names_a_missing_input_or_box_file_in_one_line(tmp_path):
+    env = dict(os.environ, NO_ALBUMENTATIONS_UPDATE="1", WANDB_MODE="offline", PYTHONPATH=str(REPO_ROOT))
+    env.pop("HYDRA_FULL_ERROR", None)
+    images = tmp_path / "images"
+    images.mkdir()
+    cv2.imwrite(str(images / "1.jpg"), np.zeros((32, 32, 3), np.uint8))
+    cases = [(f"input={tmp_path / 'nope'}", "boxes=b.json", f"error: input={tmp_path / 'nope'}: no such image file or "
+              "folder"),
+             (f"input={images}", f"boxes={tmp_path / 'b.json'}", f"error: boxes={tmp_path / 'b.json'}: no such file; "
+              "give a COCO-format JSON")]
+    for given_input, boxes, message in cases:
+        done = subprocess.run([sys.executable, "-m", "ochmr_lit.predict", "ckpt_path=a.ckpt", given_input, boxes,
+                               f"out={tmp_path / 'out'}"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 2, done.stderr[-2000:]
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(message), done.stderr
 
 
 @pytest.mark.slow

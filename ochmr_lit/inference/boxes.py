@@ -30,6 +30,7 @@ from ochmr_lit.body.keypoints import available_conventions, convert_keypoints, g
 from ochmr_lit.data.centermaps import TORSO_KEYPOINTS, body_centers
 from ochmr_lit.data.schema import KEYPOINT_CONVENTION, PersonRecord
 from ochmr_lit.data.transforms import read_image_rgb
+from ochmr_lit.errors import ConfigError, DataError, MissingFileError, WeightsError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 #: COCO's category id of "person" (also the Faster R-CNN label of COCO-trained torchvision detectors).
@@ -109,13 +110,13 @@ def list_images(input_path: str | Path) -> list[Path]:
     path = Path(input_path)
     if path.is_file():
         if path.suffix.lower() not in IMAGE_SUFFIXES:
-            raise ValueError(f"input={path}: not an image file (expected one of {IMAGE_SUFFIXES})")
+            raise ConfigError(f"input={path}: not an image file (expected one of {IMAGE_SUFFIXES})")
         return [path]
     if not path.is_dir():
-        raise FileNotFoundError(f"input={path}: no such image file or folder")
+        raise MissingFileError(f"input={path}: no such image file or folder")
     images = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not images:
-        raise ValueError(f"input={path}: the folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        raise DataError(f"input={path}: the folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
     return images
 
 
@@ -138,8 +139,8 @@ def _keypoint_convention(names: Sequence[str], count: int, json_path: Path) -> s
         if common > best_common:
             best, best_common = name, common
     if best is None:
-        raise ValueError(f"{json_path}: annotations have {count} keypoints, which no registered keypoint convention "
-                         f"has ({', '.join(available_conventions())}); register it in ochmr_lit/body/keypoints.py")
+        raise DataError(f"{json_path}: annotations have {count} keypoints, which no registered keypoint convention "
+                        f"has ({', '.join(available_conventions())}); register it in ochmr_lit/body/keypoints.py")
     return best
 
 
@@ -165,8 +166,8 @@ def _match_images(images: list[Path], file_names: dict[int, str], json_path: Pat
         if path is not None:
             matched[image_id] = path
     if not matched:
-        raise ValueError(f"{json_path}: none of its {len(file_names)} images is among the {len(images)} input "
-                         f"images (e.g. {sorted(by_name)[:3]}); point input= at the images this file describes")
+        raise DataError(f"{json_path}: none of its {len(file_names)} images is among the {len(images)} input "
+                        f"images (e.g. {sorted(by_name)[:3]}); point input= at the images this file describes")
     return matched
 
 
@@ -190,8 +191,8 @@ def load_gt_boxes(data: dict, json_path: Path, images: list[Path]) -> tuple[list
         file_names = {int(im["id"]): str(im["file_name"]) for im in data["images"]}
         annotations = data["annotations"]
     except (KeyError, TypeError, ValueError) as error:
-        raise ValueError(f"{json_path}: not a COCO annotation file (needs images[].id/file_name and "
-                         f"annotations[]): {error}") from error
+        raise DataError(f"{json_path}: not a COCO annotation file (needs images[].id/file_name and "
+                        f"annotations[]): {error}") from error
     matched = _match_images(images, file_names, json_path)
     categories = data.get("categories") or []
     person = next((c for c in categories if c.get("id") == PERSON_CATEGORY), {})
@@ -217,7 +218,7 @@ def load_gt_boxes(data: dict, json_path: Path, images: list[Path]) -> tuple[list
             continue
         counts = {len(a["keypoints"]) // 3 for a in anns if a.get("keypoints")}
         if len(counts) > 1:
-            raise ValueError(f"{json_path}: image {image_id} mixes keypoint counts {sorted(counts)}")
+            raise DataError(f"{json_path}: image {image_id} mixes keypoint counts {sorted(counts)}")
         if counts:
             convention = _keypoint_convention(names, counts.pop(), json_path)
             centers = _annotation_centers(anns, boxes, convention)
@@ -235,8 +236,8 @@ def _image_ids_from_names(images: list[Path], json_path: Path) -> dict[int, Path
     ids = {}
     for path in images:
         if not path.stem.isdigit():
-            raise ValueError(f"{json_path} holds detection results, which name images by id, and {path.name} has no "
-                             "numeric name to match; pass image_info=<COCO JSON with an 'images' list>")
+            raise ConfigError(f"{json_path} holds detection results, which name images by id, and {path.name} has no "
+                              "numeric name to match; pass image_info=<COCO JSON with an 'images' list>")
         ids[int(path.stem)] = path
     return ids
 
@@ -248,10 +249,10 @@ def load_detection_boxes(results: list, json_path: Path, images: list[Path], sco
     if image_info is not None:
         info_path = Path(image_info)
         if not info_path.is_file():
-            raise FileNotFoundError(f"image_info={info_path}: no such file (a COCO JSON with an 'images' list)")
+            raise MissingFileError(f"image_info={info_path}: no such file (a COCO JSON with an 'images' list)")
         info = json.loads(info_path.read_text())
         if not isinstance(info, dict) or "images" not in info:
-            raise ValueError(f"image_info={info_path}: no 'images' list of {{id, file_name}}")
+            raise DataError(f"image_info={info_path}: no 'images' list of {{id, file_name}}")
         matched = _match_images(images, {int(im["id"]): str(im["file_name"]) for im in info["images"]},
                                 info_path)
     else:
@@ -259,8 +260,8 @@ def load_detection_boxes(results: list, json_path: Path, images: list[Path], sco
     per_image: dict[Path, tuple[int, list]] = {path: (image_id, []) for image_id, path in matched.items()}
     for k, det in enumerate(results):
         if not isinstance(det, dict) or not {"image_id", "bbox", "score"} <= set(det):
-            raise ValueError(f"{json_path}: entry {k} is not a COCO detection result "
-                             "({'image_id', 'bbox', 'score', 'category_id'})")
+            raise DataError(f"{json_path}: entry {k} is not a COCO detection result "
+                            "({'image_id', 'bbox', 'score', 'category_id'})")
         box = np.asarray(det["bbox"], np.float64).reshape(-1)
         if det.get("category_id", PERSON_CATEGORY) != PERSON_CATEGORY:
             report.skipped["not_a_person"] += 1
@@ -293,18 +294,18 @@ def load_json_boxes(json_path: str | Path, images: list[Path], score_threshold: 
     """
     json_path = Path(json_path)
     if not json_path.is_file():
-        raise FileNotFoundError(f"boxes={json_path}: no such file; give a COCO-format JSON (GT annotations or "
-                                "detection results) or boxes=detector")
+        raise MissingFileError(f"boxes={json_path}: no such file; give a COCO-format JSON (GT annotations or "
+                               "detection results) or boxes=detector")
     try:
         data = json.loads(json_path.read_text())
     except json.JSONDecodeError as error:
-        raise ValueError(f"boxes={json_path}: not valid JSON ({error})") from error
+        raise DataError(f"boxes={json_path}: not valid JSON ({error})") from error
     if isinstance(data, list):
         return load_detection_boxes(data, json_path, images, score_threshold, image_info)
     if isinstance(data, dict) and "annotations" in data:
         return load_gt_boxes(data, json_path, images)
-    raise ValueError(f"boxes={json_path}: neither COCO annotations (a dict with 'images' and 'annotations') nor "
-                     "COCO detection results (a list of {image_id, bbox, score})")
+    raise DataError(f"boxes={json_path}: neither COCO annotations (a dict with 'images' and 'annotations') nor "
+                    "COCO detection results (a list of {image_id, bbox, score})")
 
 
 class PersonDetector:
@@ -324,14 +325,14 @@ class PersonDetector:
         from torchvision.models.detection import fasterrcnn_resnet50_fpn
 
         if not weights:
-            raise ValueError("boxes=detector needs detector_weights=<file>: torchvision's fasterrcnn_resnet50_fpn "
-                             "COCO weights (fasterrcnn_resnet50_fpn_coco-258fb6c6.pth) saved locally; nothing is "
-                             "downloaded")
+            raise ConfigError("boxes=detector needs detector_weights=<file>: torchvision's fasterrcnn_resnet50_fpn "
+                              "COCO weights (fasterrcnn_resnet50_fpn_coco-258fb6c6.pth) saved locally; nothing is "
+                              "downloaded")
         path = Path(weights)
         if not path.is_file():
-            raise FileNotFoundError(f"detector_weights={path}: no such file; download torchvision's "
-                                    "fasterrcnn_resnet50_fpn_coco-258fb6c6.pth on a machine with network and point "
-                                    "detector_weights at it")
+            raise MissingFileError(f"detector_weights={path}: no such file; download torchvision's "
+                                   "fasterrcnn_resnet50_fpn_coco-258fb6c6.pth on a machine with network and point "
+                                   "detector_weights at it")
         state = torch.load(path, map_location="cpu", weights_only=True)
         if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
             state = state["model"]
@@ -340,8 +341,8 @@ class PersonDetector:
         try:
             self.model.load_state_dict(state)
         except (RuntimeError, AttributeError) as error:
-            raise ValueError(f"detector_weights={path}: not a fasterrcnn_resnet50_fpn (COCO, 91 classes) state dict "
-                             f"({str(error).splitlines()[0]})") from error
+            raise WeightsError(f"detector_weights={path}: not a fasterrcnn_resnet50_fpn (COCO, 91 classes) state dict "
+                               f"({str(error).splitlines()[0]})") from error
         self.model.eval().to(device)
         self.device = torch.device(device)
         self.score_threshold = float(score_threshold)

@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import default_collate
 
 from ochmr_lit.data.transforms import BadSampleError, TopDownTransform, read_image_rgb
+from ochmr_lit.errors import ConfigError
 from ochmr_lit.geometry import rotmat_to_axis_angle
 from ochmr_lit.inference.boxes import ImageBoxes
 from ochmr_lit.inference.camera import (
@@ -142,7 +143,7 @@ class Predictor:
         self.module = module
         self.batch_size = int(batch_size)
         if self.batch_size < 1:
-            raise ValueError(f"batch_size={batch_size}: must be at least 1")
+            raise ConfigError(f"batch_size={batch_size}: must be at least 1")
         self.keep_context = keep_context
         self.focal_length = None if focal_length is None else positive_pixels(focal_length)
         self.settings = _crop_settings(module)
@@ -212,7 +213,7 @@ class Predictor:
             skipped: receives ``{"image", "reason", "error"}`` for each image left out under ``skip``.
         """
         if on_bad_image not in ("raise", "skip"):
-            raise ValueError(f"on_bad_sample={on_bad_image!r}; use raise or skip")
+            raise ConfigError(f"on_bad_sample={on_bad_image!r}; use raise or skip")
         pending: list[_Pending] = []
         queue: list[tuple[_Pending, dict]] = []
         for item in items:

@@ -99,21 +99,21 @@ def run_predict(cfg: DictConfig) -> dict[str, Any]:
     """
     for key in ("ckpt_path", "input", "boxes", "out"):
         if cfg.get(key) in (None, "", "???"):
-            raise ValueError(f"predict needs {key}=...: python -m ochmr_lit.predict ckpt_path=<ckpt> "
-                             "input=<image|folder> boxes=<coco.json|detections.json|detector> out=<dir>")
+            raise ConfigError(f"predict needs {key}=...: python -m ochmr_lit.predict ckpt_path=<ckpt> "
+                              "input=<image|folder> boxes=<coco.json|detections.json|detector> out=<dir>")
     if str(cfg.get("on_bad_sample") or "raise") not in ("raise", "skip"):
         raise ConfigError(f"on_bad_sample={cfg.get('on_bad_sample')}; use raise (stop at an unreadable image) or "
                           "skip (predict the others and report it)")
     mesh_format = str(cfg.get("mesh_format") or "obj")
     if mesh_format not in MESH_FORMATS:  # before any work: a typo must not cost a whole run
-        raise ValueError(f"mesh_format={mesh_format}; use one of {'|'.join(MESH_FORMATS)}")
+        raise ConfigError(f"mesh_format={mesh_format}; use one of {'|'.join(MESH_FORMATS)}")
     focal_length = cfg.get("focal_length")
     if focal_length is not None:
         try:
             focal_length = positive_pixels(focal_length)
         except (TypeError, ValueError):
-            raise ValueError(f"focal_length={focal_length}: the image camera's focal length in pixels, a positive "
-                             "number, or null for the image diagonal") from None
+            raise ConfigError(f"focal_length={focal_length}: the image camera's focal length in pixels, a positive "
+                              "number, or null for the image diagonal") from None
     images = list_images(cfg.input)
     device = resolve_device(cfg.get("device"))
     out_dir = Path(cfg.out)

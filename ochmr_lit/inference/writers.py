@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from ochmr_lit.data.schema import KEYPOINT_CONVENTION
+from ochmr_lit.errors import ConfigError
 from ochmr_lit.inference.pipeline import ImagePrediction
 
 
@@ -160,7 +161,7 @@ def write_meshes(pred: ImagePrediction, faces: np.ndarray, out_dir: str | Path, 
         The N paths written, in person order (none for an image without people).
     """
     if mesh_format not in MESH_FORMATS:
-        raise ValueError(f"mesh_format={mesh_format!r}; use one of {list(MESH_FORMATS)}")
+        raise ConfigError(f"mesh_format={mesh_format!r}; use one of {list(MESH_FORMATS)}")
     writer = write_obj if mesh_format == "obj" else write_ply
     out_dir = Path(out_dir)
     return [writer(out_dir / f"{stem}_person{i}.{mesh_format}", pred.vertices[i] + pred.translation[i], faces)

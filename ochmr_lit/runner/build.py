@@ -13,6 +13,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ochmr_lit.config_checks import select_checkpoint
+from ochmr_lit.errors import ConfigError
 from ochmr_lit.lit.epoch_log import progress_bar_setting
 from ochmr_lit.lit.summary import summary_trainer_arguments
 
@@ -59,8 +60,8 @@ def build(cfg: DictConfig) -> tuple[L.LightningModule, L.LightningDataModule, L.
     """Module, data module and trainer of a resolved config, with the config stored in the module."""
     expected = TASK_MODULES.get(cfg.task)
     if expected and not str(cfg.model.get("_target_", "")).endswith(expected):
-        raise ValueError(f"task={cfg.task} trains a {expected}, but model._target_={cfg.model.get('_target_')}; "
-                         "pick a matching model group (model=ochmr|spin: regressor, model=context_hrnet: context)")
+        raise ConfigError(f"task={cfg.task} trains a {expected}, but model._target_={cfg.model.get('_target_')}; "
+                          "pick a matching model group (model=ochmr|spin: regressor, model=context_hrnet: context)")
     datamodule = instantiate(cfg.data, _convert_="all")
     _resolve_mean_params(cfg, datamodule)
     module = instantiate(cfg.model, _convert_="all")

@@ -43,7 +43,7 @@ def stage_config(cfg: DictConfig) -> DictConfig:
     """
     stage = cfg.context_stage
     if stage is None:
-        raise ValueError("task=pipeline needs a context_stage block (see experiments/synthcrowd.yaml)")
+        raise ConfigError("task=pipeline needs a context_stage block (see experiments/synthcrowd.yaml)")
     if not (stage.get("model") or {}).get("_target_"):
         raise ConfigError("context_stage.model has no _target_: compose it from a model config by adding "
                           "'- /model@context_stage.model: context_hrnet' to the experiment's defaults")
@@ -146,7 +146,7 @@ def run_fit(cfg: DictConfig) -> dict[str, Any]:
         outcome["context_checkpoint"] = context["checkpoint"]
         return outcome
     if cfg.task not in TASK_MODULES:
-        raise ValueError(f"task={cfg.task!r}; use regressor, context or pipeline")
+        raise ConfigError(f"task={cfg.task!r}; use regressor, context or pipeline")
     return _fit_one(resume_in_place(cfg))
 
 def _context_stage(stage_cfg: DictConfig) -> dict[str, Any]:

@@ -37,7 +37,7 @@ from omegaconf import DictConfig  # noqa: E402
 from ochmr_lit.body import BodyModel  # noqa: E402
 from ochmr_lit.body.files import resolve_body_model_dir  # noqa: E402
 from ochmr_lit.body.model import GENDER_CODES  # noqa: E402
-from ochmr_lit.errors import user_errors
+from ochmr_lit.errors import CheckpointError, ConfigError, DataError, user_errors
 from ochmr_lit.geometry import axis_angle_to_rotmat  # noqa: E402
 from ochmr_lit.inference.boxes import list_images, load_json_boxes  # noqa: E402
 from ochmr_lit.inference.pipeline import Predictor, load_regressor  # noqa: E402
@@ -69,12 +69,13 @@ def synthcrowd_split_dir(run_config: dict | None, split: str, data_root: str | N
 
     data = dict((run_config or {}).get("data") or {})
     if not data:
-        raise ValueError("the checkpoint stores no run_config.data; compare needs a checkpoint written by "
-                         "python -m ochmr_lit.fit (task=regressor or task=pipeline)")
+        raise CheckpointError("the checkpoint stores no run_config.data; compare needs a checkpoint written by "
+                              "python -m ochmr_lit.fit (task=regressor or task=pipeline)")
     target = str(data.get("_target_", ""))
     if not target.endswith("SynthCrowdDataModule"):
-        raise ValueError(f"the checkpoint was trained with data._target_={target or None}; compare draws SynthCrowd "
-                         "ground truth (SMPL, translation and camera per image): use a checkpoint of a SynthCrowd run")
+        raise CheckpointError(f"the checkpoint was trained with data._target_={target or None}; compare draws "
+                              "SynthCrowd ground truth (SMPL, translation and camera per image): use a checkpoint of a "
+                              "SynthCrowd run")
     if data_root:
         data["root"] = str(data_root)
     return Path(instantiate(data, _convert_="all").split_dir(split))
@@ -95,8 +96,8 @@ def gt_meshes(annotations: list[dict], body, ann_file: Path) -> np.ndarray:
     for ann in annotations:
         missing = [key for key in GT_FIELDS if key not in ann]
         if missing:
-            raise ValueError(f"{ann_file}: annotation {ann.get('id')} lacks {missing}; compare needs SynthCrowd "
-                             "annotations (regenerate the split with python -m ochmr_lit.data.synthcrowd)")
+            raise DataError(f"{ann_file}: annotation {ann.get('id')} lacks {missing}; compare needs SynthCrowd "
+                            "annotations (regenerate the split with python -m ochmr_lit.data.synthcrowd)")
     device = body.faces.device
     pose = torch.tensor([ann["smpl_pose"] for ann in annotations], dtype=torch.float32, device=device)
     betas = torch.tensor([ann["smpl_betas"] for ann in annotations], dtype=torch.float32, device=device)
@@ -111,23 +112,23 @@ def image_camera(image_info: dict, ann_file: Path) -> tuple[float, np.ndarray]:
     """Focal length (px) and principal point (2,) px of an image's annotated camera (square pixels)."""
     camera = image_info.get("camera")
     if not camera or "focal" not in camera or "principal_point" not in camera:
-        raise ValueError(f"{ann_file}: image {image_info.get('id')} has no camera {{focal, principal_point}}; "
-                         "regenerate the split with python -m ochmr_lit.data.synthcrowd")
+        raise DataError(f"{ann_file}: image {image_info.get('id')} has no camera {{focal, principal_point}}; "
+                        "regenerate the split with python -m ochmr_lit.data.synthcrowd")
     fx, fy = (float(v) for v in camera["focal"])
     if abs(fx - fy) > 1e-6 * abs(fx):
-        raise ValueError(f"{ann_file}: image {image_info.get('id')} has fx={fx} != fy={fy}; the renderer "
-                         "takes square pixels")
+        raise DataError(f"{ann_file}: image {image_info.get('id')} has fx={fx} != fy={fy}; the renderer "
+                        "takes square pixels")
     return fx, np.asarray(camera["principal_point"], np.float64)
 
 
 def run_compare(cfg: DictConfig) -> dict[str, Any]:
     """Write the comparison PNGs of ``cfg.num_images`` images of ``cfg.split``; returns the summary."""
     if cfg.get("ckpt_path") in (None, "", "???"):
-        raise ValueError("compare needs ckpt_path=...: python -m ochmr_lit.vis.compare ckpt_path=<ckpt> "
-                         "[split=val] [num_images=4] [out=<dir>]")
+        raise ConfigError("compare needs ckpt_path=...: python -m ochmr_lit.vis.compare ckpt_path=<ckpt> "
+                          "[split=val] [num_images=4] [out=<dir>]")
     num_images = int(cfg.num_images)
     if num_images < 1:
-        raise ValueError(f"num_images={num_images}: must be at least 1")
+        raise ConfigError(f"num_images={num_images}: must be at least 1")
     device = resolve_device(cfg.get("device"))
     module = load_regressor(cfg.ckpt_path, device)
     split_dir = synthcrowd_split_dir(module.run_config, str(cfg.split), cfg.get("data_root"))
@@ -136,7 +137,7 @@ def run_compare(cfg: DictConfig) -> dict[str, Any]:
     items, report = load_json_boxes(ann_file, list_images(split_dir / "images"))
     items = [item for item in items if len(item)][:num_images]
     if not items:
-        raise ValueError(f"{ann_file}: no image with people; pick another split=")
+        raise DataError(f"{ann_file}: no image with people; pick another split=")
     images_by_id = {int(im["id"]): im for im in data["images"]}
     anns_by_image: dict[int, list[dict]] = {}
     for ann in data["annotations"]:

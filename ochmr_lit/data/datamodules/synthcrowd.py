@@ -4,13 +4,29 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from ochmr_lit.body.synthetic import MEAN_PARAMS_FILE
 from ochmr_lit.data.datamodules.base import TopDownDataModule
 from ochmr_lit.data.readers.synthcrowd import load_synthcrowd_records
 from ochmr_lit.data.schema import PersonRecord
 from ochmr_lit.data.synthcrowd.generate import DEFAULT_SPLITS, ensure_synthcrowd, write_split_mean_params
+from ochmr_lit.errors import ConfigError
 from ochmr_lit.paths import cache_dir
+
+
+def check_splits(splits: dict[str, Any], key: str = "data.splits") -> dict[str, int]:
+    """``data.splits`` (split name -> images to generate) with each count a whole number >= 1.
+
+    Raises:
+        ConfigError naming the key (``<key>.<split>``) and a valid value: the generator makes every split it names.
+    """
+    for name, count in splits.items():
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            example = DEFAULT_SPLITS.get(str(name), 100)
+            raise ConfigError(f"{key}.{name}={count!r}: the number of SynthCrowd images generated for the {name} "
+                              f"split, a whole number >= 1 (e.g. {key}.{name}={example})")
+    return {str(name): int(count) for name, count in splits.items()}
 
 
 def default_root(generation_seed: int, image_size: tuple[int, int], splits: dict[str, int]) -> Path:
@@ -49,7 +65,7 @@ class SynthCrowdDataModule(TopDownDataModule):
                  image_size: tuple[int, int] = (256, 256), generation_workers: int = 2,
                  body_model_dir: str | None = None, eval_split: str | None = None, **kwargs):
         super().__init__(**kwargs)
-        self.splits = dict(splits or {"train": 800, "val": 60, "test": 80})
+        self.splits = check_splits(dict(splits or DEFAULT_SPLITS))
         self.generation_seed = generation_seed
         self.image_size = tuple(int(v) for v in image_size)
         self.generation_workers = generation_workers
