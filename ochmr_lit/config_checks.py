@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import lightning as L
+import torch
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
@@ -70,6 +71,23 @@ def check_trainer(trainer: DictConfig | Mapping, key: str = "trainer") -> None:
         annotation = parameters[name].annotation
         if not _accepts(value, annotation):
             raise ConfigError(f"{key}.{name}={value!r}: lightning.Trainer takes {_describe(annotation)} here")
+
+
+def check_accelerator(trainer: DictConfig | Mapping, key: str = "trainer") -> None:
+    """A GPU trainer (``accelerator`` gpu or cuda) needs the GPUs it asks for (``devices``) on this machine: said in
+    one line naming the key before anything starts, where Lightning would stop with a traceback."""
+    if str(trainer.get("accelerator", "")).lower() not in ("gpu", "cuda"):
+        return
+    visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if visible == 0:
+        raise ConfigError(f"{key}.accelerator={trainer.get('accelerator')}, but no CUDA GPU is visible on this machine "
+                          "(torch.cuda.is_available() is False): use trainer=cpu (or trainer=ddp_cpu), or run on a "
+                          "machine with a GPU and a CUDA build of torch (python -m ochmr_lit.doctor says which)")
+    devices = trainer.get("devices")
+    wanted = len(devices) if isinstance(devices, (list, tuple)) or OmegaConf.is_list(devices) else devices
+    if isinstance(wanted, int) and not isinstance(wanted, bool) and wanted > visible:
+        raise ConfigError(f"{key}.devices={devices}, but this machine shows {visible} CUDA GPU(s): set "
+                          f"{key}.devices={visible} (or fewer), or run on a machine with more")
 
 
 def _prefixed(error: ValueError, key: str) -> ConfigError:

@@ -68,6 +68,12 @@ def test_epoch_zero_of_the_ramp_is_photometric_only_and_its_end_is_the_full_augm
 @pytest.mark.parametrize(("augment", "message"), [
     ({"geometric_ramp_epochs": -2}, "data.augment.geometric_ramp_epochs=-2: use a whole number of epochs >= 0"),
     ({"geometric_ramp_epochs": 2.5}, "data.augment.geometric_ramp_epochs=2.5: use a whole number of epochs >= 0"),
+    ({"flip_prob": 2}, "data.augment.flip_prob=2: the probability of a horizontal flip, a number in [0.0, 1.0]"),
+    ({"rotation_prob": -0.1}, "data.augment.rotation_prob=-0.1: the probability of a rotation, a number in [0.0, 1.0]"),
+    ({"scale": 1.0}, "data.augment.scale=1.0: the scale jitter's range as a share of the box side, a number in "
+                     "[0.0, 0.9]"),
+    ({"rotation_deg": "30"}, "data.augment.rotation_deg='30': the rotation's standard deviation in degrees"),
+    ({"noise_prob": True}, "data.augment.noise_prob=True: the probability of Gaussian noise"),
     ({"rotaton_prob": 0.1}, "data.augment: AugmentationConfig.__init__() got an unexpected keyword argument "
                             "'rotaton_prob'; the keys are those of ochmr_lit.data.transforms.AugmentationConfig"),
 ])
@@ -75,6 +81,15 @@ def test_a_bad_augmentation_setting_names_its_key(augment, message):
     with pytest.raises(ConfigError) as error:
         check_augmentation(augment)
     assert str(error.value).startswith(message)
+
+
+def test_the_settings_ranges_hold_their_edges_and_every_shipped_config():
+    check_augmentation({"rotation_deg": 0, "rotation_prob": 1, "scale": 0.9, "translation": 0.0, "flip_prob": 0.0,
+                        "brightness_contrast": 1.0, "noise_prob": 0.5})
+    with initialize_config_module(config_module="ochmr_lit.configs", version_base="1.3"):
+        for experiment in ("synthcrowd", "synthcrowd_long", "ochmr_r50", "spin_r50"):
+            check_augmentation(compose(config_name="fit", overrides=[f"experiment={experiment}",
+                                                                     "run_dir=/tmp/unused"]).data.augment)
 
 
 def test_the_run_config_check_reads_the_augmentation_before_work_starts():

@@ -415,6 +415,40 @@ def test_predict_names_a_missing_setting_and_leaves_no_folder(arguments, missing
     assert list(tmp_path.iterdir()) == []  # Hydra's stand-in run folder removed again
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible: trainer=gpu would train")
+@pytest.mark.parametrize("command", ["fit", "evaluate"])
+def test_a_gpu_trainer_without_a_gpu_stops_in_one_line(command, tmp_path):
+    env = dict(os.environ, NO_ALBUMENTATIONS_UPDATE="1", WANDB_MODE="offline", PYTHONPATH=str(REPO_ROOT))
+    env.pop("HYDRA_FULL_ERROR", None)
+    extra = ["ckpt_path=" + str(tmp_path / "x.ckpt")] if command == "evaluate" else []
+    if extra:
+        torch.save({"state_dict": {}}, tmp_path / "x.ckpt")
+    done = subprocess.run([sys.executable, "-m", f"ochmr_lit.{command}", "trainer=gpu", *extra,
+                           f"paths.output_dir={tmp_path / 'out'}"], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 2, done.stderr[-2000:]
+    lines = done.stderr.strip().splitlines()
+    assert lines == ["error: trainer.accelerator=gpu, but no CUDA GPU is visible on this machine (torch.cuda."
+                     "is_available() is False): use trainer=cpu (or trainer=ddp_cpu), or run on a machine with a GPU "
+                     "and a CUDA build of torch (python -m ochmr_lit.doctor says which)"], done.stderr
+    assert not list((tmp_path / "out").rglob("*"))  # no run folder left behind
+
+
+def test_more_gpus_than_the_machine_shows_are_named(monkeypatch):
+    from ochmr_lit.config_checks import check_accelerator
+    from ochmr_lit.errors import ConfigError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    check_accelerator({"accelerator": "gpu", "devices": 2})
+    check_accelerator({"accelerator": "gpu", "devices": [0, 1]})
+    check_accelerator({"accelerator": "gpu", "devices": "auto"})
+    check_accelerator({"accelerator": "cpu", "devices": 8})
+    with pytest.raises(ConfigError, match=re.escape("context_stage.trainer.devices=8, but this machine shows 2 CUDA "
+                                                    "GPU(s): set context_stage.trainer.devices=2 (or fewer)")):
+        check_accelerator({"accelerator": "gpu", "devices": 8}, "context_stage.trainer")
+
+
 def test_predict_names_a_missing_input_or_box_file_in_one_line(tmp_path):
     env = dict(os.environ, NO_ALBUMENTATIONS_UPDATE="1", WANDB_MODE="offline", PYTHONPATH=str(REPO_ROOT))
     env.pop("HYDRA_FULL_ERROR", None)

@@ -1,10 +1,10 @@
 """A user's mistake stops every argparse-style command with one line ``error: ...`` on stderr and exit status 2.
 
-prepare, reproduce, bench, doctor and the SynthCrowd generator are run in-process through their ``main`` with
-an argument list, each with a realistic broken input (a missing file, an unknown name, a bad argument, a file
-of the wrong content); the line names the file or the argument. Nothing here trains or generates data.
-A bug (an exception that is not a user error) keeps its traceback, and ``HYDRA_FULL_ERROR=1`` shows one for a
-user error too.
+prepare, reproduce, bench, doctor, the SynthCrowd generator, the learning curves and the reading ceilings are run
+in-process through their ``main`` with an argument list, each with a realistic broken input (a missing file, an
+unknown name, a bad argument, a file of the wrong content); the line names the file or the argument. Nothing here
+trains or generates data. A bug (an exception that is not a user error) keeps its traceback, and
+``HYDRA_FULL_ERROR=1`` shows one for a user error too.
 """
 
 from __future__ import annotations
@@ -21,8 +21,10 @@ from ochmr_lit.bench.__main__ import main as bench_main
 from ochmr_lit.data.synthcrowd.__main__ import main as synthcrowd_main
 from ochmr_lit.doctor import main as doctor_main
 from ochmr_lit.errors import ConfigError, MissingFileError
+from ochmr_lit.eval.ceilings import main as ceilings_main
 from ochmr_lit.prepare import main as prepare_main
 from ochmr_lit.reproduce.__main__ import main as reproduce_main
+from ochmr_lit.vis.curves import main as curves_main
 
 Main = Callable[[Sequence[str]], int]
 
@@ -166,3 +168,21 @@ def test_synthcrowd_names_a_missing_or_wrong_poses_file(tmp_path: Path, capsys: 
 
 def test_synthcrowd_names_a_missing_argument(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--out" in error_line(synthcrowd_main, ["--num-images", "4"], capsys)
+
+
+# learning curves and the reading ceilings
+
+
+def test_curves_names_a_missing_argument_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    line = error_line(curves_main, [], capsys)
+    assert line == ("error: python -m ochmr_lit.vis.curves: the following arguments are required: --run, --out; "
+                    "python -m ochmr_lit.vis.curves --help lists the arguments")
+
+
+def test_ceilings_names_a_bad_argument_and_a_missing_file(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    assert "argument --crop-sizes: invalid int value: 'big'" in error_line(
+        ceilings_main, ["--gt", "a.npz", "--mean-params", "b.npz", "--crop-sizes", "big"], capsys)
+    missing = tmp_path / "smpl_gt.npz"
+    assert error_line(ceilings_main, ["--gt", str(missing), "--mean-params", "b.npz"], capsys).startswith(
+        f"error: {missing}: no such file")

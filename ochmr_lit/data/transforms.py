@@ -41,6 +41,19 @@ class BadSampleError(DataError):
         self.reason = reason
 
 
+#: Valid range and meaning of each numeric augmentation setting: probabilities in [0, 1]; a scale range of 1 or more
+#: would shrink the box to nothing; rotations are in degrees.
+_AUGMENTATION_RANGES = {
+    "rotation_deg": (0.0, 180.0, "the rotation's standard deviation in degrees"),
+    "rotation_prob": (0.0, 1.0, "the probability of a rotation"),
+    "scale": (0.0, 0.9, "the scale jitter's range as a share of the box side"),
+    "translation": (0.0, 1.0, "the centre jitter as a share of the box side"),
+    "flip_prob": (0.0, 1.0, "the probability of a horizontal flip"),
+    "brightness_contrast": (0.0, 1.0, "the brightness and contrast limits"),
+    "noise_prob": (0.0, 1.0, "the probability of Gaussian noise"),
+}
+
+
 @dataclass
 class AugmentationConfig:
     """SPIN-style augmentation; every factor 0 disables that part."""
@@ -57,6 +70,10 @@ class AugmentationConfig:
     geometric_ramp_epochs: int = 0
 
     def __post_init__(self) -> None:
+        for name, (low, high, meaning) in _AUGMENTATION_RANGES.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+                raise ValueError(f"data.augment.{name}={value!r}: {meaning}, a number in [{low}, {high}] (0 = off)")
         if not isinstance(self.geometric_ramp_epochs, int) or self.geometric_ramp_epochs < 0:
             raise ValueError(f"data.augment.geometric_ramp_epochs={self.geometric_ramp_epochs!r}: use a whole number "
                              "of epochs >= 0 (0 = full geometric augmentation from the first epoch)")

@@ -23,7 +23,6 @@ These are diagnostics, not bounds: a model can know some depth (shading, occlusi
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,7 +30,7 @@ import numpy as np
 import torch
 
 from ochmr_lit.body import BodyModel
-from ochmr_lit.errors import MissingFileError, user_errors
+from ochmr_lit.errors import MissingFileError, OneLineArgumentParser, user_errors
 from ochmr_lit.eval.joints import mesh_vs_mesh
 from ochmr_lit.geometry import axis_angle_to_rotmat, rot6d_to_rotmat
 from ochmr_lit.metrics.mesh_errors import MPJPE, PAMPJPE, PAMPJPEDepth, PAMPJPEPlane
@@ -186,13 +185,13 @@ def format_table(rows: Sequence[tuple[str, float, float, float, float]]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = OneLineArgumentParser(prog="python -m ochmr_lit.eval.ceilings", description=__doc__.split("\n\n")[0])
     parser.add_argument("--gt", required=True, help="a split's smpl_gt.npz")
     parser.add_argument("--mean-params", required=True, help="the training split's smpl_mean_params.npz")
     parser.add_argument("--crop-sizes", type=int, nargs="+", default=[64, 224])
     parser.add_argument("--noise-px", type=float, nargs="+", default=[0.5, 1.0, 2.0])
-    args = parser.parse_args(argv)
     with user_errors():
+        args = parser.parse_args(argv)
         print(format_table(ceiling_table(args.gt, args.mean_params, args.crop_sizes, args.noise_px)))
 
 

@@ -15,7 +15,7 @@ import lightning as L
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from ochmr_lit.config_checks import check_run_config, select_checkpoint
+from ochmr_lit.config_checks import check_accelerator, check_run_config, select_checkpoint
 from ochmr_lit.errors import ConfigError
 from ochmr_lit.eval.results_files import atomic_write_text
 from ochmr_lit.lit.checkpoints import check_training_checkpoint
@@ -133,8 +133,10 @@ def run_fit(cfg: DictConfig) -> dict[str, Any]:
     if cfg.task not in (*TASK_MODULES, "pipeline"):
         raise ConfigError(f"task={cfg.task!r}; use regressor, context or pipeline")
     # every stage's settings are checked before the first one starts
-    check_run_config(cfg, [("", cfg), ("context_stage.", stage_config(cfg))] if cfg.task == "pipeline"
-                     else [("", cfg)])
+    stages = [("", cfg), ("context_stage.", stage_config(cfg))] if cfg.task == "pipeline" else [("", cfg)]
+    check_run_config(cfg, stages)
+    for prefix, stage in stages:  # and that this machine has the GPUs they ask for
+        check_accelerator(stage.trainer, f"{prefix}trainer")
     if cfg.task == "pipeline":
         cfg = resume_in_place(cfg)
         context = _context_stage(stage_config(cfg))

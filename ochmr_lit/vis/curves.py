@@ -12,7 +12,6 @@ run's per-epoch values.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import math
 import sys
@@ -23,6 +22,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+from ochmr_lit.errors import OneLineArgumentParser  # noqa: E402
 
 METRICS: tuple[str, ...] = ("val/mpjpe", "val/pa_mpjpe")
 #: PA-MPJPE's depth and image-plane parts, logged by evaluations whose ground truth is in the camera frame.
@@ -124,14 +125,14 @@ def _pair(text: str, what: str) -> tuple[str, str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ochmr_lit.vis.curves", description=__doc__.split("\n")[0])
+    parser = OneLineArgumentParser(prog="python -m ochmr_lit.vis.curves", description=__doc__.split("\n")[0])
     parser.add_argument("--run", action="append", required=True, help="LABEL=RUN_FOLDER (repeatable)")
     parser.add_argument("--reference", action="append", default=[],
                         help="NAME=MPJPE,PA_MPJPE in mm (repeatable); default: the runs' logged val constant")
     parser.add_argument("--out", required=True, help="PNG to write")
     parser.add_argument("--title", default="")
-    args = parser.parse_args(argv)
     try:
+        args = parser.parse_args(argv)
         curves = {label: read_validation_curve(folder) for label, folder in (_pair(r, "--run") for r in args.run)}
         references = {}
         for text in args.reference:
@@ -143,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logged = [c["constant"] for c in curves.values() if "constant" in c]
         if not references and logged:  # the validation split's own constant guess, as the runs logged it
             references["constant (val)"] = (logged[0][0], logged[0][1])
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, ValueError) as error:  # ConfigError (argparse's mistakes) among them
         print(f"error: {error}", file=sys.stderr)
         return 2
     plot_curves(curves, args.out, references, args.title)
