@@ -12,6 +12,7 @@ import inspect
 import types
 import typing
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -19,14 +20,16 @@ import torch
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
+from ochmr_lit.data.datamodules.base import check_loader_settings
 from ochmr_lit.data.datamodules.synthcrowd import check_splits
 from ochmr_lit.data.transforms import AugmentationConfig
-from ochmr_lit.errors import ConfigError
+from ochmr_lit.errors import ConfigError, MissingFileError
 from ochmr_lit.lit.checkpoints import check_checkpoint_kind
 from ochmr_lit.lit.losses import LossWeights
 from ochmr_lit.lit.mesh_regressor import check_context_source, check_heatmap_supervision
 from ochmr_lit.lit.optim import OptimConfig
 from ochmr_lit.models.hmr import check_architecture
+from ochmr_lit.models.hrnet import HRNET_STRIDE
 
 
 def _accepts(value: Any, annotation: Any) -> bool:
@@ -158,6 +161,65 @@ def check_generated_splits(data: DictConfig | Mapping, key: str = "data") -> Non
                      f"{key}.splits")
 
 
+def _init_arguments(cls: type) -> set[str] | None:
+    """The keyword arguments ``cls(...)`` takes, following ``**kwargs`` up its bases; None when it takes any."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if klass is object:
+            return None
+        parameters = inspect.signature(klass.__init__).parameters
+        names |= {n for n, p in parameters.items()
+                  if n != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        if not any(p.kind == p.VAR_KEYWORD for p in parameters.values()):
+            return names
+    return None
+
+
+def check_data(data: DictConfig | Mapping, key: str = "data") -> None:
+    """Every key under ``data`` is a setting of its data module (``data._target_``), and the loader's numbers are
+    valid (:func:`ochmr_lit.data.datamodules.base.check_loader_settings`), before any data is generated or read."""
+    values = OmegaConf.to_container(data, resolve=True) if isinstance(data, DictConfig) else dict(data)
+    target = values.get("_target_")
+    if not target:
+        return
+    accepted = _init_arguments(get_class(str(target)))
+    if accepted is not None:
+        for name in values:
+            if name != "_target_" and name not in accepted:
+                raise ConfigError(
+                    f"{key}.{name}: {str(target).rsplit('.', 1)[-1]} has no such setting (it takes "
+                    f"{', '.join(sorted(accepted))}); a key another data config set, e.g. SynthCrowd's splits after "
+                    f"data=<another dataset>, is removed with ~{key}.{name}")
+    check_loader_settings(values, key)
+
+
+def check_context_crop(data: DictConfig | Mapping, key: str = "data") -> None:
+    """A context estimator's crops: HRNet takes sides that are multiples of 32 and predicts maps of a quarter of
+    that side, so ``data.map_size`` must be ``data.crop_size / 4``."""
+    crop, maps = data.get("crop_size"), data.get("map_size")
+    if isinstance(crop, int) and crop % HRNET_STRIDE:
+        nearest = max(HRNET_STRIDE, round(crop / HRNET_STRIDE) * HRNET_STRIDE)
+        raise ConfigError(f"{key}.crop_size={crop}: the context estimator (HRNet) takes crop sides that are multiples "
+                          f"of {HRNET_STRIDE}, e.g. {key}.crop_size={nearest} {key}.map_size={nearest // 4}")
+    if isinstance(crop, int) and isinstance(maps, int) and maps * 4 != crop:
+        raise ConfigError(f"{key}.map_size={maps}: the context estimator predicts maps of a quarter of the crop side: "
+                          f"set {key}.map_size={crop // 4} for {key}.crop_size={crop}")
+
+
+def check_given_context_estimator(model: DictConfig | Mapping, key: str = "model") -> None:
+    """A regressor trained alone (``task=regressor``) on predicted context needs the estimator's checkpoint file."""
+    if model.get("context_source") != "predicted" or model.get("context_width") is not None:
+        return
+    checkpoint = model.get("context_checkpoint")
+    if not checkpoint:
+        raise ConfigError(f"{key}.context_source=predicted needs {key}.context_checkpoint=<a context-estimator "
+                          "checkpoint> (python -m ochmr_lit.fit experiment=synthcrowd_context trains one), or "
+                          "task=pipeline to train it first, or model.context_source=gt for the annotations' maps")
+    if not Path(str(checkpoint)).is_file():
+        raise MissingFileError(f"{key}.context_checkpoint={checkpoint}: no such file; give the checkpoint of a "
+                               "context-estimator run (experiment=synthcrowd_context, its checkpoints/*.ckpt)")
+
+
 #: The values of ``select_checkpoint``.
 SELECTIONS = ("last", "best")
 
@@ -179,16 +241,24 @@ def check_run_config(cfg: DictConfig, stages: list[tuple[str, DictConfig]]) -> N
     and that a checkpoint file given as ``ckpt_path`` was written by the module the first stage trains (in a
     pipeline, the regressor: the stage a given file continues)."""
     select_checkpoint(cfg)
+    seed = cfg.get("seed")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"seed={seed!r}: the run's seed, a whole number >= 0 (e.g. seed=1)")
     ckpt = cfg.get("ckpt_path")
     if ckpt not in (None, "", "last"):
         check_checkpoint_kind(str(ckpt), get_class(str(cfg.model._target_)))
     for prefix, stage in stages:
         check_trainer(stage.trainer, f"{prefix}trainer")
+        target = str(stage.model.get("_target_", ""))
         if stage.get("data") is not None:
+            check_data(stage.data, f"{prefix}data")
             check_augmentation(stage.data.get("augment"), f"{prefix}data.augment")
             check_generated_splits(stage.data, f"{prefix}data")
-        target = str(stage.model.get("_target_", ""))
+            if target.endswith("ContextEstimatorModule"):
+                check_context_crop(stage.data, f"{prefix}data")
         if target.endswith("MeshRegressorModule"):
             check_regressor_model(stage.model, f"{prefix}model")
+            if cfg.get("task") == "regressor":  # a pipeline's context stage trains the estimator first
+                check_given_context_estimator(stage.model, f"{prefix}model")
         else:
             _check_optim(OmegaConf.to_container(stage.model, resolve=True).get("optim"), f"{prefix}model")

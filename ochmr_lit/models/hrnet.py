@@ -15,6 +15,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+#: Downsampling of HRNet's lowest-resolution branch: input sides must be multiples of it.
+HRNET_STRIDE = 32
+
 BN_MOMENTUM = 0.1
 
 
@@ -300,10 +303,10 @@ class HRNet(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) with H, W multiples of 32 -> (B, width, H/4, W/4) highest-resolution features."""
-        if x.ndim != 4 or x.shape[1] != 3 or x.shape[2] % 32 or x.shape[3] % 32:
+        if x.ndim != 4 or x.shape[1] != 3 or x.shape[2] % HRNET_STRIDE or x.shape[3] % HRNET_STRIDE:
             raise ValueError(
-                f"HRNet takes (B, 3, H, W) images with H and W multiples of 32 (its lowest branch is at "
-                f"1/32); got {tuple(x.shape)}. Resize or pad the crop, e.g. to 256 x 256 or 256 x 192"
+                f"HRNet takes (B, 3, H, W) images with H and W multiples of {HRNET_STRIDE} (its lowest branch is at "
+                f"1/{HRNET_STRIDE}); got {tuple(x.shape)}. Resize or pad the crop, e.g. to 256 x 256 or 256 x 192"
             )
         x = self.relu(self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x))))))
         xs = [self.layer1(x)]

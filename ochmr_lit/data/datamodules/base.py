@@ -23,6 +23,7 @@ from ochmr_lit.data.dataset import (
 from ochmr_lit.data.predicted_centres import apply_predicted_centres, load_predicted_centres
 from ochmr_lit.data.schema import PersonRecord
 from ochmr_lit.data.transforms import AugmentationConfig, TopDownTransform
+from ochmr_lit.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,39 @@ class ResumableTrainLoader(DataLoader):
             self.progress.resume_from(int(state["epoch"]), done)
 
 
+#: Settings of every top-down data module that must be whole numbers, with their smallest valid value and meaning.
+_WHOLE_SETTINGS = {
+    "crop_size": (1, "the crop side in px"),
+    "map_size": (1, "the centermap side in cells"),
+    "batch_size": (1, "people per training batch"),
+    "eval_batch_size": (1, "people per evaluation batch (null = batch_size)"),
+    "num_workers": (0, "data-loader worker processes (0 = in the main process)"),
+    "prefetch_factor": (1, "batches each worker loads ahead"),
+    "min_keypoints": (0, "labelled keypoints a training person needs"),
+    "seed": (0, "the sampling and augmentation seed"),
+}
+
+
+def check_loader_settings(values: dict, key: str = "data") -> None:
+    """The numeric settings of a :class:`TopDownDataModule` (``values``: its keyword arguments): whole numbers for
+    sizes, counts and the seed (:data:`_WHOLE_SETTINGS`), positive ``scale_factor`` and ``sigma``.
+
+    Raises:
+        ConfigError naming ``<key>.<setting>``, what it means and the valid range.
+    """
+    for name, (smallest, meaning) in _WHOLE_SETTINGS.items():
+        value = values.get(name)
+        if value is None and name == "eval_batch_size":
+            continue
+        if name in values and (isinstance(value, bool) or not isinstance(value, int) or value < smallest):
+            raise ConfigError(f"{key}.{name}={value!r}: {meaning}, a whole number >= {smallest}")
+    for name, meaning in (("scale_factor", "the box side's scale to the crop"),
+                          ("sigma", "the centermap Gaussian's sigma in cells")):
+        value = values.get(name)
+        if name in values and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+            raise ConfigError(f"{key}.{name}={value!r}: {meaning}, a number > 0")
+
+
 class TopDownDataModule(L.LightningDataModule):
     """Crops of people, seeded augmentation, and DataLoaders with workers and pinned memory.
 
@@ -114,6 +148,10 @@ class TopDownDataModule(L.LightningDataModule):
                  on_bad_sample: str = "raise", max_bad_fraction: float = 0.01,
                  predicted_centres: str | None = None):
         super().__init__()
+        check_loader_settings({"crop_size": crop_size, "map_size": map_size, "scale_factor": scale_factor,
+                               "sigma": sigma, "batch_size": batch_size, "num_workers": num_workers,
+                               "prefetch_factor": prefetch_factor, "seed": seed, "min_keypoints": min_keypoints,
+                               "eval_batch_size": eval_batch_size})
         self.predicted_centres = str(predicted_centres) if predicted_centres else None
         if on_bad_sample not in BAD_SAMPLE_POLICIES:
             raise ValueError(f"data.on_bad_sample={on_bad_sample!r}; use one of {list(BAD_SAMPLE_POLICIES)}")

@@ -1,0 +1,74 @@
+"""Settings checked before any work starts: the data module's keys and numbers, the context estimator's crop, the
+seed and the estimator a regressor trained alone reads; each mistake named in one line with its fix."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hydra import compose, initialize_config_module
+
+from ochmr_lit.config_checks import check_data, check_run_config
+from ochmr_lit.data.datamodules.base import check_loader_settings
+from ochmr_lit.errors import ConfigError, MissingFileError
+from ochmr_lit.runner.training import stage_config
+
+
+def _stages(*overrides: str):
+    with initialize_config_module(config_module="ochmr_lit.configs", version_base="1.3"):
+        cfg = compose(config_name="fit", overrides=["experiment=synthcrowd", "run_dir=/tmp/unused", *overrides])
+    pipeline = cfg.task == "pipeline"
+    return cfg, [("", cfg), ("context_stage.", stage_config(cfg))] if pipeline else [("", cfg)]
+
+
+def _error(*overrides: str) -> str:
+    cfg, stages = _stages(*overrides)
+    with pytest.raises((ConfigError, MissingFileError)) as error:
+        check_run_config(cfg, stages)
+    return str(error.value)
+
+
+def test_the_default_experiment_passes():
+    check_run_config(*_stages())
+
+
+def test_a_key_left_by_another_data_config_is_named_with_how_to_remove_it():
+    message = _error("data=coco")
+    assert message.startswith("data.splits: CocoKeypointDataModule has no such setting (it takes ann_files, augment, ")
+    assert message.endswith("is removed with ~data.splits")
+    check_run_config(*_stages("data=coco", "~data.splits"))
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("data.batch_size=0", "data.batch_size=0: people per training batch, a whole number >= 1"),
+    ("data.num_workers=-1", "data.num_workers=-1: data-loader worker processes (0 = in the main process), a whole "
+                            "number >= 0"),
+    ("data.eval_batch_size=2.5", "data.eval_batch_size=2.5: people per evaluation batch (null = batch_size), a whole "
+                                 "number >= 1"),
+    ("data.sigma=0", "data.sigma=0: the centermap Gaussian's sigma in cells, a number > 0"),
+    ("seed=abc", "seed='abc': the run's seed, a whole number >= 0 (e.g. seed=1)"),
+    ("data.crop_size=100", "context_stage.data.crop_size=100: the context estimator (HRNet) takes crop sides that are "
+                           "multiples of 32, e.g. context_stage.data.crop_size=96 context_stage.data.map_size=24"),
+    ("data.map_size=7", "context_stage.data.map_size=7: the context estimator predicts maps of a quarter of the crop "
+                        "side: set context_stage.data.map_size=16 for context_stage.data.crop_size=64"),
+    ("task=regressor", "model.context_source=predicted needs model.context_checkpoint=<a context-estimator "
+                       "checkpoint>"),
+    ("task=regressor model.context_checkpoint=/nonexistent/context.ckpt",
+     "model.context_checkpoint=/nonexistent/context.ckpt: no such file"),
+])
+def test_a_bad_setting_is_named_before_work_starts(override, message):
+    assert _error(*override.split()).startswith(message)
+
+
+def test_a_regressor_alone_may_take_any_crop_and_the_annotations_maps():
+    check_run_config(*_stages("task=regressor", "model.context_source=gt", "data.crop_size=100",
+                              "data.map_size=25"))
+
+
+def test_the_data_module_applies_the_same_rule_when_built_directly():
+    from ochmr_lit.data.datamodules.synthcrowd import SynthCrowdDataModule
+
+    with pytest.raises(ConfigError, match=re.escape("data.prefetch_factor=0: batches each worker loads ahead")):
+        SynthCrowdDataModule(root="/unused", prefetch_factor=0)
+    check_loader_settings({"crop_size": 64, "eval_batch_size": None})
+    check_data({"_target_": "ochmr_lit.data.SynthCrowdDataModule", "crop_size": 64, "splits": {"train": 8}})
