@@ -72,3 +72,15 @@ def test_the_data_module_applies_the_same_rule_when_built_directly():
         SynthCrowdDataModule(root="/unused", prefetch_factor=0)
     check_loader_settings({"crop_size": 64, "eval_batch_size": None})
     check_data({"_target_": "ochmr_lit.data.SynthCrowdDataModule", "crop_size": 64, "splits": {"train": 8}})
+
+
+def test_evaluate_checks_the_data_settings_before_reading_the_checkpoint(tmp_path):
+    from ochmr_lit.runner import run_evaluate
+
+    ckpt = tmp_path / "model.ckpt"
+    ckpt.write_bytes(b"")  # never read: the data settings are refused first
+    with initialize_config_module(config_module="ochmr_lit.configs", version_base="1.3"):
+        cfg = compose(config_name="evaluate", overrides=["experiment=synthcrowd", "data=coco", f"ckpt_path={ckpt}",
+                                                          f"run_dir={tmp_path / 'eval'}"])
+    with pytest.raises(ConfigError, match=r"^data\.splits: CocoKeypointDataModule has no such setting"):
+        run_evaluate(cfg)

@@ -14,7 +14,7 @@ import numpy as np
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from ochmr_lit.config_checks import check_accelerator
+from ochmr_lit.config_checks import check_accelerator, check_data
 from ochmr_lit.data.predicted_centres import centre_errors, load_predicted_centres
 from ochmr_lit.errors import CheckpointError, ConfigError
 from ochmr_lit.eval.context_modes import context_mode_list
@@ -200,6 +200,7 @@ def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError("evaluate needs ckpt_path=<checkpoint file> (or ckpt_path=last)")
     split = evaluation_split(cfg)
     check_accelerator(cfg.trainer)
+    check_data(cfg.data)
     L.seed_everything(cfg.seed, workers=True)
     if cfg.get("task") == "context":
         return _evaluate_context_estimator(cfg, ckpt, split)
