@@ -9,6 +9,7 @@ there is one source for each.
 from __future__ import annotations
 
 import inspect
+import logging
 import types
 import typing
 from collections.abc import Mapping
@@ -30,6 +31,8 @@ from ochmr_lit.lit.mesh_regressor import check_context_source, check_heatmap_sup
 from ochmr_lit.lit.optim import OptimConfig
 from ochmr_lit.models.hmr import check_architecture
 from ochmr_lit.models.hrnet import HRNET_STRIDE
+
+log = logging.getLogger(__name__)
 
 
 def _accepts(value: Any, annotation: Any) -> bool:
@@ -220,6 +223,18 @@ def check_given_context_estimator(model: DictConfig | Mapping, key: str = "model
                                "context-estimator run (experiment=synthcrowd_context, its checkpoints/*.ckpt)")
 
 
+def warn_unfinished_ramp(augment: DictConfig | Mapping | None, trainer: DictConfig | Mapping, prefix: str = "") -> None:
+    """Log a warning when the geometric augmentation's ramp is longer than the training: its full strength is never
+    reached (allowed, but more likely a ``trainer.max_epochs`` lowered without the ramp)."""
+    ramp = (augment or {}).get("geometric_ramp_epochs") or 0
+    epochs = trainer.get("max_epochs")
+    if isinstance(ramp, int) and isinstance(epochs, int) and 0 < epochs < ramp:
+        log.warning("%sdata.augment.geometric_ramp_epochs=%d is longer than %strainer.max_epochs=%d: the last epoch "
+                    "trains with %.0f %% of the geometric augmentation (set the ramp to about half the epochs, "
+                    "e.g. %sdata.augment.geometric_ramp_epochs=%d)", prefix, ramp, prefix, epochs,
+                    100 * (epochs - 1) / ramp, prefix, max(1, epochs // 2))
+
+
 #: The values of ``select_checkpoint``.
 SELECTIONS = ("last", "best")
 
@@ -236,10 +251,12 @@ def select_checkpoint(cfg: DictConfig | Mapping) -> str:
     return str(value)
 
 
-def check_run_config(cfg: DictConfig, stages: list[tuple[str, DictConfig]]) -> None:
+def check_run_config(cfg: DictConfig, stages: list[tuple[str, DictConfig]],
+                     context_estimator_pending: bool = False) -> None:
     """Check every stage's trainer and model before the first one starts (``stages``: (prefix, stage config)),
     and that a checkpoint file given as ``ckpt_path`` was written by the module the first stage trains (in a
-    pipeline, the regressor: the stage a given file continues)."""
+    pipeline, the regressor: the stage a given file continues). ``context_estimator_pending``: the caller trains
+    the context estimator before this run (a reproduction table), so ``model.context_checkpoint`` is not read."""
     select_checkpoint(cfg)
     seed = cfg.get("seed")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -253,12 +270,13 @@ def check_run_config(cfg: DictConfig, stages: list[tuple[str, DictConfig]]) -> N
         if stage.get("data") is not None:
             check_data(stage.data, f"{prefix}data")
             check_augmentation(stage.data.get("augment"), f"{prefix}data.augment")
+            warn_unfinished_ramp(stage.data.get("augment"), stage.trainer, prefix)
             check_generated_splits(stage.data, f"{prefix}data")
             if target.endswith("ContextEstimatorModule"):
                 check_context_crop(stage.data, f"{prefix}data")
         if target.endswith("MeshRegressorModule"):
             check_regressor_model(stage.model, f"{prefix}model")
-            if cfg.get("task") == "regressor":  # a pipeline's context stage trains the estimator first
+            if cfg.get("task") == "regressor" and not context_estimator_pending:  # a pipeline's trains it first
                 check_given_context_estimator(stage.model, f"{prefix}model")
         else:
             _check_optim(OmegaConf.to_container(stage.model, resolve=True).get("optim"), f"{prefix}model")

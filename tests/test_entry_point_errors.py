@@ -115,6 +115,36 @@ def test_reproduce_names_an_unknown_setting_and_bad_seeds(capsys: pytest.Capture
     assert "'occlusion' is not key=value" in error_line(reproduce_main, ["occlusion"], capsys)
 
 
+def test_reproduce_checks_every_runs_settings_before_the_first_trains(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "tables"
+    line = error_line(reproduce_main, ["table=occlusion", f"out={out}", "context_overrides=[data.crop_size=100]"],
+                      capsys)
+    assert line == ("error: the table's context run (experiment=synthcrowd_context): data.crop_size=100: the context "
+                    "estimator (HRNet) takes crop sides that are multiples of 32, e.g. data.crop_size=96 "
+                    "data.map_size=24")
+    line = error_line(reproduce_main, ["table=conorm_depth", f"out={out}", "regressor_overrides=[data.batch_size=0]"],
+                      capsys)
+    assert line.startswith("error: the table's spin run (experiment=synthcrowd_spin): data.batch_size=0: people per "
+                           "training batch")
+    assert not list(out.rglob("*"))  # no run folder was started
+
+
+def test_a_run_folder_that_trained_nothing_takes_the_new_settings(tmp_path: Path) -> None:
+    from ochmr_lit.reproduce.runs import _check_job
+
+    run = tmp_path / "spin" / "seed0"
+    run.mkdir(parents=True)
+    _check_job(run, {"experiment": "synthcrowd_spin", "seed": 0, "overrides": ["trainer.max_epochs=abc"]})
+    fixed = {"experiment": "synthcrowd_spin", "seed": 0, "overrides": ["trainer.max_epochs=4"]}
+    _check_job(run, fixed)  # the mistyped run stopped before training: its settings are replaced
+    assert json.loads((run / "job.json").read_text()) == fixed
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"trained")
+    with pytest.raises(ConfigError, match="this run folder holds a run of other settings"):
+        _check_job(run, {**fixed, "seed": 1})
+
+
 # bench
 
 

@@ -19,6 +19,8 @@ from typing import Any
 
 import torch
 
+from ochmr_lit.errors import ConfigError
+
 #: The context modes, the normal evaluation first.
 CONTEXT_MODES: tuple[str, ...] = ("true", "exact", "shuffled", "zeroed")
 
@@ -31,7 +33,7 @@ def context_mode_name(value: Any, key: str = "context_mode") -> str:
     """
     name = ("true" if value else "false") if isinstance(value, bool) else str(value).strip().lower()
     if name not in CONTEXT_MODES:
-        raise ValueError(f"{key}={value!r}: unknown context mode; use one of {', '.join(CONTEXT_MODES)}")
+        raise ConfigError(f"{key}={value!r}: unknown context mode; use one of {', '.join(CONTEXT_MODES)}")
     return name
 
 
@@ -39,7 +41,7 @@ def context_mode_list(value: Any, key: str = "context_mode") -> list[str]:
     """The modes of a single mode or a list of modes, validated, duplicates dropped, order kept."""
     values = list(value) if isinstance(value, Sequence) and not isinstance(value, str) else [value]
     if not values:
-        raise ValueError(f"{key}=[]: give at least one context mode of {', '.join(CONTEXT_MODES)}")
+        raise ConfigError(f"{key}=[]: give at least one context mode of {', '.join(CONTEXT_MODES)}")
     return list(dict.fromkeys(context_mode_name(v, key) for v in values))
 
 
@@ -57,4 +59,4 @@ def apply_context_mode(context: torch.Tensor, mode: str) -> torch.Tensor:
         return context[shuffled_indices(context.shape[0]).to(context.device)]
     if mode == "zeroed":
         return torch.zeros_like(context)
-    raise ValueError(f"context_mode={mode!r}: unknown context mode; use one of {', '.join(CONTEXT_MODES)}")
+    raise ConfigError(f"context_mode={mode!r}: unknown context mode; use one of {', '.join(CONTEXT_MODES)}")

@@ -96,6 +96,7 @@ def run_table(cfg: DictConfig) -> dict[str, Any]:
         "context_checkpoint": context_checkpoint, "overrides": runner.overrides,
         "context_overrides": runner.context_overrides, "regressor_overrides": runner.regressor_overrides}, seeds)
     diagnose = bool(cfg.get("context_diagnostics")) and preset == "cpu" and table == "occlusion"
+    runner.check_settings(rows, seeds)
 
     def write_partial(done_seeds: list[int]) -> None:
         if len(done_seeds) < len(seeds) and table != "detector_sweep":

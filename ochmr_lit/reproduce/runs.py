@@ -22,11 +22,11 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from ochmr_lit.errors import ConfigError, MissingFileError
+from ochmr_lit.errors import ConfigError, MissingFileError, OchmrError
 from ochmr_lit.eval.results_files import atomic_write_text
 from ochmr_lit.lit.checkpoints import load_context_checkpoint
 from ochmr_lit.reproduce.tables import PRESET_SPECS, Row
-from ochmr_lit.runner import run_evaluate, run_fit
+from ochmr_lit.runner import check_fit_config, run_evaluate, run_fit
 
 log = logging.getLogger(__name__)
 
@@ -55,15 +55,23 @@ def read_json(path: Path) -> Any:
     return json.loads(path.read_text())
 
 
+def _trained_nothing(run_dir: Path) -> bool:
+    """Whether a run folder holds no trained state: neither ``done.json`` nor a checkpoint."""
+    return not (run_dir / "done.json").exists() and not any((run_dir / "checkpoints").glob("*.ckpt"))
+
+
 def _check_job(run_dir: Path, job: dict[str, Any]) -> None:
-    """Write ``job.json``, or make sure the one there describes the same run."""
+    """Write ``job.json``, or make sure the one there describes the same run (the settings of a run that stopped
+    before it trained anything, e.g. at a mistyped override, are replaced: nothing is lost)."""
     path = run_dir / "job.json"
     if path.is_file():
         existing = read_json(path)
-        if existing != job:
+        if existing == job:
+            return
+        if not _trained_nothing(run_dir):
             raise ConfigError(f"{path}: this run folder holds a run of other settings ({existing}); delete "
                               f"{run_dir} or choose another out= for the new settings ({job})")
-        return
+        log.info("%s: replacing the settings of a run that trained nothing (%s)", path, existing)
     atomic_write_text(path, json.dumps(job, indent=2))
 
 
@@ -104,6 +112,27 @@ class TableRunner:
         budget = self.context_budget if context else self.budget
         kind = self.context_overrides if context else self.regressor_overrides
         return [*overrides, *budget, *self.overrides, *kind]
+
+    def check_settings(self, rows: Sequence[Row], seeds: Sequence[int]) -> None:
+        """Compose and check the settings of every run the table trains (:func:`~ochmr_lit.runner.check_fit_config`)
+        before the first one starts: a mistake in the budget or in the overrides of the context estimator or of a
+        later row stops the table at once, not after hours of training."""
+        pending = not self.given_context_checkpoint
+        jobs = []
+        if pending and any(row.needs_context_estimator for row in rows):
+            jobs.append(("context", self.spec.context_experiment, self.settings([], context=True), False))
+        for row in rows:
+            # until the table has trained its estimator, a path in its run folder stands in (never read)
+            stand_in = self.given_context_checkpoint or str(self.run_dir("context", 0) / "checkpoints" / "last.ckpt")
+            overrides = [o.replace("@CONTEXT_CHECKPOINT@", stand_in) for o in row.overrides]
+            jobs.append((row.key, row.experiment, self.settings(overrides), pending and row.needs_context_estimator))
+        for key, experiment, overrides, context_pending in jobs:
+            cfg = compose("fit", [f"experiment={experiment}", *overrides, f"seed={seeds[0]}",
+                                  f"run_dir={self.run_dir(key, seeds[0])}", f"paths.output_dir={self.runs_dir}"])
+            try:
+                check_fit_config(cfg, context_estimator_pending=context_pending)
+            except OchmrError as error:  # the same class, saying which of the table's runs it is
+                raise type(error)(f"the table's {key} run (experiment={experiment}): {error}") from None
 
     def run_dir(self, key: str, seed: int) -> Path:
         return self.runs_dir / key / f"seed{seed}"

@@ -14,8 +14,8 @@ from ochmr_lit.runner.build import build, wandb_run_id
 from ochmr_lit.runner.evaluation import check_same_architecture, context_modes, evaluation_split, run_evaluate
 from ochmr_lit.runner.predicted_centres import cache_predicted_centres
 from ochmr_lit.runner.run_folders import STAGE_FINISHED, find_last_checkpoint, find_resume_folder
-from ochmr_lit.runner.training import PREEMPTED_EXIT_CODE, run_fit
+from ochmr_lit.runner.training import PREEMPTED_EXIT_CODE, check_fit_config, run_fit
 
-__all__ = ["PREEMPTED_EXIT_CODE", "STAGE_FINISHED", "build", "cache_predicted_centres", "check_same_architecture",
-           "context_modes", "evaluation_split", "find_last_checkpoint", "find_resume_folder", "run_evaluate",
-           "run_fit", "wandb_run_id"]
+__all__ = ["PREEMPTED_EXIT_CODE", "STAGE_FINISHED", "build", "cache_predicted_centres", "check_fit_config",
+           "check_same_architecture", "context_modes", "evaluation_split", "find_last_checkpoint",
+           "find_resume_folder", "run_evaluate", "run_fit", "wandb_run_id"]

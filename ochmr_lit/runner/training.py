@@ -127,16 +127,20 @@ def _best_checkpoint(trainer: L.Trainer) -> dict[str, Any] | None:
     log.warning("select_checkpoint=best: no validation epoch was scored, so the final weights are used")
     return None
 
+def check_fit_config(cfg: DictConfig, context_estimator_pending: bool = False) -> None:
+    """Check the settings of every stage ``fit`` would train, and that this machine has the GPUs they ask for,
+    before the first one starts (:func:`ochmr_lit.config_checks.check_run_config`)."""
+    stages = [("", cfg), ("context_stage.", stage_config(cfg))] if cfg.task == "pipeline" else [("", cfg)]
+    check_run_config(cfg, stages, context_estimator_pending)
+    for prefix, stage in stages:
+        check_accelerator(stage.trainer, f"{prefix}trainer")
+
 def run_fit(cfg: DictConfig) -> dict[str, Any]:
     """Train as the config says; returns the final checkpoint path(s) and test metrics."""
     os.environ.setdefault("WANDB_MODE", "offline")
     if cfg.task not in (*TASK_MODULES, "pipeline"):
         raise ConfigError(f"task={cfg.task!r}; use regressor, context or pipeline")
-    # every stage's settings are checked before the first one starts
-    stages = [("", cfg), ("context_stage.", stage_config(cfg))] if cfg.task == "pipeline" else [("", cfg)]
-    check_run_config(cfg, stages)
-    for prefix, stage in stages:  # and that this machine has the GPUs they ask for
-        check_accelerator(stage.trainer, f"{prefix}trainer")
+    check_fit_config(cfg)
     if cfg.task == "pipeline":
         cfg = resume_in_place(cfg)
         context = _context_stage(stage_config(cfg))
