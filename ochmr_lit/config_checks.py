@@ -155,15 +155,6 @@ def check_augmentation(augment: DictConfig | Mapping | None, key: str = "data.au
         raise ConfigError(str(error).replace("data.augment", key, 1)) from None
 
 
-def check_generated_splits(data: DictConfig | Mapping, key: str = "data") -> None:
-    """SynthCrowd's ``data.splits``: images to generate per split, each a whole number >= 1
-    (:func:`ochmr_lit.data.datamodules.synthcrowd.check_splits`); other datasets have no such key."""
-    if str(data.get("_target_", "")).endswith("SynthCrowdDataModule") and data.get("splits") is not None:
-        splits = data.splits
-        check_splits(OmegaConf.to_container(splits, resolve=True) if isinstance(splits, DictConfig) else dict(splits),
-                     f"{key}.splits")
-
-
 def _init_arguments(cls: type) -> set[str] | None:
     """The keyword arguments ``cls(...)`` takes, following ``**kwargs`` up its bases; None when it takes any."""
     names: set[str] = set()
@@ -179,8 +170,10 @@ def _init_arguments(cls: type) -> set[str] | None:
 
 
 def check_data(data: DictConfig | Mapping, key: str = "data") -> None:
-    """Every key under ``data`` is a setting of its data module (``data._target_``), and the loader's numbers are
-    valid (:func:`ochmr_lit.data.datamodules.base.check_loader_settings`), before any data is generated or read."""
+    """Every key under ``data`` is a setting of its data module (``data._target_``), the loader's numbers are
+    valid (:func:`ochmr_lit.data.datamodules.base.check_loader_settings`) and, for SynthCrowd, the images to
+    generate per split are whole numbers >= 1 (:func:`ochmr_lit.data.datamodules.synthcrowd.check_splits`), before
+    any data is generated or read."""
     values = OmegaConf.to_container(data, resolve=True) if isinstance(data, DictConfig) else dict(data)
     target = values.get("_target_")
     if not target:
@@ -194,6 +187,8 @@ def check_data(data: DictConfig | Mapping, key: str = "data") -> None:
                     f"{', '.join(sorted(accepted))}); a key another data config set, e.g. SynthCrowd's splits after "
                     f"data=<another dataset>, is removed with ~{key}.{name}")
     check_loader_settings(values, key)
+    if str(target).endswith("SynthCrowdDataModule") and values.get("splits") is not None:
+        check_splits(values["splits"], f"{key}.splits")
 
 
 def check_context_crop(data: DictConfig | Mapping, key: str = "data") -> None:
@@ -224,13 +219,14 @@ def check_given_context_estimator(model: DictConfig | Mapping, key: str = "model
 
 
 def warn_unfinished_ramp(augment: DictConfig | Mapping | None, trainer: DictConfig | Mapping, prefix: str = "") -> None:
-    """Log a warning when the geometric augmentation's ramp is longer than the training: its full strength is never
-    reached (allowed, but more likely a ``trainer.max_epochs`` lowered without the ramp)."""
+    """Log a warning when the training ends before the geometric augmentation's ramp does: the ramp reaches full
+    strength in epoch ``geometric_ramp_epochs`` (0-based), so ``trainer.max_epochs`` must be larger than it to train
+    an epoch at full strength (allowed, but more likely a ``trainer.max_epochs`` lowered without the ramp)."""
     ramp = (augment or {}).get("geometric_ramp_epochs") or 0
     epochs = trainer.get("max_epochs")
-    if isinstance(ramp, int) and isinstance(epochs, int) and 0 < epochs < ramp:
-        log.warning("%sdata.augment.geometric_ramp_epochs=%d is longer than %strainer.max_epochs=%d: the last epoch "
-                    "trains with %.0f %% of the geometric augmentation (set the ramp to about half the epochs, "
+    if isinstance(ramp, int) and isinstance(epochs, int) and 0 < epochs <= ramp:
+        log.warning("%sdata.augment.geometric_ramp_epochs=%d is not shorter than %strainer.max_epochs=%d: the last "
+                    "epoch trains with %.0f %% of the geometric augmentation (set the ramp to about half the epochs, "
                     "e.g. %sdata.augment.geometric_ramp_epochs=%d)", prefix, ramp, prefix, epochs,
                     100 * (epochs - 1) / ramp, prefix, max(1, epochs // 2))
 
@@ -271,7 +267,6 @@ def check_run_config(cfg: DictConfig, stages: list[tuple[str, DictConfig]],
             check_data(stage.data, f"{prefix}data")
             check_augmentation(stage.data.get("augment"), f"{prefix}data.augment")
             warn_unfinished_ramp(stage.data.get("augment"), stage.trainer, prefix)
-            check_generated_splits(stage.data, f"{prefix}data")
             if target.endswith("ContextEstimatorModule"):
                 check_context_crop(stage.data, f"{prefix}data")
         if target.endswith("MeshRegressorModule"):

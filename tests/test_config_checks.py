@@ -89,9 +89,18 @@ def test_evaluate_checks_the_data_settings_before_reading_the_checkpoint(tmp_pat
 def test_a_ramp_longer_than_the_training_is_named_in_a_warning(caplog):
     with caplog.at_level("WARNING", logger="ochmr_lit.config_checks"):
         check_run_config(*_stages("experiment=synthcrowd_long", "trainer.max_epochs=5"))
-    assert ("data.augment.geometric_ramp_epochs=12 is longer than trainer.max_epochs=5: the last epoch trains with "
-            "33 % of the geometric augmentation (set the ramp to about half the epochs, e.g. "
+    assert ("data.augment.geometric_ramp_epochs=12 is not shorter than trainer.max_epochs=5: the last epoch trains "
+            "with 33 % of the geometric augmentation (set the ramp to about half the epochs, e.g. "
             "data.augment.geometric_ramp_epochs=2)") in caplog.text
+    caplog.clear()
+    # full strength comes in epoch 12 (0-based): 12 epochs end at 11/12 of it
+    with caplog.at_level("WARNING", logger="ochmr_lit.config_checks"):
+        check_run_config(*_stages("experiment=synthcrowd_long", "trainer.max_epochs=12"))
+    assert "trainer.max_epochs=12: the last epoch trains with 92 % of the geometric augmentation" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="ochmr_lit.config_checks"):
+        check_run_config(*_stages("experiment=synthcrowd_long", "trainer.max_epochs=13"))
+    assert "geometric_ramp_epochs" not in caplog.text
     caplog.clear()
     with caplog.at_level("WARNING", logger="ochmr_lit.config_checks"):
         check_run_config(*_stages("experiment=synthcrowd_long"))

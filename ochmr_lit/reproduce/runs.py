@@ -122,9 +122,7 @@ class TableRunner:
         if pending and any(row.needs_context_estimator for row in rows):
             jobs.append(("context", self.spec.context_experiment, self.settings([], context=True), False))
         for row in rows:
-            # until the table has trained its estimator, a path in its run folder stands in (never read)
-            stand_in = self.given_context_checkpoint or str(self.run_dir("context", 0) / "checkpoints" / "last.ckpt")
-            overrides = [o.replace("@CONTEXT_CHECKPOINT@", stand_in) for o in row.overrides]
+            overrides = self.row_overrides(row, stand_in=True)
             jobs.append((row.key, row.experiment, self.settings(overrides), pending and row.needs_context_estimator))
         for key, experiment, overrides, context_pending in jobs:
             cfg = compose("fit", [f"experiment={experiment}", *overrides, f"seed={seeds[0]}",
@@ -172,12 +170,23 @@ class TableRunner:
             return self.given_context_checkpoint
         return self.train("context", self.spec.context_experiment, 0, [], context=True)["checkpoint"]
 
-    def train_row(self, row: Row, seed: int) -> dict[str, Any]:
-        overrides = list(row.overrides)
-        if row.needs_context_estimator:
+    def row_overrides(self, row: Row, stand_in: bool = False) -> list[str]:
+        """A row's own overrides with ``@CONTEXT_CHECKPOINT@`` filled in by the table's context estimator
+        (:meth:`context_checkpoint`: trained first when it is not yet).
+
+        ``stand_in``: fill in the path the table's estimator will have instead, training nothing (for checking
+        settings before the first run; the file is never read).
+        """
+        if not row.needs_context_estimator:
+            return list(row.overrides)
+        if stand_in:
+            checkpoint = self.given_context_checkpoint or str(self.run_dir("context", 0) / "checkpoints" / "last.ckpt")
+        else:
             checkpoint = self.context_checkpoint()
-            overrides = [o.replace("@CONTEXT_CHECKPOINT@", checkpoint) for o in overrides]
-        return self.train(row.key, row.experiment, seed, overrides)
+        return [o.replace("@CONTEXT_CHECKPOINT@", checkpoint) for o in row.overrides]
+
+    def train_row(self, row: Row, seed: int) -> dict[str, Any]:
+        return self.train(row.key, row.experiment, seed, self.row_overrides(row))
 
     def evaluate(self, row: Row, seed: int, checkpoint: str, data: str, protocol: str) -> dict[str, Any]:
         """Evaluate a trained row with one protocol (paper preset); reused when done."""
@@ -206,10 +215,7 @@ class TableRunner:
         modes = tuple(modes) if modes is not None else diagnostic_modes(row)
         eval_dir = self.run_dir(row.key, seed) / "eval_context"
         done = eval_dir / "done.json"
-        overrides = list(row.overrides)
-        if row.needs_context_estimator:
-            overrides = [o.replace("@CONTEXT_CHECKPOINT@", self.context_checkpoint()) for o in overrides]
-        overrides = self.settings(overrides)
+        overrides = self.settings(self.row_overrides(row))
         if done.is_file():
             finished = read_json(done)
             if finished.get("overrides") == overrides and all(m in finished["context_diagnostics"] for m in modes):
