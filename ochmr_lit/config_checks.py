@@ -169,6 +169,47 @@ def _init_arguments(cls: type) -> set[str] | None:
     return None
 
 
+def check_target_keys(values: Mapping, key: str, removal: str | None = None) -> None:
+    """Every key of a config node Hydra instantiates (``_target_``) is an argument of that class (Hydra's own
+    ``_..._`` keys aside), so a mistyped or stray key (``+model.lr=...``) is named before any work instead of a
+    ``TypeError`` from the constructor, or after a first stage has trained. ``removal``: how the error says to
+    remove the key (default: ``~<key>.<name>``)."""
+    target = values.get("_target_")
+    if not target:
+        return
+    try:
+        cls = get_class(str(target))
+    except Exception as error:  # noqa: BLE001 - Hydra raises several kinds for a name it cannot import
+        raise ConfigError(f"{key}._target_={target}: no such class ({str(error).splitlines()[0]})") from None
+    accepted = _init_arguments(cls)
+    if accepted is None:
+        return
+    for name in values:
+        if not (str(name).startswith("_") and str(name).endswith("_")) and name not in accepted:
+            raise ConfigError(f"{key}.{name}: {cls.__name__} has no such setting (it takes "
+                              f"{', '.join(sorted(accepted))}); "
+                              f"{removal or 'remove it with'} ~{key}.{name}")
+
+
+def check_components(group: DictConfig | Mapping | None, key: str) -> None:
+    """``callbacks`` / ``logger``: every entry is null (off) or a config with ``_target_`` whose keys its class
+    takes (:func:`check_target_keys`)."""
+    if not group:
+        return
+    values = OmegaConf.to_container(group, resolve=False) if isinstance(group, DictConfig) else dict(group)
+    group_name = key.rsplit(".", 1)[-1]  # without a pipeline stage's prefix
+    for name, entry in values.items():
+        if entry is None:
+            continue
+        if not isinstance(entry, Mapping) or "_target_" not in entry:
+            raise ConfigError(f"{key}.{name}={entry!r}: each entry under {key} is null (off) or a config with "
+                              f"_target_ (a class and its arguments, as in ochmr_lit/configs/{group_name}/); "
+                              f"{key}.<entry>.<argument>=<value> sets an argument of an entry, and settings of an "
+                              f"entry the chosen {group_name} config does not have (e.g. an experiment's) are "
+                              f"removed with ~{key}.{name}")
+        check_target_keys(entry, f"{key}.{name}")
+
+
 def check_data(data: DictConfig | Mapping, key: str = "data") -> None:
     """Every key under ``data`` is a setting of its data module (``data._target_``), the loader's numbers are
     valid (:func:`ochmr_lit.data.datamodules.base.check_loader_settings`) and, for SynthCrowd, the images to
@@ -178,14 +219,8 @@ def check_data(data: DictConfig | Mapping, key: str = "data") -> None:
     target = values.get("_target_")
     if not target:
         return
-    accepted = _init_arguments(get_class(str(target)))
-    if accepted is not None:
-        for name in values:
-            if name != "_target_" and name not in accepted:
-                raise ConfigError(
-                    f"{key}.{name}: {str(target).rsplit('.', 1)[-1]} has no such setting (it takes "
-                    f"{', '.join(sorted(accepted))}); a key another data config set, e.g. SynthCrowd's splits after "
-                    f"data=<another dataset>, is removed with ~{key}.{name}")
+    check_target_keys(values, key, removal="a key another data config set, e.g. SynthCrowd's splits after "
+                                           "data=<another dataset>, is removed with")
     check_loader_settings(values, key)
     if str(target).endswith("SynthCrowdDataModule") and values.get("splits") is not None:
         check_splits(values["splits"], f"{key}.splits")
@@ -269,6 +304,9 @@ def check_run_config(cfg: DictConfig, stages: list[tuple[str, DictConfig]],
             warn_unfinished_ramp(stage.data.get("augment"), stage.trainer, prefix)
             if target.endswith("ContextEstimatorModule"):
                 check_context_crop(stage.data, f"{prefix}data")
+        check_target_keys(OmegaConf.to_container(stage.model, resolve=False), f"{prefix}model")
+        check_components(stage.get("callbacks"), f"{prefix}callbacks")
+        check_components(stage.get("logger"), f"{prefix}logger")
         if target.endswith("MeshRegressorModule"):
             check_regressor_model(stage.model, f"{prefix}model")
             if cfg.get("task") == "regressor" and not context_estimator_pending:  # a pipeline's trains it first

@@ -14,6 +14,8 @@ import sys  # noqa: E402
 import hydra  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
+from ochmr_lit.runner.command_line import check_command_line, pass_trainer_arguments  # noqa: E402
+
 
 def evaluate(cfg: DictConfig) -> dict:
     """Resolve the composed config (its interpolations refer to its own root) and evaluate as it says."""
@@ -50,8 +52,6 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    from ochmr_lit.fit import check_command_line, pass_trainer_arguments
-
     sys.argv[1:] = pass_trainer_arguments(sys.argv[1:])
     check_command_line("evaluate", sys.argv[1:])
     sys.argv += own_experiment_override(sys.argv[1:])

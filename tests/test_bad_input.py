@@ -25,7 +25,7 @@ from ochmr_lit.data.readers.coco_format import load_coco_keypoint_records
 from ochmr_lit.data.readers.spin_npz import load_spin_npz_records
 from ochmr_lit.data.readers.threedpw import read_sequence
 from ochmr_lit.data.transforms import BadSampleError, TopDownTransform, jpeg_is_complete, read_image_rgb
-from ochmr_lit.fit import command_line_error
+from ochmr_lit.runner.command_line import command_line_error
 
 
 def _one_line(message: str) -> str:
@@ -277,7 +277,13 @@ def test_unknown_experiment_at_the_command_line_is_one_line_listing_the_experime
                                "(++paths.scratch.dir=/x)"),
     (["trainer=tpu"], "unknown trainer config 'tpu' (trainer=tpu); available: cpu, ddp, ddp_cpu, gpu, slurm "
                       f"(ochmr_lit/configs/trainer/); experiments: {', '.join(EXPERIMENTS)}"),
+    (["+nosuchkey=1"], "unknown config key 'nosuchkey' in '+nosuchkey=1': no part of a run reads a new top-level "
+                       "key; the top level has experiment_name, run_dir, task, seed, ckpt_path, test_after_fit, "
+                       "select_checkpoint, context_stage, tags, paths, data, model, trainer, logger, callbacks"),
+    (["experiment=synthcrowd_spin", "++sed=3"], "unknown config key 'sed' in '++sed=3': did you mean seed? no part of "
+                                                "a run reads a new top-level key"),
     (["experiment=synthcrowd_spin", "trainer.max_epochs=2"], None),
+    (["experiment=synthcrowd_spin", "++trainer.max_epochs=2", "++seed=3"], None),
 ])
 def test_unknown_key_or_option_is_one_line_naming_it(overrides, message):
     assert command_line_error("fit", overrides) == message

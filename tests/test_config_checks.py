@@ -60,6 +60,37 @@ def test_a_bad_setting_is_named_before_work_starts(override, message):
     assert _error(*override.split()).startswith(message)
 
 
+@pytest.mark.parametrize(("override", "message"), [
+    ("+model.lr=0.1", "model.lr: MeshRegressorModule has no such setting (it takes backbone, body_model_dir, "),
+    ("+context_stage.model.widht=48", "context_stage.model.widht: ContextEstimatorModule has no such setting (it "
+                                      "takes channels_last, compile, compile_mode, global_radius, "),
+    ("+callbacks.lr_monitor.logging_intervl=epoch", "callbacks.lr_monitor.logging_intervl: LearningRateMonitor has "
+                                                    "no such setting (it takes log_momentum, log_weight_decay, "
+                                                    "logging_interval); remove it with "
+                                                    "~callbacks.lr_monitor.logging_intervl"),
+    ("+logger.csv.save_dri=/x", "logger.csv.save_dri: ContinuingCSVLogger has no such setting"),
+    ("+callbacks.foo=1", "callbacks.foo=1: each entry under callbacks is null (off) or a config with _target_"),
+    ("model._target_=ochmr_lit.lit.NoSuchModule", "model._target_=ochmr_lit.lit.NoSuchModule: no such class"),
+])
+def test_a_key_no_class_takes_is_named_before_work_starts(override, message):
+    # Hydra would pass it to the constructor: a TypeError when the stage starts, after a context stage has trained
+    assert _error(override).startswith(message)
+
+
+def test_an_experiments_setting_of_a_callback_that_is_switched_off_is_named_with_its_removal():
+    # synthcrowd_overfit sets callbacks.model_checkpoint.every_n_epochs; callbacks=none has no model_checkpoint
+    message = _error("experiment=synthcrowd_overfit", "callbacks=none")
+    assert message.startswith("callbacks.model_checkpoint={'every_n_epochs': 100}: each entry under callbacks is null")
+    assert message.endswith("are removed with ~callbacks.model_checkpoint")
+    check_run_config(*_stages("experiment=synthcrowd_overfit", "callbacks=none", "~callbacks.model_checkpoint"))
+
+
+@pytest.mark.parametrize("logger", ["default", "csv", "tensorboard", "wandb", "none"])
+def test_every_logger_and_callbacks_option_passes(logger):
+    for callbacks in ("default", "evaluate", "none"):
+        check_run_config(*_stages(f"logger={logger}", f"callbacks={callbacks}"))
+
+
 def test_a_regressor_alone_may_take_any_crop_and_the_annotations_maps():
     check_run_config(*_stages("task=regressor", "model.context_source=gt", "data.crop_size=100",
                               "data.map_size=25"))

@@ -26,7 +26,7 @@ from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from ochmr_lit.fit import CONFIG_MODULE, config_options, pass_trainer_arguments
+from ochmr_lit.runner.command_line import CONFIG_MODULE, config_options, pass_trainer_arguments
 
 #: Suffixes (and names) of the text files whose references are checked.
 TEXT_SUFFIXES = (".py", ".md", ".yaml", ".yml", ".ipynb", ".toml")

@@ -130,6 +130,22 @@ def test_reproduce_checks_every_runs_settings_before_the_first_trains(tmp_path: 
     assert not list(out.rglob("*"))  # no run folder was started
 
 
+def test_reproduce_names_an_unknown_key_of_its_runs_and_passes_any_trainer_argument(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from ochmr_lit.reproduce.runs import compose
+
+    out = tmp_path / "tables"
+    argv = ["table=occlusion", f"out={out}", "regressor_overrides=[data.on_bad_sampel=skip]"]
+    line = error_line(reproduce_main, argv, capsys)
+    assert line == ("error: the table's spin run (experiment=synthcrowd_spin): unknown config key "
+                    "'data.on_bad_sampel' in 'data.on_bad_sampel=skip': did you mean data.on_bad_sample? prefix the "
+                    "override with ++ to add a new key (++data.on_bad_sampel=skip)")
+    assert not list(out.rglob("*"))
+    # as on fit's command line: a Trainer argument the trainer config does not list is set
+    cfg = compose("fit", ["experiment=synthcrowd_spin", "trainer.gradient_clip_val=1.5", "run_dir=/tmp/unused"])
+    assert cfg.trainer.gradient_clip_val == 1.5
+
+
 def test_a_run_folder_that_trained_nothing_takes_the_new_settings(tmp_path: Path) -> None:
     from ochmr_lit.reproduce.runs import _check_job
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import REPO_ROOT
 
-from ochmr_lit.fit import command_line_error, pass_trainer_arguments
+from ochmr_lit.runner.command_line import command_line_error, pass_trainer_arguments
 
 SCRIPT = REPO_ROOT / "scripts" / "gpu_check.sh"
 

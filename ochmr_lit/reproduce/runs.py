@@ -27,10 +27,9 @@ from ochmr_lit.eval.results_files import atomic_write_text
 from ochmr_lit.lit.checkpoints import load_context_checkpoint
 from ochmr_lit.reproduce.tables import PRESET_SPECS, Row
 from ochmr_lit.runner import check_fit_config, run_evaluate, run_fit
+from ochmr_lit.runner.command_line import CONFIG_MODULE, command_line_error, pass_trainer_arguments
 
 log = logging.getLogger(__name__)
-
-CONFIG_MODULE = "ochmr_lit.configs"
 
 #: Context modes of the diagnostic rows (besides each OCHMR row's own, ``true``, evaluation).
 DIAGNOSTIC_MODES = ("shuffled", "zeroed")
@@ -43,12 +42,18 @@ def diagnostic_modes(row: Row) -> tuple[str, ...]:
 
 
 def compose(config_name: str, overrides: Sequence[str]) -> DictConfig:
-    """A ``fit`` / ``evaluate`` config composed as the command line would (``run_dir`` given explicitly)."""
+    """A ``fit`` / ``evaluate`` config composed as the command line would (``run_dir`` given explicitly): any
+    ``trainer.<Trainer argument>`` is accepted, and an unknown key or config option is a :class:`ConfigError`
+    naming it (:func:`~ochmr_lit.runner.command_line.command_line_error`)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_module
 
+    overrides = pass_trainer_arguments(list(overrides))
+    message = command_line_error(config_name, overrides)
+    if message is not None:
+        raise ConfigError(message)
     with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
-        return hydra_compose(config_name=config_name, overrides=list(overrides))
+        return hydra_compose(config_name=config_name, overrides=overrides)
 
 
 def read_json(path: Path) -> Any:
@@ -125,9 +130,9 @@ class TableRunner:
             overrides = self.row_overrides(row, stand_in=True)
             jobs.append((row.key, row.experiment, self.settings(overrides), pending and row.needs_context_estimator))
         for key, experiment, overrides, context_pending in jobs:
-            cfg = compose("fit", [f"experiment={experiment}", *overrides, f"seed={seeds[0]}",
-                                  f"run_dir={self.run_dir(key, seeds[0])}", f"paths.output_dir={self.runs_dir}"])
             try:
+                cfg = compose("fit", [f"experiment={experiment}", *overrides, f"seed={seeds[0]}",
+                                      f"run_dir={self.run_dir(key, seeds[0])}", f"paths.output_dir={self.runs_dir}"])
                 check_fit_config(cfg, context_estimator_pending=context_pending)
             except OchmrError as error:  # the same class, saying which of the table's runs it is
                 raise type(error)(f"the table's {key} run (experiment={experiment}): {error}") from None
