@@ -8,6 +8,7 @@ there is one source for each.
 
 from __future__ import annotations
 
+import collections.abc
 import inspect
 import logging
 import types
@@ -54,15 +55,31 @@ def _accepts(value: Any, annotation: Any) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if annotation is str:
         return isinstance(value, str)
+    if annotation is dict:
+        return isinstance(value, Mapping)
+    if annotation in (list, tuple):  # a config gives a list for either
+        return isinstance(value, (list, tuple))
     if origin is list:
         return isinstance(value, list) and all(_accepts(v, args[0]) for v in value) if args else isinstance(value, list)
-    if origin is dict:
-        return isinstance(value, Mapping)
+    if origin in (tuple, collections.abc.Sequence):  # a config gives a list for either
+        if not isinstance(value, (list, tuple)):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis or origin is collections.abc.Sequence:
+            return all(_accepts(v, args[0]) for v in value) if args else True
+        return len(value) == len(args) and all(_accepts(v, a) for v, a in zip(value, args, strict=True)) if args \
+            else True
+    if origin in (dict, collections.abc.Mapping):
+        if not isinstance(value, Mapping):
+            return False
+        return all(_accepts(k, args[0]) and _accepts(v, args[1]) for k, v in value.items()) if args else True
     return True  # a class (Strategy, Logger, timedelta, ...): given as a string or a _target_ block
 
 
 def _describe(annotation: Any) -> str:
-    return str(annotation).replace("typing.", "").replace("NoneType", "None")
+    """An annotation as written in code: ``int``, ``float | None``, ``dict[str, Sequence[str]]``."""
+    if isinstance(annotation, type) and not typing.get_args(annotation):
+        return annotation.__name__
+    return str(annotation).replace("typing.", "").replace("collections.abc.", "").replace("NoneType", "None")
 
 
 def check_trainer(trainer: DictConfig | Mapping, key: str = "trainer") -> None:
@@ -109,6 +126,7 @@ def check_regressor_model(model: DictConfig | Mapping, key: str = "model") -> No
                            values.get("iterations", 3), values.get("dropout", 0.5), values.get("pooling_grid", 1),
                            values.get("heatmap_keypoints", 0))
     except (ValueError, TypeError) as error:
+        check_target_types(values, key)  # a value of the wrong type (model.iterations=abc) is named with its type
         raise _prefixed(ValueError(str(error)), key) from None
     try:
         check_context_source(tuple(values.get("conorm_depths", (2,))), values.get("context_source", "gt"))
@@ -145,6 +163,10 @@ def check_augmentation(augment: DictConfig | Mapping | None, key: str = "data.au
     """The training augmentation's keys and values, as :class:`AugmentationConfig` checks them (None = none)."""
     if augment is None:
         return
+    if not isinstance(augment, Mapping):
+        raise ConfigError(f"{key}={augment!r}: the training augmentation's settings (flip_prob, rotation_prob, scale, "
+                          f"...; ochmr_lit.data.transforms.AugmentationConfig), e.g. {key}.flip_prob=0.5, or "
+                          f"{key}=null for none")
     values = OmegaConf.to_container(augment, resolve=True) if isinstance(augment, DictConfig) else dict(augment)
     try:
         AugmentationConfig(**values)
@@ -167,6 +189,43 @@ def _init_arguments(cls: type) -> set[str] | None:
         if not any(p.kind == p.VAR_KEYWORD for p in parameters.values()):
             return names
     return None
+
+
+def _init_annotations(cls: type) -> dict[str, Any]:
+    """The annotations of the keyword arguments ``cls(...)`` takes, following ``**kwargs`` up its bases (an
+    argument whose annotation cannot be resolved is left out)."""
+    hints: dict[str, Any] = {}
+    for klass in cls.__mro__:
+        if klass is object:
+            break
+        try:
+            resolved = typing.get_type_hints(klass.__init__)
+        except Exception:  # noqa: BLE001 - an annotation naming what the module does not import: not checked
+            resolved = {}
+        parameters = inspect.signature(klass.__init__).parameters
+        for name, parameter in parameters.items():
+            if name in resolved and name not in hints and parameter.kind in (parameter.POSITIONAL_OR_KEYWORD,
+                                                                             parameter.KEYWORD_ONLY):
+                hints[name] = resolved[name]
+        if not any(p.kind == p.VAR_KEYWORD for p in parameters.values()):
+            break
+    return hints
+
+
+def check_target_types(values: Mapping, key: str, removal: str | None = None) -> None:
+    """Every value of a config node Hydra instantiates fits its class's annotation (``data.splits={train: 8000}``
+    left by SynthCrowd where 3DPW takes lists of sequence splits), checked after the node's own, more specific
+    checks so that those name the mistake first. ``removal``: how the error says to remove a key a config set that
+    the module should not get (none by default)."""
+    target = values.get("_target_")
+    if not target:
+        return
+    cls = get_class(str(target))
+    hints = _init_annotations(cls)
+    for name, value in values.items():
+        if name in hints and not _accepts(value, hints[name]):
+            raise ConfigError(f"{key}.{name}={value!r}: {cls.__name__} takes {_describe(hints[name])} here"
+                              + (f"; {removal} ~{key}.{name}" if removal else ""))
 
 
 def check_target_keys(values: Mapping, key: str, removal: str | None = None) -> None:
@@ -224,6 +283,8 @@ def check_data(data: DictConfig | Mapping, key: str = "data") -> None:
     check_loader_settings(values, key)
     if str(target).endswith("SynthCrowdDataModule") and values.get("splits") is not None:
         check_splits(values["splits"], f"{key}.splits")
+    check_target_types(values, key, removal="a key another data config or the experiment set, e.g. SynthCrowd's "
+                                            "splits after data=<another dataset>, is removed with")
 
 
 def check_context_crop(data: DictConfig | Mapping, key: str = "data") -> None:
@@ -299,8 +360,8 @@ def check_run_config(cfg: DictConfig, stages: list[tuple[str, DictConfig]],
         check_trainer(stage.trainer, f"{prefix}trainer")
         target = str(stage.model.get("_target_", ""))
         if stage.get("data") is not None:
-            check_data(stage.data, f"{prefix}data")
             check_augmentation(stage.data.get("augment"), f"{prefix}data.augment")
+            check_data(stage.data, f"{prefix}data")
             warn_unfinished_ramp(stage.data.get("augment"), stage.trainer, prefix)
             if target.endswith("ContextEstimatorModule"):
                 check_context_crop(stage.data, f"{prefix}data")
@@ -313,3 +374,4 @@ def check_run_config(cfg: DictConfig, stages: list[tuple[str, DictConfig]],
                 check_given_context_estimator(stage.model, f"{prefix}model")
         else:
             _check_optim(OmegaConf.to_container(stage.model, resolve=True).get("optim"), f"{prefix}model")
+        check_target_types(OmegaConf.to_container(stage.model, resolve=True), f"{prefix}model")

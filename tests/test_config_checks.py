@@ -4,13 +4,18 @@ seed and the estimator a regressor trained alone reads; each mistake named in on
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
+from types import SimpleNamespace
 
 import pytest
 from hydra import compose, initialize_config_module
+from omegaconf import OmegaConf
 
-from ochmr_lit.config_checks import check_data, check_run_config
+from ochmr_lit.config_checks import _accepts, check_data, check_run_config
 from ochmr_lit.data.datamodules.base import check_loader_settings
 from ochmr_lit.errors import ConfigError, MissingFileError
+from ochmr_lit.runner import run_evaluate
+from ochmr_lit.runner.evaluation import warn_unused_model_settings
 from ochmr_lit.runner.training import stage_config
 
 
@@ -77,6 +82,37 @@ def test_a_key_no_class_takes_is_named_before_work_starts(override, message):
     assert _error(override).startswith(message)
 
 
+@pytest.mark.parametrize(("override", "message"), [
+    ("model.iterations=abc", "model.iterations='abc': MeshRegressorModule takes int here"),
+    ("model.conorm_depths=abc", "model.conorm_depths='abc': MeshRegressorModule takes tuple[int, ...] here"),
+    ("model.dropout=[0.5]", "model.dropout=[0.5]: MeshRegressorModule takes float here"),
+    ("context_stage.model.width=w32", "context_stage.model.width='w32': ContextEstimatorModule takes int here"),
+    ("data.augment=5", "data.augment=5: the training augmentation's settings (flip_prob, rotation_prob, scale, ...; "
+                       "ochmr_lit.data.transforms.AugmentationConfig), e.g. data.augment.flip_prob=0.5, or "
+                       "data.augment=null for none"),
+])
+def test_a_value_of_the_wrong_type_is_named_with_the_type_its_class_takes(override, message):
+    assert _error(override) == message
+
+
+def test_an_experiments_setting_that_another_data_config_takes_in_another_form_is_named_with_its_removal():
+    # SynthCrowd's splits are image counts; 3DPW's are lists of the dataset's own splits
+    message = _error("data=3dpw")
+    assert message == ("data.splits={'train': 800, 'val': 60, 'test': 80}: ThreeDPWDataModule takes "
+                       "dict[str, Sequence[str]] | None here; a key another data config or the experiment set, e.g. "
+                       "SynthCrowd's splits after data=<another dataset>, is removed with ~data.splits")
+
+
+@pytest.mark.parametrize(("value", "annotation", "accepted"), [
+    ([1, 2], tuple[int, ...], True), ([1, "a"], tuple[int, ...], False), ([1, 2], tuple[int, int], True),
+    ([1], tuple[int, int], False), ("ab", Sequence[str], False), (["a"], Sequence[str], True),
+    ({"train": ["train"]}, dict[str, Sequence[str]], True), ({"train": 8}, dict[str, Sequence[str]], False),
+    ({"a": 1}, Mapping[str, int], True), (3, dict, False),
+])
+def test_config_values_are_matched_against_annotations(value, annotation, accepted):
+    assert _accepts(value, annotation) is accepted
+
+
 def test_an_experiments_setting_of_a_callback_that_is_switched_off_is_named_with_its_removal():
     # synthcrowd_overfit sets callbacks.model_checkpoint.every_n_epochs; callbacks=none has no model_checkpoint
     message = _error("experiment=synthcrowd_overfit", "callbacks=none")
@@ -106,8 +142,6 @@ def test_the_data_module_applies_the_same_rule_when_built_directly():
 
 
 def test_evaluate_checks_the_data_settings_before_reading_the_checkpoint(tmp_path):
-    from ochmr_lit.runner import run_evaluate
-
     ckpt = tmp_path / "model.ckpt"
     ckpt.write_bytes(b"")  # never read: the data settings are refused first
     with initialize_config_module(config_module="ochmr_lit.configs", version_base="1.3"):
@@ -115,6 +149,38 @@ def test_evaluate_checks_the_data_settings_before_reading_the_checkpoint(tmp_pat
                                                           f"run_dir={tmp_path / 'eval'}"])
     with pytest.raises(ConfigError, match=r"^data\.splits: CocoKeypointDataModule has no such setting"):
         run_evaluate(cfg)
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("protocol=3dwp", "protocol='3dwp': unknown evaluation protocol; did you mean protocol=3dpw? the protocols are "
+                      "3doh, 3dpw, "),
+    ("+model.lr=0.1", "model.lr: MeshRegressorModule has no such setting"),
+])
+def test_evaluate_names_a_bad_setting_before_reading_the_checkpoint(tmp_path, override, message):
+    ckpt = tmp_path / "model.ckpt"
+    ckpt.write_bytes(b"")  # never read
+    with initialize_config_module(config_module="ochmr_lit.configs", version_base="1.3"):
+        cfg = compose(config_name="evaluate", overrides=["experiment=synthcrowd", override, f"ckpt_path={ckpt}",
+                                                          f"run_dir={tmp_path / 'eval'}"])
+    with pytest.raises(ConfigError) as error:
+        run_evaluate(cfg)
+    assert str(error.value).startswith(message)
+
+
+def test_evaluate_names_the_model_settings_it_does_not_use(caplog):
+    # the model is rebuilt from the checkpoint: a model.* setting that differs from it is said to be unused
+    with initialize_config_module(config_module="ochmr_lit.configs", version_base="1.3"):
+        cfg = compose(config_name="evaluate", overrides=["experiment=synthcrowd", "model.iterations=2",
+                                                          "model.flip_test=true", "ckpt_path=x", "run_dir=/tmp/unused"])
+    trained = {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if k != "_target_"}
+    trained.update(iterations=3, flip_test=False, conorm_depths=tuple(trained["conorm_depths"]))
+    with caplog.at_level("WARNING", logger="ochmr_lit.runner.evaluation"):
+        unused = warn_unused_model_settings(cfg, SimpleNamespace(hparams=trained))
+    assert unused == ["model.iterations=2 (checkpoint: 3)", "model.flip_test=True (checkpoint: False)"]
+    assert "these model settings of the config are not used: model.iterations=2 (checkpoint: 3);" in caplog.text
+    # a hyper-parameter evaluate's own setting replaced (flip_test=...) is not reported
+    assert warn_unused_model_settings(cfg, SimpleNamespace(hparams=trained), {"flip_test"}) == [
+        "model.iterations=2 (checkpoint: 3)"]
 
 
 def test_a_ramp_longer_than_the_training_is_named_in_a_warning(caplog):

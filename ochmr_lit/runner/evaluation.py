@@ -4,8 +4,10 @@ estimator's centres) and write the results files."""
 from __future__ import annotations
 
 import copy
+import difflib
 import logging
 import os
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +16,11 @@ import numpy as np
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from ochmr_lit.config_checks import check_accelerator, check_data
+from ochmr_lit.config_checks import check_accelerator, check_data, check_target_keys
 from ochmr_lit.data.predicted_centres import centre_errors, load_predicted_centres
 from ochmr_lit.errors import CheckpointError, ConfigError
 from ochmr_lit.eval.context_modes import context_mode_list
+from ochmr_lit.eval.protocols import PROTOCOLS
 from ochmr_lit.eval.results_files import (
     atomic_write_text,
     context_diagnostics_document,
@@ -176,6 +179,40 @@ def check_evaluation_crop(cfg: DictConfig, module: Any, ckpt: str) -> None:
             raise ConfigError(f"{key}={given}, but {ckpt} was trained with {key}={int(trained)}: evaluate it with "
                               f"{' '.join(wanted)} (the settings it was trained with are in its run_config)")
 
+def warn_unused_model_settings(cfg: DictConfig, module: Any, replaced: Collection[str] = ()) -> list[str]:
+    """Log the ``model.*`` settings of the config that differ from the checkpoint's: ``evaluate`` rebuilds the model
+    from the checkpoint's own hyper-parameters, so they are not used (``model.flip_test=true`` changes nothing;
+    ``flip_test=true`` does). ``replaced``: hyper-parameters evaluate's own settings replaced (``protocol``,
+    ``flip_test``). Returns the settings, as ``model.<key>=<value> (checkpoint: <value>)``."""
+    given = OmegaConf.to_container(cfg.model, resolve=True)
+    trained = dict(module.hparams)
+    unused = []
+    for key, value in given.items():
+        if key == "_target_" or key not in trained or key in replaced or value is None:
+            continue  # null: derived when the model was built (focal length, mean parameters), not a choice
+        kept = trained[key]
+        if isinstance(kept, tuple):
+            kept = list(kept)
+        if value != kept:
+            unused.append(f"model.{key}={value} (checkpoint: {kept})")
+    if unused:
+        log.warning("evaluate rebuilds the model from the checkpoint's own settings, so these model settings of the "
+                    "config are not used: %s (evaluate's own settings, e.g. flip_test=true or protocol=<name>, are "
+                    "in configs/evaluate.yaml)", "; ".join(unused))
+    return unused
+
+
+def check_protocol(cfg: DictConfig) -> None:
+    """``protocol``: null (the checkpoint's own) or a protocol of :data:`ochmr_lit.eval.protocols.PROTOCOLS`, named
+    before the checkpoint is read."""
+    name = cfg.get("protocol")
+    if name is not None and name not in PROTOCOLS:
+        close = difflib.get_close_matches(str(name), PROTOCOLS, n=1)
+        raise ConfigError(f"protocol={name!r}: unknown evaluation protocol; "
+                          f"{f'did you mean protocol={close[0]}? ' if close else ''}the protocols are "
+                          f"{', '.join(sorted(PROTOCOLS))} (or protocol=null: the one the checkpoint was trained for)")
+
+
 def evaluation_split(cfg: DictConfig) -> str:
     """The split ``evaluate`` scores (``split``: train, val or test; train as evaluation crops, unaugmented)."""
     split = cfg.get("split", "test")
@@ -199,8 +236,10 @@ def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
     if ckpt is None:
         raise ConfigError("evaluate needs ckpt_path=<checkpoint file> (or ckpt_path=last)")
     split = evaluation_split(cfg)
+    check_protocol(cfg)
     check_accelerator(cfg.trainer)
     check_data(cfg.data)
+    check_target_keys(OmegaConf.to_container(cfg.model, resolve=False), "model")
     L.seed_everything(cfg.seed, workers=True)
     if cfg.get("task") == "context":
         return _evaluate_context_estimator(cfg, ckpt, split)
@@ -212,6 +251,7 @@ def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
         overrides["flip_test"] = cfg.flip_test
     modes = context_modes(cfg)
     module = load_regressor_checkpoint(ckpt, overrides)
+    warn_unused_model_settings(cfg, module, set(overrides))
     check_same_architecture(cfg, module, ckpt)
     check_evaluation_crop(cfg, module, ckpt)
     for mode in modes:  # every mode must apply to this model before anything runs
