@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from ochmr_lit.data.datamodules.base import check_loader_settings
 from ochmr_lit.data.datamodules.synthcrowd import check_splits
 from ochmr_lit.data.transforms import AugmentationConfig
-from ochmr_lit.errors import ConfigError, MissingFileError
+from ochmr_lit.errors import CheckpointError, ConfigError, MissingFileError
 from ochmr_lit.lit.checkpoints import check_checkpoint_kind
 from ochmr_lit.lit.losses import LossWeights
 from ochmr_lit.lit.mesh_regressor import check_context_source, check_heatmap_supervision
@@ -327,6 +327,32 @@ def warn_unfinished_ramp(augment: DictConfig | Mapping | None, trainer: DictConf
                     100 * (epochs - 1) / ramp, prefix, max(1, epochs // 2))
 
 
+#: Hyper-parameters that set a module's weights (their names and shapes): a checkpoint continues a run only when
+#: they agree.
+ARCHITECTURE_KEYS = ("backbone", "conorm_depths", "hidden_channels", "pooling_grid", "heatmap_keypoints", "width")
+
+
+def check_checkpoint_architecture(ckpt: str, trained: Mapping, model: DictConfig | Mapping) -> None:
+    """A checkpoint given to ``fit`` (``ckpt_path=<file>``) holds the architecture the config builds, compared by
+    hyper-parameters (:data:`ARCHITECTURE_KEYS`) before any stage starts: in a pipeline the regressor stage that
+    continues it comes after the context stage, so the weights themselves are compared only then."""
+    values = OmegaConf.to_container(model, resolve=True) if isinstance(model, DictConfig) else dict(model)
+
+    def same(a: Any, b: Any) -> bool:
+        return (sorted(a) == sorted(b)) if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) else a == b
+
+    differ = [k for k in ARCHITECTURE_KEYS if k in trained and k in values and not same(trained[k], values[k])]
+    if differ:
+        def show(v: Any) -> Any:
+            return list(v) if isinstance(v, tuple) else v
+
+        held = ", ".join(f"model.{k}={show(trained[k])}" for k in differ)
+        built = ", ".join(f"model.{k}={show(values[k])}" for k in differ)
+        raise CheckpointError(f"ckpt_path={ckpt} holds another architecture ({held}) than this run builds ({built}): "
+                              "continue it with the experiment and overrides it was trained with (its run_config), "
+                              "or start without ckpt_path (model.pretrained takes starting weights)")
+
+
 #: The values of ``select_checkpoint``.
 SELECTIONS = ("last", "best")
 
@@ -355,7 +381,8 @@ def check_run_config(cfg: DictConfig, stages: list[tuple[str, DictConfig]],
         raise ConfigError(f"seed={seed!r}: the run's seed, a whole number >= 0 (e.g. seed=1)")
     ckpt = cfg.get("ckpt_path")
     if ckpt not in (None, "", "last"):
-        check_checkpoint_kind(str(ckpt), get_class(str(cfg.model._target_)))
+        state = check_checkpoint_kind(str(ckpt), get_class(str(cfg.model._target_)))
+        check_checkpoint_architecture(str(ckpt), state["hyper_parameters"], cfg.model)
     for prefix, stage in stages:
         check_trainer(stage.trainer, f"{prefix}trainer")
         target = str(stage.model.get("_target_", ""))

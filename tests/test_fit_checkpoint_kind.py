@@ -34,6 +34,24 @@ def test_a_context_estimator_checkpoint_stops_a_pipeline_before_its_first_stage(
     assert not (tmp_path / "run").exists()  # nothing trained, nothing written
 
 
+def test_a_regressor_checkpoint_of_another_architecture_stops_a_pipeline_before_its_first_stage(tmp_path):
+    # a SPIN regressor given to the OCHMR pipeline: named at start-up, not after the context stage trained
+    ckpt = _save(_regressor(conorm_depths=[], context_source="none"), tmp_path / "spin.ckpt", "regressor")
+    with initialize_config_module(config_module="ochmr_lit.configs", version_base="1.3"):
+        cfg = compose(config_name="fit", overrides=["experiment=synthcrowd", f"ckpt_path={ckpt}",
+                                                    f"run_dir={tmp_path / 'run'}"])
+    built = cfg.model
+    with pytest.raises(CheckpointError) as error:
+        run_fit(cfg)
+    assert str(error.value) == (
+        f"ckpt_path={ckpt} holds another architecture (model.conorm_depths=[], model.hidden_channels=16, "
+        f"model.heatmap_keypoints=0) than this run builds (model.conorm_depths={list(built.conorm_depths)}, "
+        f"model.hidden_channels={built.hidden_channels}, model.heatmap_keypoints={built.heatmap_keypoints}): "
+        "continue it with the experiment and overrides it was trained with (its run_config), or start without "
+        "ckpt_path (model.pretrained takes starting weights)")
+    assert not (tmp_path / "run").exists()
+
+
 def test_the_same_architecture_passes_and_another_is_named(tmp_path):
     module = _regressor()
     same = _save(_regressor(), tmp_path / "same.ckpt", "regressor")
