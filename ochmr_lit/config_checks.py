@@ -379,6 +379,9 @@ def check_run_config(cfg: DictConfig, stages: list[tuple[str, DictConfig]],
     seed = cfg.get("seed")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"seed={seed!r}: the run's seed, a whole number >= 0 (e.g. seed=1)")
+    tags = cfg.get("tags")
+    if tags is not None and not OmegaConf.is_list(tags):  # a string would become one tag per character
+        raise ConfigError(f"tags={tags!r}: a list of the run's W&B tags, e.g. tags=[{tags}] or tags=[ablation,crop128]")
     ckpt = cfg.get("ckpt_path")
     if ckpt not in (None, "", "last"):
         state = check_checkpoint_kind(str(ckpt), get_class(str(cfg.model._target_)))

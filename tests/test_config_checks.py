@@ -35,6 +35,7 @@ def _error(*overrides: str) -> str:
 
 def test_the_default_experiment_passes():
     check_run_config(*_stages())
+    check_run_config(*_stages("tags=[ablation,crop128]"))
 
 
 def test_a_key_left_by_another_data_config_is_named_with_how_to_remove_it():
@@ -52,6 +53,7 @@ def test_a_key_left_by_another_data_config_is_named_with_how_to_remove_it():
                                  "number >= 1"),
     ("data.sigma=0", "data.sigma=0: the centermap Gaussian's sigma in cells, a number > 0"),
     ("seed=abc", "seed='abc': the run's seed, a whole number >= 0 (e.g. seed=1)"),
+    ("tags=ablation", "tags='ablation': a list of the run's W&B tags, e.g. tags=[ablation] or tags=[ablation,crop128]"),
     ("data.crop_size=100", "context_stage.data.crop_size=100: the context estimator (HRNet) takes crop sides that are "
                            "multiples of 32, e.g. context_stage.data.crop_size=96 context_stage.data.map_size=24"),
     ("data.map_size=7", "context_stage.data.map_size=7: the context estimator predicts maps of a quarter of the crop "

@@ -12,6 +12,7 @@ import inspect
 import re
 import sys
 from importlib import resources
+from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -127,9 +128,48 @@ def command_line_error(config_name: str, overrides: list[str]) -> str | None:
         return _unknown_key_message(key, override, without)
 
 
+def output_folder_error(config_name: str, overrides: list[str]) -> str | None:
+    """A one-line message when the run folder Hydra will create (``hydra.run.dir``, under ``paths.output_dir``)
+    cannot be created, or None. Probed by creating and removing its first missing folder, so that nothing is left
+    behind; Hydra would stop with a traceback while creating it."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    if any(o.startswith("-") for o in overrides) or GlobalHydra.instance().is_initialized():
+        return None
+    try:
+        with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+            cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
+        folder = Path(str(cfg.hydra.run.dir)).absolute()
+    except (HydraException, OmegaConfBaseException):  # a folder named by a value set later (or not at all)
+        return None
+    missing = folder
+    while not missing.parent.exists() and missing.parent != missing:
+        missing = missing.parent
+    if missing.exists():
+        if missing.is_dir():
+            return None
+        problem = f"{missing} is a file"
+    else:
+        try:
+            missing.mkdir()
+            missing.rmdir()
+            return None
+        except OSError as error:
+            problem = f"{missing}: {error.strerror}"
+    named = any(o.startswith("hydra.run.dir=") for o in overrides) or "paths" not in cfg
+    key = "hydra.run.dir" if named else "paths.output_dir"
+    value = folder if named else cfg.paths.output_dir
+    return (f"{key}={value}: the run folder {folder} cannot be created ({problem}); give a folder that can be "
+            f"written, e.g. {key}=outputs")
+
+
 def check_command_line(config_name: str, argv: list[str]) -> None:
-    """Exit with status 2 and one line on stderr when the command line's config cannot be composed."""
-    message = command_line_error(config_name, argv)
+    """Exit with status 2 and one line on stderr when the command line's config cannot be composed, or its run
+    folder cannot be created."""
+    message = command_line_error(config_name, argv) or output_folder_error(config_name, argv)
     if message is not None:
         print(f"error: {message}", file=sys.stderr)
         raise SystemExit(2)
