@@ -8,25 +8,22 @@ there is one source for each.
 
 from __future__ import annotations
 
-import collections.abc
 import inspect
 import logging
-import types
-import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import lightning as L
 import torch
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
+from ochmr_lit.config_signatures import accepts, check_components, check_target_keys, check_target_types, describe
 from ochmr_lit.data.datamodules.base import check_loader_settings
 from ochmr_lit.data.datamodules.synthcrowd import check_splits
 from ochmr_lit.data.transforms import AugmentationConfig
-from ochmr_lit.errors import CheckpointError, ConfigError, MissingFileError
-from ochmr_lit.lit.checkpoints import check_checkpoint_kind
+from ochmr_lit.errors import ConfigError, MissingFileError
+from ochmr_lit.lit.checkpoints import check_checkpoint_architecture, check_checkpoint_kind
 from ochmr_lit.lit.losses import LossWeights
 from ochmr_lit.lit.mesh_regressor import check_context_source, check_heatmap_supervision
 from ochmr_lit.lit.optim import OptimConfig
@@ -34,52 +31,6 @@ from ochmr_lit.models.hmr import check_architecture
 from ochmr_lit.models.hrnet import HRNET_STRIDE
 
 log = logging.getLogger(__name__)
-
-
-def _accepts(value: Any, annotation: Any) -> bool:
-    """Whether a config value fits a signature annotation (classes a config cannot name are accepted)."""
-    if annotation is inspect.Parameter.empty or annotation is Any:
-        return True
-    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if origin in (typing.Union, types.UnionType):
-        return any(_accepts(value, a) for a in args)
-    if origin is typing.Literal:
-        return value in args
-    if annotation is type(None):
-        return value is None
-    if annotation is bool:
-        return isinstance(value, bool)
-    if annotation is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if annotation is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if annotation is str:
-        return isinstance(value, str)
-    if annotation is dict:
-        return isinstance(value, Mapping)
-    if annotation in (list, tuple):  # a config gives a list for either
-        return isinstance(value, (list, tuple))
-    if origin is list:
-        return isinstance(value, list) and all(_accepts(v, args[0]) for v in value) if args else isinstance(value, list)
-    if origin in (tuple, collections.abc.Sequence):  # a config gives a list for either
-        if not isinstance(value, (list, tuple)):
-            return False
-        if len(args) == 2 and args[1] is Ellipsis or origin is collections.abc.Sequence:
-            return all(_accepts(v, args[0]) for v in value) if args else True
-        return len(value) == len(args) and all(_accepts(v, a) for v, a in zip(value, args, strict=True)) if args \
-            else True
-    if origin in (dict, collections.abc.Mapping):
-        if not isinstance(value, Mapping):
-            return False
-        return all(_accepts(k, args[0]) and _accepts(v, args[1]) for k, v in value.items()) if args else True
-    return True  # a class (Strategy, Logger, timedelta, ...): given as a string or a _target_ block
-
-
-def _describe(annotation: Any) -> str:
-    """An annotation as written in code: ``int``, ``float | None``, ``dict[str, Sequence[str]]``."""
-    if isinstance(annotation, type) and not typing.get_args(annotation):
-        return annotation.__name__
-    return str(annotation).replace("typing.", "").replace("collections.abc.", "").replace("NoneType", "None")
 
 
 def check_trainer(trainer: DictConfig | Mapping, key: str = "trainer") -> None:
@@ -92,8 +43,8 @@ def check_trainer(trainer: DictConfig | Mapping, key: str = "trainer") -> None:
         if name not in parameters:
             raise ConfigError(f"{key}.{name}: not an argument of lightning.Trainer")
         annotation = parameters[name].annotation
-        if not _accepts(value, annotation):
-            raise ConfigError(f"{key}.{name}={value!r}: lightning.Trainer takes {_describe(annotation)} here")
+        if not accepts(value, annotation):
+            raise ConfigError(f"{key}.{name}={value!r}: lightning.Trainer takes {describe(annotation)} here")
 
 
 def check_accelerator(trainer: DictConfig | Mapping, key: str = "trainer") -> None:
@@ -177,98 +128,6 @@ def check_augmentation(augment: DictConfig | Mapping | None, key: str = "data.au
         raise ConfigError(str(error).replace("data.augment", key, 1)) from None
 
 
-def _init_arguments(cls: type) -> set[str] | None:
-    """The keyword arguments ``cls(...)`` takes, following ``**kwargs`` up its bases; None when it takes any."""
-    names: set[str] = set()
-    for klass in cls.__mro__:
-        if klass is object:
-            return None
-        parameters = inspect.signature(klass.__init__).parameters
-        names |= {n for n, p in parameters.items()
-                  if n != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-        if not any(p.kind == p.VAR_KEYWORD for p in parameters.values()):
-            return names
-    return None
-
-
-def _init_annotations(cls: type) -> dict[str, Any]:
-    """The annotations of the keyword arguments ``cls(...)`` takes, following ``**kwargs`` up its bases (an
-    argument whose annotation cannot be resolved is left out)."""
-    hints: dict[str, Any] = {}
-    for klass in cls.__mro__:
-        if klass is object:
-            break
-        try:
-            resolved = typing.get_type_hints(klass.__init__)
-        except Exception:  # noqa: BLE001 - an annotation naming what the module does not import: not checked
-            resolved = {}
-        parameters = inspect.signature(klass.__init__).parameters
-        for name, parameter in parameters.items():
-            if name in resolved and name not in hints and parameter.kind in (parameter.POSITIONAL_OR_KEYWORD,
-                                                                             parameter.KEYWORD_ONLY):
-                hints[name] = resolved[name]
-        if not any(p.kind == p.VAR_KEYWORD for p in parameters.values()):
-            break
-    return hints
-
-
-def check_target_types(values: Mapping, key: str, removal: str | None = None) -> None:
-    """Every value of a config node Hydra instantiates fits its class's annotation (``data.splits={train: 8000}``
-    left by SynthCrowd where 3DPW takes lists of sequence splits), checked after the node's own, more specific
-    checks so that those name the mistake first. ``removal``: how the error says to remove a key a config set that
-    the module should not get (none by default)."""
-    target = values.get("_target_")
-    if not target:
-        return
-    cls = get_class(str(target))
-    hints = _init_annotations(cls)
-    for name, value in values.items():
-        if name in hints and not _accepts(value, hints[name]):
-            raise ConfigError(f"{key}.{name}={value!r}: {cls.__name__} takes {_describe(hints[name])} here"
-                              + (f"; {removal} ~{key}.{name}" if removal else ""))
-
-
-def check_target_keys(values: Mapping, key: str, removal: str | None = None) -> None:
-    """Every key of a config node Hydra instantiates (``_target_``) is an argument of that class (Hydra's own
-    ``_..._`` keys aside), so a mistyped or stray key (``+model.lr=...``) is named before any work instead of a
-    ``TypeError`` from the constructor, or after a first stage has trained. ``removal``: how the error says to
-    remove the key (default: ``~<key>.<name>``)."""
-    target = values.get("_target_")
-    if not target:
-        return
-    try:
-        cls = get_class(str(target))
-    except Exception as error:  # noqa: BLE001 - Hydra raises several kinds for a name it cannot import
-        raise ConfigError(f"{key}._target_={target}: no such class ({str(error).splitlines()[0]})") from None
-    accepted = _init_arguments(cls)
-    if accepted is None:
-        return
-    for name in values:
-        if not (str(name).startswith("_") and str(name).endswith("_")) and name not in accepted:
-            raise ConfigError(f"{key}.{name}: {cls.__name__} has no such setting (it takes "
-                              f"{', '.join(sorted(accepted))}); "
-                              f"{removal or 'remove it with'} ~{key}.{name}")
-
-
-def check_components(group: DictConfig | Mapping | None, key: str) -> None:
-    """``callbacks`` / ``logger``: every entry is null (off) or a config with ``_target_`` whose keys its class
-    takes (:func:`check_target_keys`)."""
-    if not group:
-        return
-    values = OmegaConf.to_container(group, resolve=False) if isinstance(group, DictConfig) else dict(group)
-    group_name = key.rsplit(".", 1)[-1]  # without a pipeline stage's prefix
-    for name, entry in values.items():
-        if entry is None:
-            continue
-        if not isinstance(entry, Mapping) or "_target_" not in entry:
-            raise ConfigError(f"{key}.{name}={entry!r}: each entry under {key} is null (off) or a config with "
-                              f"_target_ (a class and its arguments, as in ochmr_lit/configs/{group_name}/); "
-                              f"{key}.<entry>.<argument>=<value> sets an argument of an entry, and settings of an "
-                              f"entry the chosen {group_name} config does not have (e.g. an experiment's) are "
-                              f"removed with ~{key}.{name}")
-        check_target_keys(entry, f"{key}.{name}")
-
-
 def check_data(data: DictConfig | Mapping, key: str = "data") -> None:
     """Every key under ``data`` is a setting of its data module (``data._target_``), the loader's numbers are
     valid (:func:`ochmr_lit.data.datamodules.base.check_loader_settings`) and, for SynthCrowd, the images to
@@ -327,32 +186,6 @@ def warn_unfinished_ramp(augment: DictConfig | Mapping | None, trainer: DictConf
                     100 * (epochs - 1) / ramp, prefix, max(1, epochs // 2))
 
 
-#: Hyper-parameters that set a module's weights (their names and shapes): a checkpoint continues a run only when
-#: they agree.
-ARCHITECTURE_KEYS = ("backbone", "conorm_depths", "hidden_channels", "pooling_grid", "heatmap_keypoints", "width")
-
-
-def check_checkpoint_architecture(ckpt: str, trained: Mapping, model: DictConfig | Mapping) -> None:
-    """A checkpoint given to ``fit`` (``ckpt_path=<file>``) holds the architecture the config builds, compared by
-    hyper-parameters (:data:`ARCHITECTURE_KEYS`) before any stage starts: in a pipeline the regressor stage that
-    continues it comes after the context stage, so the weights themselves are compared only then."""
-    values = OmegaConf.to_container(model, resolve=True) if isinstance(model, DictConfig) else dict(model)
-
-    def same(a: Any, b: Any) -> bool:
-        return (sorted(a) == sorted(b)) if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) else a == b
-
-    differ = [k for k in ARCHITECTURE_KEYS if k in trained and k in values and not same(trained[k], values[k])]
-    if differ:
-        def show(v: Any) -> Any:
-            return list(v) if isinstance(v, tuple) else v
-
-        held = ", ".join(f"model.{k}={show(trained[k])}" for k in differ)
-        built = ", ".join(f"model.{k}={show(values[k])}" for k in differ)
-        raise CheckpointError(f"ckpt_path={ckpt} holds another architecture ({held}) than this run builds ({built}): "
-                              "continue it with the experiment and overrides it was trained with (its run_config), "
-                              "or start without ckpt_path (model.pretrained takes starting weights)")
-
-
 #: The values of ``select_checkpoint``.
 SELECTIONS = ("last", "best")
 
@@ -385,7 +218,8 @@ def check_run_config(cfg: DictConfig, stages: list[tuple[str, DictConfig]],
     ckpt = cfg.get("ckpt_path")
     if ckpt not in (None, "", "last"):
         state = check_checkpoint_kind(str(ckpt), get_class(str(cfg.model._target_)))
-        check_checkpoint_architecture(str(ckpt), state["hyper_parameters"], cfg.model)
+        check_checkpoint_architecture(str(ckpt), state["hyper_parameters"],
+                                      OmegaConf.to_container(cfg.model, resolve=True))
     for prefix, stage in stages:
         check_trainer(stage.trainer, f"{prefix}trainer")
         target = str(stage.model.get("_target_", ""))

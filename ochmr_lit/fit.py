@@ -2,7 +2,7 @@
 
 Before Hydra runs, the command line is composed once with Hydra's compose API: an unknown experiment,
 config group option or key then stops the command with one line that names it and lists what exists,
-instead of Hydra's multi-line report (:func:`ochmr_lit.runner.command_line.command_line_error`).
+instead of Hydra's multi-line report (:func:`ochmr_lit.runner.command_line.compose_command_line`).
 """
 
 import os
@@ -14,20 +14,17 @@ import sys  # noqa: E402
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from ochmr_lit.runner.command_line import CONFIG_MODULE, check_command_line, pass_trainer_arguments  # noqa: E402
+from ochmr_lit.runner.command_line import check_command_line, pass_trainer_arguments  # noqa: E402
 
 
-def resume_folder_override(argv: list[str]) -> list[str]:
+def resume_folder_override(argv: list[str], cfg: DictConfig | None) -> list[str]:
     """``ckpt_path=last`` continues the run folder it resumes: Hydra is pointed at that folder (``hydra.run.dir``)
-    instead of creating a new, timestamped one. Nothing changes when the command names its folder itself."""
-    if "ckpt_path=last" not in argv or any(a.startswith(("hydra.run.dir=", "run_dir=", "-")) for a in argv):
+    instead of creating a new, timestamped one. Nothing changes when the command names its folder itself.
+    ``cfg``: the command line's composed config (None where Hydra composes it alone: multirun, Hydra's flags)."""
+    if cfg is None or "ckpt_path=last" not in argv or any(a.startswith(("hydra.run.dir=", "run_dir=")) for a in argv):
         return []
-    from hydra import compose, initialize_config_module
-
     from ochmr_lit.runner import find_resume_folder
 
-    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
-        cfg = compose(config_name="fit", overrides=argv)
     try:
         folder = find_resume_folder(cfg.paths.output_dir, cfg.experiment_name)
     except FileNotFoundError as error:
@@ -47,6 +44,6 @@ def main(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     sys.argv[1:] = pass_trainer_arguments(sys.argv[1:])
-    check_command_line("fit", sys.argv[1:])
-    sys.argv += resume_folder_override(sys.argv[1:])
+    composed = check_command_line("fit", sys.argv[1:])
+    sys.argv += resume_folder_override(sys.argv[1:], composed)
     main()

@@ -28,7 +28,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("data figures", ("vis.centermaps",)),
     ("Lightning modules", ("lit",)),
     ("inference", ("inference",)),
-    ("runner", ("runner", "config_checks")),
+    ("runner", ("runner", "config_checks", "config_signatures")),
     # commands: nothing in the package imports them
     ("entry points", ("fit", "evaluate", "predict", "prepare", "doctor", "reproduce", "bench", "vis.compare",
                       "vis.curves", "data.synthcrowd.__main__")),

@@ -25,7 +25,7 @@ from ochmr_lit.data.readers.coco_format import load_coco_keypoint_records
 from ochmr_lit.data.readers.spin_npz import load_spin_npz_records
 from ochmr_lit.data.readers.threedpw import read_sequence
 from ochmr_lit.data.transforms import BadSampleError, TopDownTransform, jpeg_is_complete, read_image_rgb
-from ochmr_lit.runner.command_line import command_line_error, output_folder_error
+from ochmr_lit.runner.command_line import command_line_error, compose_command_line, output_folder_error
 
 
 def _one_line(message: str) -> str:
@@ -292,16 +292,22 @@ def test_unknown_key_or_option_is_one_line_naming_it(overrides, message):
             assert compose(config_name="fit", overrides=overrides).trainer.max_epochs == 2
 
 
+def _folder_error(overrides: list[str]) -> str | None:
+    cfg, message = compose_command_line("fit", overrides, hydra_config=True)
+    assert message is None
+    return output_folder_error(cfg, overrides)
+
+
 def test_a_run_folder_that_cannot_be_created_is_named_and_nothing_is_left(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     runs = blocker / "runs"
-    message = output_folder_error("fit", ["experiment=synthcrowd_spin", f"paths.output_dir={runs}"])
+    message = _folder_error(["experiment=synthcrowd_spin", f"paths.output_dir={runs}"])
     assert message.startswith(f"paths.output_dir={runs}: the run folder {runs}/synthcrowd_spin/")
     assert message.endswith(f"cannot be created ({runs}: Not a directory); give a folder that can be "
                             "written, e.g. paths.output_dir=outputs")
     writable = tmp_path / "out"
-    assert output_folder_error("fit", ["experiment=synthcrowd_spin", f"paths.output_dir={writable}"]) is None
+    assert _folder_error(["experiment=synthcrowd_spin", f"paths.output_dir={writable}"]) is None
     assert not writable.exists()  # the probe removes the folder it made
 
 

@@ -11,7 +11,8 @@ import pytest
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
-from ochmr_lit.config_checks import _accepts, check_data, check_run_config
+from ochmr_lit.config_checks import check_data, check_run_config
+from ochmr_lit.config_signatures import accepts
 from ochmr_lit.data.datamodules.base import check_loader_settings
 from ochmr_lit.errors import ConfigError, MissingFileError
 from ochmr_lit.runner import run_evaluate
@@ -112,7 +113,7 @@ def test_an_experiments_setting_that_another_data_config_takes_in_another_form_i
     ({"a": 1}, Mapping[str, int], True), (3, dict, False),
 ])
 def test_config_values_are_matched_against_annotations(value, annotation, accepted):
-    assert _accepts(value, annotation) is accepted
+    assert accepts(value, annotation) is accepted
 
 
 def test_an_experiments_setting_of_a_callback_that_is_switched_off_is_named_with_its_removal():

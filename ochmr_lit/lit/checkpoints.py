@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,10 @@ REGRESSOR_CHECKPOINTS = ("evaluate, predict and compare take the checkpoints/*.c
 CONTEXT_CHECKPOINTS = ("evaluate with a context experiment (experiment=synthcrowd_context) takes the "
                        "checkpoints/*.ckpt of task=context runs or the context/checkpoints/*.ckpt of task=pipeline "
                        "runs")
+
+#: Hyper-parameters that set a module's weights (their names and shapes): a checkpoint continues a run only when
+#: they agree. ``width`` is the context estimator's HRNet width, the others the mesh regressor's.
+ARCHITECTURE_KEYS = ("backbone", "conorm_depths", "hidden_channels", "pooling_grid", "heatmap_keypoints", "width")
 
 #: A key of the context estimator whose first dimension is its HRNet width (the first high-resolution branch).
 _CONTEXT_WIDTH_KEY = "context_net.backbone.transition1.0.0.weight"
@@ -100,6 +104,26 @@ def check_checkpoint_kind(ckpt: str | Path, module_class: type) -> dict[str, Any
     return state
 
 
+def check_checkpoint_architecture(ckpt: str | Path, trained: Mapping[str, Any], model: Mapping[str, Any]) -> None:
+    """A checkpoint given to ``fit`` (``ckpt_path=<file>``) holds the architecture the config's ``model`` builds,
+    compared by hyper-parameters (:data:`ARCHITECTURE_KEYS`; ``trained``: the checkpoint's) before any stage
+    starts: in a pipeline the regressor stage that continues it comes after the context stage, so the weights
+    themselves are compared (:func:`check_training_checkpoint`) only then."""
+    def same(a: Any, b: Any) -> bool:
+        return (sorted(a) == sorted(b)) if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) else a == b
+
+    def show(value: Any) -> Any:
+        return list(value) if isinstance(value, tuple) else value
+
+    differ = [k for k in ARCHITECTURE_KEYS if k in trained and k in model and not same(trained[k], model[k])]
+    if differ:
+        held = ", ".join(f"model.{k}={show(trained[k])}" for k in differ)
+        built = ", ".join(f"model.{k}={show(model[k])}" for k in differ)
+        raise CheckpointError(f"ckpt_path={ckpt} holds another architecture ({held}) than this run builds ({built}): "
+                              "continue it with the experiment and overrides it was trained with (its run_config), "
+                              "or start without ckpt_path (model.pretrained takes starting weights)")
+
+
 def check_training_checkpoint(ckpt: str | Path, module: torch.nn.Module) -> None:
     """A one-line CheckpointError unless ``ckpt`` can continue training ``module`` (``fit ckpt_path=<file>``).
 
@@ -112,8 +136,7 @@ def check_training_checkpoint(ckpt: str | Path, module: torch.nn.Module) -> None
     found = weight_mismatch(module.state_dict(), state["state_dict"])
     if found:
         hparams = state["hyper_parameters"]
-        arch = ", ".join(f"{k}={hparams.get(k)}" for k in ("backbone", "conorm_depths", "width", "heatmap_keypoints")
-                         if k in hparams)
+        arch = ", ".join(f"{k}={hparams[k]}" for k in ARCHITECTURE_KEYS if k in hparams)
         raise CheckpointError(f"ckpt_path={ckpt} holds another architecture ({arch}) than the "
                               f"{type(module).__name__} this run builds: {found}; continue it with the overrides it "
                               "was trained with, or start without ckpt_path")

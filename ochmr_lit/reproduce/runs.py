@@ -27,7 +27,7 @@ from ochmr_lit.eval.results_files import atomic_write_text
 from ochmr_lit.lit.checkpoints import load_context_checkpoint
 from ochmr_lit.reproduce.tables import PRESET_SPECS, Row
 from ochmr_lit.runner import check_fit_config, run_evaluate, run_fit
-from ochmr_lit.runner.command_line import CONFIG_MODULE, command_line_error, pass_trainer_arguments
+from ochmr_lit.runner.command_line import compose_command_line, pass_trainer_arguments
 
 log = logging.getLogger(__name__)
 
@@ -44,16 +44,14 @@ def diagnostic_modes(row: Row) -> tuple[str, ...]:
 def compose(config_name: str, overrides: Sequence[str]) -> DictConfig:
     """A ``fit`` / ``evaluate`` config composed as the command line would (``run_dir`` given explicitly): any
     ``trainer.<Trainer argument>`` is accepted, and an unknown key or config option is a :class:`ConfigError`
-    naming it (:func:`~ochmr_lit.runner.command_line.command_line_error`)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_module
-
-    overrides = pass_trainer_arguments(list(overrides))
-    message = command_line_error(config_name, overrides)
+    naming it (:func:`~ochmr_lit.runner.command_line.compose_command_line`)."""
+    cfg, message = compose_command_line(config_name, pass_trainer_arguments(list(overrides)))
     if message is not None:
         raise ConfigError(message)
-    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
-        return hydra_compose(config_name=config_name, overrides=overrides)
+    if cfg is None:
+        raise ConfigError(f"{config_name} with {list(overrides)}: a table's run is composed from key=value overrides, "
+                          "not Hydra's own flags, and not inside a running Hydra application")
+    return cfg
 
 
 def read_json(path: Path) -> Any:

@@ -1,7 +1,7 @@
 """The command line of ``fit`` / ``evaluate`` (and the runs of a reproduction table) composed once with Hydra's
 compose API before any work: an unknown experiment, config group option or key, and a new top-level key that
 nothing reads, stop the command with one line that names it and lists what exists, instead of Hydra's multi-line
-report (:func:`command_line_error`); ``trainer.<any Trainer argument>`` is accepted as Lightning users expect
+report (:func:`compose_command_line`); ``trainer.<any Trainer argument>`` is accepted as Lightning users expect
 (:func:`pass_trainer_arguments`).
 """
 
@@ -84,66 +84,78 @@ def _new_top_level_key(config_name: str, overrides: list[str]) -> str | None:
     return None
 
 
-def command_line_error(config_name: str, overrides: list[str]) -> str | None:
-    """Compose ``config_name`` with ``overrides`` as Hydra will; a one-line message for what fails, or None.
+def compose_command_line(config_name: str, overrides: list[str],
+                         hydra_config: bool = False) -> tuple[DictConfig | None, str | None]:
+    """Compose ``config_name`` with ``overrides`` as Hydra will, once: ``(config, None)``, or ``(None, message)``
+    with a one-line message for what fails. ``hydra_config``: keep Hydra's own node (``hydra.run.dir``, ...) in
+    the config. ``(None, None)`` for what is left to Hydra (multirun sweeps and Hydra's own flags).
 
     Names an unknown experiment (or other group option) with the available ones, an unknown key with the closest
-    existing keys, and a top-level key added with ``+`` / ``++`` that no part of a run reads. Multirun sweeps and
-    Hydra's own flags are left to Hydra.
+    existing keys, and a top-level key added with ``+`` / ``++`` that no part of a run reads.
     """
     from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException, MissingConfigException
 
     if any(o.startswith("-") for o in overrides) or GlobalHydra.instance().is_initialized():
-        return None
+        return None, None
     try:
         with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
-            compose(config_name=config_name, overrides=overrides)
-        return _new_top_level_key(config_name, overrides)
+            cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=hydra_config)
     except MissingConfigException as error:
         group, _, name = (error.missing_cfg_file or "").rpartition("/")
+        if group == "experiment":
+            return None, (f"unknown experiment '{name}' (experiment={name}); available experiments: "
+                          f"{', '.join(config_options(group))} (ochmr_lit/configs/experiment/)")
         if group:
-            if group == "experiment":
-                return (f"unknown experiment '{name}' (experiment={name}); available experiments: "
-                        f"{', '.join(config_options(group))} (ochmr_lit/configs/experiment/)")
-            return (f"unknown {group} config '{name}' ({group}={name}); available: {', '.join(config_options(group))}"
-                    f" (ochmr_lit/configs/{group}/); experiments: {', '.join(config_options('experiment'))}")
-        return f"{str(error).splitlines()[0]} (config {config_name})"
+            return None, (f"unknown {group} config '{name}' ({group}={name}); available: "
+                          f"{', '.join(config_options(group))} (ochmr_lit/configs/{group}/); experiments: "
+                          f"{', '.join(config_options('experiment'))}")
+        return None, f"{str(error).splitlines()[0]} (config {config_name})"
     except HydraException as error:
-        cause = error.__cause__ or error.__context__
-        while cause is not None and not getattr(cause, "full_key", None):  # omegaconf's key errors carry it
-            cause = cause.__cause__ or cause.__context__
-        key = str(getattr(cause, "full_key", ""))
-        override = next((o for o in overrides if key and (o.lstrip("+~").split("=")[0] + ".").startswith(key + ".")),
-                        None)
-        if override is None:
-            return f"{str(error).splitlines()[0]} (config {config_name}; HYDRA_FULL_ERROR=1 shows the details)"
-        rest = [o for o in overrides if o != override]
-        try:
-            with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
-                without = compose(config_name=config_name, overrides=rest)
-        except HydraException:
-            without = None
-        return _unknown_key_message(key, override, without)
+        return None, _composition_error(config_name, overrides, error)
+    message = _new_top_level_key(config_name, overrides)
+    return (None, message) if message else (cfg, None)
 
 
-def output_folder_error(config_name: str, overrides: list[str]) -> str | None:
-    """A one-line message when the run folder Hydra will create (``hydra.run.dir``, under ``paths.output_dir``)
-    cannot be created, or None. Probed by creating and removing its first missing folder, so that nothing is left
-    behind; Hydra would stop with a traceback while creating it."""
+def _composition_error(config_name: str, overrides: list[str], error: Exception) -> str:
+    """The one line for a failed composition: the override whose key does not exist, with the closest keys of the
+    config composed without it."""
     from hydra import compose, initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
 
-    if any(o.startswith("-") for o in overrides) or GlobalHydra.instance().is_initialized():
-        return None
+    cause = error.__cause__ or error.__context__
+    while cause is not None and not getattr(cause, "full_key", None):  # omegaconf's key errors carry it
+        cause = cause.__cause__ or cause.__context__
+    key = str(getattr(cause, "full_key", ""))
+    override = next((o for o in overrides if key and (o.lstrip("+~").split("=")[0] + ".").startswith(key + ".")), None)
+    if override is None:
+        return f"{str(error).splitlines()[0]} (config {config_name}; HYDRA_FULL_ERROR=1 shows the details)"
+    rest = [o for o in overrides if o != override]
     try:
         with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
-            cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
+            without = compose(config_name=config_name, overrides=rest)
+    except HydraException:
+        without = None
+    return _unknown_key_message(key, override, without)
+
+
+def command_line_error(config_name: str, overrides: list[str]) -> str | None:
+    """A one-line message for what fails when ``config_name`` is composed with ``overrides``, or None
+    (:func:`compose_command_line`)."""
+    return compose_command_line(config_name, overrides)[1]
+
+
+def output_folder_error(cfg: DictConfig, overrides: list[str]) -> str | None:
+    """A one-line message when the run folder Hydra will create (``hydra.run.dir`` of ``cfg``, composed with
+    Hydra's node, under ``paths.output_dir``) cannot be created, or None. Probed by creating and removing its first
+    missing folder, so that nothing is left behind; Hydra would stop with a traceback while creating it.
+    ``overrides``: the command line, which says whether ``hydra.run.dir`` was given."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
         folder = Path(str(cfg.hydra.run.dir)).absolute()
-    except (HydraException, OmegaConfBaseException):  # a folder named by a value set later (or not at all)
+    except OmegaConfBaseException:  # a folder named by a value set later (or not at all)
         return None
     missing = folder
     while not missing.parent.exists() and missing.parent != missing:
@@ -166,10 +178,14 @@ def output_folder_error(config_name: str, overrides: list[str]) -> str | None:
             f"written, e.g. {key}=outputs")
 
 
-def check_command_line(config_name: str, argv: list[str]) -> None:
-    """Exit with status 2 and one line on stderr when the command line's config cannot be composed, or its run
-    folder cannot be created."""
-    message = command_line_error(config_name, argv) or output_folder_error(config_name, argv)
+def check_command_line(config_name: str, argv: list[str]) -> DictConfig | None:
+    """The command line's config, composed once with Hydra's node (None where it is left to Hydra: multirun,
+    Hydra's flags); exits with status 2 and one line on stderr when it cannot be composed, or its run folder cannot
+    be created."""
+    cfg, message = compose_command_line(config_name, argv, hydra_config=True)
+    if message is None and cfg is not None:
+        message = output_folder_error(cfg, argv)
     if message is not None:
         print(f"error: {message}", file=sys.stderr)
         raise SystemExit(2)
+    return cfg

@@ -16,7 +16,8 @@ import numpy as np
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from ochmr_lit.config_checks import check_accelerator, check_data, check_target_keys
+from ochmr_lit.config_checks import check_accelerator, check_data
+from ochmr_lit.config_signatures import check_target_keys
 from ochmr_lit.data.predicted_centres import centre_errors, load_predicted_centres
 from ochmr_lit.errors import CheckpointError, ConfigError
 from ochmr_lit.eval.context_modes import context_mode_list
