@@ -311,6 +311,27 @@ def test_a_run_folder_that_cannot_be_created_is_named_and_nothing_is_left(tmp_pa
     assert not writable.exists()  # the probe removes the folder it made
 
 
+def test_the_command_line_is_composed_once_and_its_config_returned(tmp_path, monkeypatch):
+    import hydra
+
+    from ochmr_lit.fit import resume_folder_override
+    from ochmr_lit.runner.command_line import check_command_line
+
+    calls = []
+    original = hydra.compose
+    monkeypatch.setattr(hydra, "compose", lambda *a, **k: calls.append(k) or original(*a, **k))
+    argv = ["experiment=synthcrowd_spin", f"paths.output_dir={tmp_path}", "trainer.max_epochs=3"]
+    cfg = check_command_line("fit", argv)
+    assert len(calls) == 1 and calls[0]["return_hydra_config"] is True
+    assert cfg.trainer.max_epochs == 3 and str(cfg.hydra.run.dir).startswith(f"{tmp_path}/synthcrowd_spin/")
+    run = tmp_path / "synthcrowd_spin" / "2026-01-01_00-00-00"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"")
+    resumed = check_command_line("fit", [*argv, "ckpt_path=last"])
+    assert resume_folder_override([*argv, "ckpt_path=last"], resumed) == [f"hydra.run.dir={run}"]
+    assert len(calls) == 2  # the resume folder is found in the same composed config
+
+
 def test_evaluate_command_line_is_checked_too():
     assert command_line_error("evaluate", ["experiment=nope", "ckpt_path=x.ckpt"]).startswith(
         "unknown experiment 'nope' (experiment=nope); available experiments: conorm_depth1,")
