@@ -420,7 +420,7 @@ def test_context_estimator_or_foreign_files_given_to_evaluate_are_named(tmp_path
 
 
 # -- settings checked before any work: one line, exit 2, no run folder ----------------------------------------------
-@pytest.mark.parametrize("override, message", [
+BAD_SETTINGS = [
     ("trainer.max_epochs=abc", "error: trainer.max_epochs='abc': lightning.Trainer takes Optional[int] here"),
     ("trainer.devices=1.5", "error: trainer.devices=1.5: lightning.Trainer takes Union[list[int], str, int] here"),
     ("model.conorm_depths=[7]", "error: model.conorm_depths must be distinct ResNet layer numbers in 1..4, got [7]"),
@@ -436,15 +436,47 @@ def test_context_estimator_or_foreign_files_given_to_evaluate_are_named(tmp_path
      "error: unknown Trainer argument 'trainer.max_epoch' in 'trainer.max_epoch=3': did you mean trainer.max_epochs, "
      "trainer.min_epochs, trainer.max_steps? every argument of lightning.Trainer can be set under trainer. (see its "
      "documentation)"),
-])
-def test_a_bad_setting_stops_the_pipeline_before_its_first_stage(override, message, tmp_path):
-    env = dict(os.environ, NO_ALBUMENTATIONS_UPDATE="1", WANDB_MODE="offline", PYTHONPATH=str(REPO_ROOT))
-    env.pop("HYDRA_FULL_ERROR", None)
-    done = subprocess.run([sys.executable, "-m", "ochmr_lit.fit", override, f"paths.output_dir={tmp_path}"], env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 2, done.stderr[-2000:]
-    assert done.stderr.strip().splitlines()[-1] == message
-    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+]
+#: Run through the entry point in a new process; the others take the same steps in this one (a new process spends
+#: about 8 s importing Lightning).
+BAD_SETTINGS_BY_PROCESS = ("model.optim.lr=-1", "trainer.max_epoch=3")
+
+
+def _fit_in_this_process(argv: list[str], run_dir: Path, capsys) -> tuple[int, list[str]]:
+    """``python -m ochmr_lit.fit <argv>`` up to its exit, in this process: its command-line checks, the run folder
+    Hydra's main creates, then the run inside :func:`user_errors`. Returns the exit status and stderr's lines."""
+    from ochmr_lit.errors import user_errors
+    from ochmr_lit.runner import run_fit
+    from ochmr_lit.runner.command_line import check_command_line, pass_trainer_arguments
+
+    argv = pass_trainer_arguments(argv)
+    capsys.readouterr()
+    try:
+        check_command_line("fit", argv)
+        cfg, message = compose_command_line("fit", [*argv, f"run_dir={run_dir}"])
+        assert message is None
+        run_dir.mkdir(parents=True)
+        (run_dir / ".hydra").mkdir()  # what Hydra writes before the run starts
+        with user_errors(run_dir):
+            run_fit(cfg)
+    except SystemExit as exit_:
+        return int(exit_.code), capsys.readouterr().err.strip().splitlines()
+    raise AssertionError(f"fit {argv} did not stop")
+
+
+@pytest.mark.parametrize("override, message", BAD_SETTINGS)
+def test_a_bad_setting_stops_the_pipeline_before_its_first_stage(override, message, tmp_path, capsys):
+    if override in BAD_SETTINGS_BY_PROCESS:
+        env = dict(os.environ, NO_ALBUMENTATIONS_UPDATE="1", WANDB_MODE="offline", PYTHONPATH=str(REPO_ROOT))
+        env.pop("HYDRA_FULL_ERROR", None)
+        done = subprocess.run([sys.executable, "-m", "ochmr_lit.fit", override, f"paths.output_dir={tmp_path}"],
+                              env=env, capture_output=True, text=True, timeout=300)
+        status, lines = done.returncode, done.stderr.strip().splitlines()
+    else:
+        status, lines = _fit_in_this_process([override, f"paths.output_dir={tmp_path}"],
+                                             tmp_path / "synthcrowd" / "run", capsys)
+    assert status == 2, lines[-20:]
+    assert lines == [message]
     assert not (tmp_path / "synthcrowd").exists()  # no run folder left behind
 
 
