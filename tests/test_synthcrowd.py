@@ -5,6 +5,9 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -368,6 +371,30 @@ def test_ensure_synthcrowd_skips_complete_splits_and_regenerates_stale_ones(
     ensure_synthcrowd(tmp_path, {"train": 1, "val": 1}, seed=4, image_size=(64, 80))
     assert calls == ["train", "val", "val", "train"]  # a different size of split is regenerated
     assert len(list((dirs["train"] / "images").iterdir())) == 1
+
+
+def test_runs_started_together_generate_a_split_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    # A second run arrives on the empty cache while the first generates: it waits, then finds the split complete,
+    # instead of clearing the first one's files. (The second run is a thread: rendering stays in this one.)
+    calls, second = [], []
+    original = generate_module.generate_synthcrowd
+
+    def first_generates(out_dir, *args, **kwargs):
+        calls.append(Path(out_dir).name)
+        if not second:
+            second.append(pool.submit(ensure_synthcrowd, tmp_path, {"train": 1}, seed=2, image_size=(64, 64)))
+            time.sleep(1.0)  # the second run is now waiting for this one
+        return original(out_dir, *args, **kwargs)
+
+    monkeypatch.setattr(generate_module, "generate_synthcrowd", first_generates)
+    with caplog.at_level(logging.INFO, logger="ochmr_lit.paths"), ThreadPoolExecutor(1) as pool:
+        first = ensure_synthcrowd(tmp_path, {"train": 1}, seed=2, image_size=(64, 64))
+        assert second[0].result(timeout=60) == first
+    assert calls == ["train"]  # generated once
+    assert generate_module.is_complete(first["train"], json.loads((first["train"] / "DONE").read_text()))
+    assert [r.getMessage() for r in caplog.records if "waiting" in r.getMessage()] == [
+        f"waiting for another process that is generating SynthCrowd {tmp_path / 'train'}"]
 
 
 def test_datasets_of_other_sizes_get_cache_folders_of_their_own(tmp_path: Path,

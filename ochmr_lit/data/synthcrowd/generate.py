@@ -5,7 +5,7 @@ Each image ``i`` of a split with seed ``s`` depends on ``(s, i)`` only (see
 processes. Workers (``spawn``) each hold their own body model and EGL context, write their images, and
 send the annotations back; the main process collects them in image order and writes the annotation
 files (:mod:`ochmr_lit.data.synthcrowd.writer`). :func:`ensure_synthcrowd` regenerates a split only when
-its ``DONE`` marker is missing or records other parameters.
+its ``DONE`` marker is missing or records other parameters, one process at a time per split (a file lock).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from ochmr_lit.data.synthcrowd import writer
 from ochmr_lit.data.synthcrowd.annotate import occlusion_bucket
 from ochmr_lit.data.synthcrowd.builder import GeneratorConfig, SynthCrowdGenerator
 from ochmr_lit.data.synthcrowd.scene import load_user_poses
+from ochmr_lit.paths import cache_entry_lock
 from ochmr_lit.progress import ProgressLog
 
 log = logging.getLogger(__name__)
@@ -373,6 +374,8 @@ def ensure_synthcrowd(
         max_people: people per scene at most.
     Returns:
         ``{split: folder}``.
+    Concurrent calls for the same split wait for each other (:func:`~ochmr_lit.paths.cache_entry_lock`): the split
+    is generated once.
     """
     root = Path(root)
     splits = dict(DEFAULT_SPLITS if splits is None else splits)
@@ -388,21 +391,22 @@ def ensure_synthcrowd(
             body_model_dir=str(body_model_dir) if body_model_dir is not None else None,
         )
         params = generation_params(config, int(count), s)
-        if not is_complete(split_dir, params):
-            if split_dir.exists():
-                # A stale or interrupted split: clear the files generation owns, then regenerate.
-                for item in ("annotations.json", "smpl_gt.npz", "DONE"):
-                    (split_dir / item).unlink(missing_ok=True)
-                if (split_dir / "images").is_dir():
-                    shutil.rmtree(split_dir / "images")
-            generate_synthcrowd(
-                split_dir,
-                int(count),
-                s,
-                image_size=image_size,
-                num_workers=num_workers,
-                max_people=max_people,
-                body_model_dir=body_model_dir,
-            )
+        with cache_entry_lock(split_dir, f"generating SynthCrowd {split_dir}"):
+            if not is_complete(split_dir, params):
+                if split_dir.exists():
+                    # A stale or interrupted split: clear the files generation owns, then regenerate.
+                    for item in ("annotations.json", "smpl_gt.npz", "DONE"):
+                        (split_dir / item).unlink(missing_ok=True)
+                    if (split_dir / "images").is_dir():
+                        shutil.rmtree(split_dir / "images")
+                generate_synthcrowd(
+                    split_dir,
+                    int(count),
+                    s,
+                    image_size=image_size,
+                    num_workers=num_workers,
+                    max_people=max_people,
+                    body_model_dir=body_model_dir,
+                )
         out[name] = split_dir
     return out
