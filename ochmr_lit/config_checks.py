@@ -15,10 +15,16 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
-from ochmr_lit.config_signatures import accepts, check_components, check_target_keys, check_target_types, describe
+from ochmr_lit.config_signatures import (
+    accepts,
+    check_components,
+    check_target_keys,
+    check_target_types,
+    describe,
+    target_class,
+)
 from ochmr_lit.data.datamodules.base import check_loader_settings
 from ochmr_lit.data.datamodules.synthcrowd import check_splits
 from ochmr_lit.data.transforms import AugmentationConfig
@@ -216,8 +222,9 @@ def check_run_config(cfg: DictConfig, stages: list[tuple[str, DictConfig]],
     if tags is not None and not OmegaConf.is_list(tags):  # a string would become one tag per character
         raise ConfigError(f"tags={tags!r}: a list of the run's W&B tags, e.g. tags=[{tags}] or tags=[ablation,crop128]")
     ckpt = cfg.get("ckpt_path")
-    if ckpt not in (None, "", "last"):
-        state = check_checkpoint_kind(str(ckpt), get_class(str(cfg.model._target_)))
+    module_class = target_class(cfg.model, "model") if ckpt not in (None, "", "last") else None
+    if module_class is not None:
+        state = check_checkpoint_kind(str(ckpt), module_class)
         check_checkpoint_architecture(str(ckpt), state["hyper_parameters"],
                                       OmegaConf.to_container(cfg.model, resolve=True))
     for prefix, stage in stages:

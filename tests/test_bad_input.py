@@ -330,6 +330,11 @@ def test_the_command_line_is_composed_once_and_its_config_returned(tmp_path, mon
     resumed = check_command_line("fit", [*argv, "ckpt_path=last"])
     assert resume_folder_override([*argv, "ckpt_path=last"], resumed) == [f"hydra.run.dir={run}"]
     assert len(calls) == 2  # the resume folder is found in the same composed config
+    calls.clear()
+    assert command_line_error("fit", ["+nosuchkey=1"]).startswith("unknown config key 'nosuchkey'")
+    assert len(calls) == 1  # a single + names a new key: the config without it is the composed one less that key
+    assert command_line_error("fit", ["++sed=3"]).startswith("unknown config key 'sed'")
+    assert len(calls) == 3  # ++ may set an existing key: composed once more without it to tell
 
 
 def test_evaluate_command_line_is_checked_too():

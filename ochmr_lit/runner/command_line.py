@@ -67,14 +67,22 @@ def _unknown_key_message(key: str, override: str, cfg_without: DictConfig | None
             f"a new key (++{override.lstrip('+')})")
 
 
-def _new_top_level_key(config_name: str, overrides: list[str]) -> str | None:
+def _new_top_level_key(config_name: str, overrides: list[str], cfg: DictConfig) -> str | None:
     """A one-line message for an override that adds a top-level key (``+name=...``) the config does not have:
-    no part of a run reads it, so its value would be dropped silently. None when there is none."""
+    no part of a run reads it, so its value would be dropped silently. None when there is none. ``cfg``: the
+    config composed with ``overrides``. A single ``+`` always names a new key (Hydra refuses it on an existing
+    one), so the config without it is ``cfg`` less that key; only ``++`` (set or add) needs the config composed
+    without the override to tell a new key from an existing one."""
     from hydra import compose, initialize_config_module
 
     added = [o for o in overrides if re.match(r"^\+\+?[A-Za-z_][A-Za-z0-9_]*=", o)]
     if not added:
         return None
+    if all(not o.startswith("++") for o in added):
+        new_keys = {o[1:].split("=", 1)[0] for o in added} | {"hydra"}  # Hydra's own node, when composed with it
+        known = OmegaConf.masked_copy(cfg, [str(k) for k in cfg if k not in new_keys])
+        override = added[0]
+        return _unknown_key_message(override[1:].split("=", 1)[0], override, known)
     with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
         known = compose(config_name=config_name, overrides=[o for o in overrides if o not in added])
     for override in added:
@@ -114,7 +122,7 @@ def compose_command_line(config_name: str, overrides: list[str],
         return None, f"{str(error).splitlines()[0]} (config {config_name})"
     except HydraException as error:
         return None, _composition_error(config_name, overrides, error)
-    message = _new_top_level_key(config_name, overrides)
+    message = _new_top_level_key(config_name, overrides, cfg)
     return (None, message) if message else (cfg, None)
 
 
