@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import inspect
 import logging
+import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.accelerators import CPUAccelerator
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 
 from ochmr_lit.config_signatures import (
@@ -29,12 +33,14 @@ from ochmr_lit.data.datamodules.base import check_loader_settings
 from ochmr_lit.data.datamodules.synthcrowd import check_splits
 from ochmr_lit.data.transforms import AugmentationConfig
 from ochmr_lit.errors import ConfigError, MissingFileError
+from ochmr_lit.hardware import cpu_has_native_bf16
 from ochmr_lit.lit.checkpoints import check_checkpoint_architecture, check_checkpoint_kind
 from ochmr_lit.lit.losses import LossWeights
 from ochmr_lit.lit.mesh_regressor import check_context_source, check_heatmap_supervision
 from ochmr_lit.lit.optim import OptimConfig
 from ochmr_lit.models.hmr import check_architecture
 from ochmr_lit.models.hrnet import HRNET_STRIDE
+from ochmr_lit.models.pretrained import check_pretrained_files
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +74,55 @@ def check_accelerator(trainer: DictConfig | Mapping, key: str = "trainer") -> No
     if isinstance(wanted, int) and not isinstance(wanted, bool) and wanted > visible:
         raise ConfigError(f"{key}.devices={devices}, but this machine shows {visible} CUDA GPU(s): set "
                           f"{key}.devices={visible} (or fewer), or run on a machine with more")
+
+
+#: Trainer arguments Lightning checks only in its loop, where 0 stops a run with a ZeroDivisionError (in a pipeline,
+#: after the stages before it have trained).
+POSITIVE_INTERVALS = ("accumulate_grad_batches", "check_val_every_n_epoch", "val_check_interval")
+#: Trainer arguments the check below does not pass on: components the runner builds, and switches it sets itself.
+_NOT_PROBED = frozenset({"_target_", "logger", "callbacks", "plugins", "enable_checkpointing", "enable_progress_bar",
+                         "enable_model_summary"})
+
+
+def check_trainer_values(trainer: DictConfig | Mapping, key: str = "trainer") -> None:
+    """A stage's trainer settings as ``lightning.Trainer`` checks them when it is built (``max_epochs=-2``,
+    ``max_time='1:00'``, ...), by building one without logger, callbacks or plugins before any stage trains, so that
+    a later stage's mistake does not wait for the earlier stages; the intervals of :data:`POSITIVE_INTERVALS` above 0.
+    Warns in one line when a CPU run asks for bf16 (or fp16, which Lightning turns into bf16 on a CPU) on a CPU
+    without native bf16, where every step runs tens of times slower than in fp32. Call after
+    :func:`check_accelerator`, which names a missing GPU."""
+    values = OmegaConf.to_container(trainer, resolve=True) if isinstance(trainer, DictConfig) else dict(trainer)
+    for name in POSITIVE_INTERVALS:
+        value = values.get(name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0:
+            raise ConfigError(f"{key}.{name}={value}: must be above 0 (Lightning divides by it in its training loop)")
+    probed = {k: v for k, v in values.items()
+              if k not in _NOT_PROBED and not isinstance(v, (Mapping, list))}  # a strategy or profiler node, ...
+    quiet = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels = [logger.level for logger in quiet]
+    try:
+        for logger in quiet:
+            logger.setLevel(logging.ERROR)  # "GPU available: ..." is said again by the stage's own trainer
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the same: the stage's trainer shows Lightning's warnings once
+            built = L.Trainer(**probed, logger=False, callbacks=[], enable_checkpointing=False,
+                              enable_progress_bar=False, enable_model_summary=False)
+    except (MisconfigurationException, ValueError, TypeError) as error:
+        message = " ".join(str(error).split())
+        named = sorted((m.start(), n) for n in probed if (m := re.search(rf"\b{re.escape(n)}\b", message)))
+        shown = [n for n in probed if isinstance(probed[n], str) and repr(probed[n]) in message]  # max_time: Timer
+        name = named[0][1] if named else (shown[0] if len(shown) == 1 else None)
+        raise ConfigError(f"{key}.{name}={probed[name]!r}: {message}" if name else f"{key}: {message}") from None
+    finally:
+        for logger, level in zip(quiet, levels, strict=True):
+            logger.setLevel(level)
+    precision = str(built.precision)
+    if isinstance(built.accelerator, CPUAccelerator) and precision.startswith("bf16") and not cpu_has_native_bf16():
+        asked = values.get("precision")
+        log.warning("%s.precision=%s: this CPU has no native bf16 (AVX-512 BF16 or AMX), so %s is emulated and every "
+                    "step runs tens of times slower than in fp32; set %s.precision=32-true (what trainer=cpu picks "
+                    "on this CPU)", key, asked, precision if str(asked) == precision else f"{precision} (Lightning's "
+                    f"choice for {asked} on a CPU)", key)
 
 
 def _prefixed(error: ValueError, key: str) -> ConfigError:
@@ -152,17 +207,26 @@ def check_data(data: DictConfig | Mapping, key: str = "data") -> None:
                                             "splits after data=<another dataset>, is removed with")
 
 
-def check_context_crop(data: DictConfig | Mapping, key: str = "data") -> None:
+def check_context_crop(data: DictConfig | Mapping, key: str = "data",
+                       taken_from: Mapping[str, str] | None = None) -> None:
     """A context estimator's crops: HRNet takes sides that are multiples of 32 and predicts maps of a quarter of
-    that side, so ``data.map_size`` must be ``data.crop_size / 4``."""
+    that side, so ``data.map_size`` must be ``data.crop_size / 4``. ``taken_from``: the key a value was inherited
+    from (a pipeline's context stage takes the run's ``data.crop_size`` unless it sets its own), said in the message
+    so that a user who set only that key sees why the context stage is named."""
     crop, maps = data.get("crop_size"), data.get("map_size")
+
+    def origin(name: str) -> str:
+        source = (taken_from or {}).get(name)
+        return f" ({source}, which the context stage takes unless {key}.{name} is set)" if source else ""
+
     if isinstance(crop, int) and crop % HRNET_STRIDE:
         nearest = max(HRNET_STRIDE, round(crop / HRNET_STRIDE) * HRNET_STRIDE)
-        raise ConfigError(f"{key}.crop_size={crop}: the context estimator (HRNet) takes crop sides that are multiples "
-                          f"of {HRNET_STRIDE}, e.g. {key}.crop_size={nearest} {key}.map_size={nearest // 4}")
+        raise ConfigError(f"{key}.crop_size={crop}{origin('crop_size')}: the context estimator (HRNet) takes crop "
+                          f"sides that are multiples of {HRNET_STRIDE}, e.g. {key}.crop_size={nearest} "
+                          f"{key}.map_size={nearest // 4}")
     if isinstance(crop, int) and isinstance(maps, int) and maps * 4 != crop:
-        raise ConfigError(f"{key}.map_size={maps}: the context estimator predicts maps of a quarter of the crop side: "
-                          f"set {key}.map_size={crop // 4} for {key}.crop_size={crop}")
+        raise ConfigError(f"{key}.map_size={maps}{origin('map_size')}: the context estimator predicts maps of a "
+                          f"quarter of the crop side: set {key}.map_size={crop // 4} for {key}.crop_size={crop}")
 
 
 def check_given_context_estimator(model: DictConfig | Mapping, key: str = "model") -> None:
@@ -235,14 +299,21 @@ def check_run_config(cfg: DictConfig, stages: list[tuple[str, DictConfig]],
             check_data(stage.data, f"{prefix}data")
             warn_unfinished_ramp(stage.data.get("augment"), stage.trainer, prefix)
             if target.endswith("ContextEstimatorModule"):
-                check_context_crop(stage.data, f"{prefix}data")
+                own = ((cfg.get("context_stage") or {}).get("data") or {}) if prefix else None
+                inherited = {} if own is None else {name: f"data.{name}={cfg.data.get(name)}"
+                                                    for name in ("crop_size", "map_size") if name not in own}
+                check_context_crop(stage.data, f"{prefix}data", inherited)
         check_target_keys(OmegaConf.to_container(stage.model, resolve=False), f"{prefix}model")
         check_components(stage.get("callbacks"), f"{prefix}callbacks")
         check_components(stage.get("logger"), f"{prefix}logger")
-        if target.endswith("MeshRegressorModule"):
+        model = OmegaConf.to_container(stage.model, resolve=True)
+        regressor = target.endswith("MeshRegressorModule")
+        if regressor:
             check_regressor_model(stage.model, f"{prefix}model")
             if cfg.get("task") == "regressor" and not context_estimator_pending:  # a pipeline's trains it first
                 check_given_context_estimator(stage.model, f"{prefix}model")
         else:
-            _check_optim(OmegaConf.to_container(stage.model, resolve=True).get("optim"), f"{prefix}model")
-        check_target_types(OmegaConf.to_container(stage.model, resolve=True), f"{prefix}model")
+            _check_optim(model.get("optim"), f"{prefix}model")
+        check_target_types(model, f"{prefix}model")
+        check_pretrained_files(model.get("pretrained"), not regressor,
+                               model.get("backbone", "resnet50") if regressor else None, f"{prefix}model.pretrained")

@@ -50,14 +50,28 @@ def _leaves_nothing(run_dir: Path) -> bool:
     return run_dir.is_dir() and all(p.name == ".hydra" or p.suffix == ".log" for p in run_dir.iterdir())
 
 
+def user_error_cause(error: BaseException) -> OchmrError | None:
+    """``error`` itself when it is a user error, or the user error it was raised from (``raise ... from``): Hydra's
+    ``instantiate`` wraps what a class raises in an InstantiationException of several lines. None otherwise."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, OchmrError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__
+    return None
+
+
 @contextmanager
 def user_errors(run_dir: str | os.PathLike | None = None) -> Iterator[None]:
-    """Print a user error as one line on stderr and exit with status 2; a run folder the failed command left
-    empty (Hydra's config copy and log only) is removed. ``HYDRA_FULL_ERROR=1`` re-raises with the traceback."""
+    """Print a user error (or an error raised from one, :func:`user_error_cause`) as one line on stderr and exit
+    with status 2; a run folder the failed command left empty (Hydra's config copy and log only) is removed.
+    ``HYDRA_FULL_ERROR=1`` re-raises with the traceback."""
     try:
         yield
-    except OchmrError as error:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+    except Exception as raised:
+        error = user_error_cause(raised)
+        if error is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         if run_dir is not None and _leaves_nothing(Path(run_dir)):
             shutil.rmtree(run_dir, ignore_errors=True)

@@ -437,6 +437,14 @@ BAD_SETTINGS = [
                                             "context_stage.data.splits.val=60)"),
     ("model.context_source=foo", "error: model.context_source='foo'; use one of ('gt', 'predicted', 'none')"),
     ("++context_stage.model.optim.lr=-2", "error: context_stage.model.optim.lr=-2: the learning rate must be positive"),
+    # the regressor stage's trainer and weights: Lightning would say them only after the context stage trained
+    ("trainer.max_epochs=-2", "error: trainer.max_epochs=-2: `max_epochs` must be a non-negative integer or -1. You "
+                              "passed in -2."),
+    ("trainer.accumulate_grad_batches=0", "error: trainer.accumulate_grad_batches=0: must be above 0 (Lightning "
+                                          "divides by it in its training loop)"),
+    ("model.pretrained=[{source:spin,path:/nonexistent/model_checkpoint.pt}]",
+     "error: model.pretrained[0].path=/nonexistent/model_checkpoint.pt: no such file; put the spin weights there or "
+     "correct model.pretrained[0].path"),
     ("trainer.max_epoch=3",
      "error: unknown Trainer argument 'trainer.max_epoch' in 'trainer.max_epoch=3': did you mean trainer.max_epochs, "
      "trainer.min_epochs, trainer.max_steps? every argument of lightning.Trainer can be set under trainer. (see its "

@@ -55,10 +55,15 @@ def test_a_key_left_by_another_data_config_is_named_with_how_to_remove_it():
     ("data.sigma=0", "data.sigma=0: the centermap Gaussian's sigma in cells, a number > 0"),
     ("seed=abc", "seed='abc': the run's seed, a whole number >= 0 (e.g. seed=1)"),
     ("tags=ablation", "tags='ablation': a list of the run's W&B tags, e.g. tags=[ablation] or tags=[ablation,crop128]"),
-    ("data.crop_size=100", "context_stage.data.crop_size=100: the context estimator (HRNet) takes crop sides that are "
-                           "multiples of 32, e.g. context_stage.data.crop_size=96 context_stage.data.map_size=24"),
-    ("data.map_size=7", "context_stage.data.map_size=7: the context estimator predicts maps of a quarter of the crop "
-                        "side: set context_stage.data.map_size=16 for context_stage.data.crop_size=64"),
+    # the context stage takes the run's crops: a user who set data.crop_size is told why context_stage is named
+    ("data.crop_size=100", "context_stage.data.crop_size=100 (data.crop_size=100, which the context stage takes unless "
+                           "context_stage.data.crop_size is set): the context estimator (HRNet) takes crop sides that "
+                           "are multiples of 32, e.g. context_stage.data.crop_size=96 context_stage.data.map_size=24"),
+    ("data.map_size=7", "context_stage.data.map_size=7 (data.map_size=7, which the context stage takes unless "
+                        "context_stage.data.map_size is set): the context estimator predicts maps of a quarter of the "
+                        "crop side: set context_stage.data.map_size=16 for context_stage.data.crop_size=64"),
+    ("++context_stage.data.crop_size=100", "context_stage.data.crop_size=100: the context estimator (HRNet) takes "
+                                           "crop sides that are multiples of 32"),
     ("task=regressor", "model.context_source=predicted needs model.context_checkpoint=<a context-estimator "
                        "checkpoint>"),
     ("task=regressor model.context_checkpoint=/nonexistent/context.ckpt",
@@ -205,3 +210,50 @@ def test_a_ramp_longer_than_the_training_is_named_in_a_warning(caplog):
     with caplog.at_level("WARNING", logger="ochmr_lit.config_checks"):
         check_run_config(*_stages("experiment=synthcrowd_long"))
     assert "geometric_ramp_epochs" not in caplog.text
+
+
+# -- trainer values as Lightning checks them, before any stage -------------------------------------------------
+CPU_TRAINER = {"accelerator": "cpu", "devices": 1, "precision": "32-true", "max_epochs": 3, "strategy": "auto"}
+
+
+@pytest.mark.parametrize("setting, message", [
+    ({"max_epochs": -2}, "trainer.max_epochs=-2: `max_epochs` must be a non-negative integer or -1. You passed in -2."),
+    ({"max_steps": -5}, "trainer.max_steps=-5: `max_steps` must be a non-negative integer or -1 (infinite steps). "
+                        "You passed in -5."),
+    ({"max_time": "1:00"}, "trainer.max_time='1:00': `Timer(duration='1:00')` is not a valid duration. Expected a "
+                           "string in the format DD:HH:MM:SS."),
+    ({"num_nodes": 0}, "trainer.num_nodes=0: `num_nodes` must be a positive integer, but got 0."),
+    ({"check_val_every_n_epoch": 0}, "trainer.check_val_every_n_epoch=0: must be above 0 (Lightning divides by it "
+                                     "in its training loop)"),
+    ({"val_check_interval": 0.0}, "trainer.val_check_interval=0.0: must be above 0 (Lightning divides by it in its "
+                                  "training loop)"),
+])
+def test_a_trainer_value_lightning_refuses_is_named_before_any_stage(setting, message):
+    from ochmr_lit.config_checks import check_trainer_values
+
+    with pytest.raises(ConfigError) as error:
+        check_trainer_values({**CPU_TRAINER, **setting})
+    assert str(error.value) == message
+    check_trainer_values(CPU_TRAINER)  # and the same trainer without it passes
+    check_trainer_values({**CPU_TRAINER, "strategy": "ddp", "devices": 2, "check_val_every_n_epoch": None})
+
+
+@pytest.mark.parametrize("precision, native, said", [
+    ("bf16-mixed", False, "so bf16-mixed is emulated"),
+    ("16-mixed", False, "so bf16-mixed (Lightning's choice for 16-mixed on a CPU) is emulated"),
+    ("bf16-mixed", True, None),
+    ("32-true", False, None),
+])
+def test_bf16_on_a_cpu_that_emulates_it_is_said_in_one_line(precision, native, said, monkeypatch, caplog):
+    from ochmr_lit import config_checks
+
+    monkeypatch.setattr(config_checks, "cpu_has_native_bf16", lambda: native)
+    with caplog.at_level("WARNING", logger="ochmr_lit.config_checks"):
+        config_checks.check_trainer_values({**CPU_TRAINER, "precision": precision}, "context_stage.trainer")
+    lines = [r.getMessage() for r in caplog.records if r.name == "ochmr_lit.config_checks"]
+    if said is None:
+        assert lines == []
+    else:
+        assert lines == [f"context_stage.trainer.precision={precision}: this CPU has no native bf16 (AVX-512 BF16 or "
+                         f"AMX), {said} and every step runs tens of times slower than in fp32; set "
+                         "context_stage.trainer.precision=32-true (what trainer=cpu picks on this CPU)"]

@@ -71,7 +71,11 @@ def test_a_pipeline_stops_before_its_first_stage_on_an_ignored_setting():
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
-def test_every_experiment_sets_only_settings_that_are_read(name):
-    cfg = compose_fit(f"experiment={name}")
+def test_every_experiment_sets_only_settings_that_are_read(name, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # the paper presets' starting weights, looked for by name
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    for file in ("hub/checkpoints/resnet50-0676ba61.pth", "pose_hrnet_w32_256x192.pth"):
+        (tmp_path / file).write_bytes(b"")
+    cfg = compose_fit(f"experiment={name}", f"paths.weights_dir={tmp_path}")
     stages = [("", cfg)] + ([("context_stage.", stage_config(cfg))] if cfg.task == "pipeline" else [])
     check_run_config(cfg, stages)

@@ -6,6 +6,7 @@ import pytest
 import torch
 import torchvision
 from hydra import compose, initialize_config_module
+from omegaconf import OmegaConf
 
 from ochmr_lit.lit import ContextEstimatorModule, MeshRegressorModule
 from ochmr_lit.models import ContextEstimator, MeshRegressor
@@ -123,3 +124,51 @@ def test_the_paper_presets_name_their_starting_weights():
         dict(s) for s in spin.model.pretrained]
     assert [dict(s) for s in context.model.pretrained] == [
         {"source": "hrnet_coco", "path": "/w/pose_hrnet_w32_256x192.pth"}]
+
+
+def test_a_missing_weight_file_stops_fit_before_any_stage(tmp_path, monkeypatch):
+    """A pipeline builds its regressor after the context stage trained: its weight files are looked for first."""
+    from ochmr_lit.errors import MissingFileError
+    from ochmr_lit.runner import check_fit_config
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with initialize_config_module(config_module="ochmr_lit.configs", version_base="1.3"):
+        pipeline = compose(config_name="fit", overrides=["experiment=synthcrowd", "run_dir=/tmp/unused",
+                                                         "model.pretrained=[{source:torchvision}]"])
+        context = compose(config_name="fit", overrides=[
+            "experiment=context_hrnet_w32_coco", "trainer=cpu", f"paths.weights_dir={tmp_path}", "run_dir=/tmp/unused"])
+    expected = tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    with pytest.raises(MissingFileError, match=rf"^model.pretrained\[0\]: ImageNet weights for resnet18 not found at "
+                                               rf"{expected}; put resnet18-f37072fd.pth"):
+        check_fit_config(pipeline)
+    expected.parent.mkdir(parents=True)
+    expected.write_bytes(b"")  # only looked for, never read before the run builds its model
+    check_fit_config(pipeline)
+    with pytest.raises(MissingFileError, match=rf"^model.pretrained\[0\].path={tmp_path}/pose_hrnet_w32_256x192.pth: "
+                                               "no such file; put the hrnet_coco weights there"):
+        check_fit_config(context)
+    downloads = OmegaConf.merge(pipeline, {"model": {"pretrained": [{"source": "torchvision", "download": True}]}})
+    expected.unlink()
+    check_fit_config(downloads)  # fetched when the model is built, as asked: nothing to look for yet
+
+
+def test_a_user_error_raised_inside_instantiate_is_one_line(tmp_path, monkeypatch, capsys):
+    """Hydra's instantiate wraps what a class raises in several lines (target, error, full_key): the entry points
+    print the user error it was raised from."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    from ochmr_lit.errors import user_errors
+
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    node = {"_target_": "ochmr_lit.lit.MeshRegressorModule", "backbone": "resnet18", "conorm_depths": [],
+            "context_source": "none", "pretrained": [{"source": "spin", "path": str(tmp_path / "nope.pt")}]}
+    with pytest.raises(SystemExit) as exit_, user_errors():
+        instantiate(node)
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: model.pretrained[0].path={tmp_path / 'nope.pt'}: no such file; put the spin weights there or correct "
+        "model.pretrained[0].path"]
+    with pytest.raises(InstantiationException) as error, user_errors():  # anything else keeps its traceback
+        instantiate({"_target_": "operator.truediv", "_args_": [1, 0]})
+    assert isinstance(error.value.__cause__, ZeroDivisionError)

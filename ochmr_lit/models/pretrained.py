@@ -169,3 +169,15 @@ def apply_pretrained(model: MeshRegressor | ContextEstimator, value: object,
             log.warning("%s (%s, strict=false): %s", entry, source.source, report.fault_summary())
         reports.append(report)
     return reports
+
+
+def check_pretrained_files(value: object, context_estimator: bool, backbone: str | None,
+                           key: str = "model.pretrained") -> None:
+    """Every entry of ``model.pretrained`` is well formed and its file is on this machine (a torchvision entry with
+    ``download: true`` aside), checked before any stage trains: a pipeline builds its regressor only after the
+    context stage, so a missing file would otherwise stop the run after that stage. Nothing is read or fetched.
+    ``context_estimator``: the entries are the context estimator's (HRNet) rather than the regressor's."""
+    loaders = CONTEXT_SOURCES if context_estimator else REGRESSOR_SOURCES
+    for i, source in enumerate(parse_sources(value, list(loaders), key)):
+        if not (source.source == "torchvision" and source.download and not source.path):
+            resolve_path(source, backbone, f"{key}[{i}]")

@@ -15,7 +15,7 @@ import lightning as L
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from ochmr_lit.config_checks import check_accelerator, check_run_config, select_checkpoint
+from ochmr_lit.config_checks import check_accelerator, check_run_config, check_trainer_values, select_checkpoint
 from ochmr_lit.errors import ConfigError
 from ochmr_lit.eval.results_files import atomic_write_text
 from ochmr_lit.lit.checkpoints import check_training_checkpoint
@@ -134,6 +134,7 @@ def check_fit_config(cfg: DictConfig, context_estimator_pending: bool = False) -
     check_run_config(cfg, stages, context_estimator_pending)
     for prefix, stage in stages:
         check_accelerator(stage.trainer, f"{prefix}trainer")
+        check_trainer_values(stage.trainer, f"{prefix}trainer")
 
 def run_fit(cfg: DictConfig) -> dict[str, Any]:
     """Train as the config says; returns the final checkpoint path(s) and test metrics."""
