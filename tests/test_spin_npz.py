@@ -94,3 +94,28 @@ def test_mixed_train_dataloader_draws_spins_ratios(tmp_path):
     shares = {name: drawn.count(name) / len(drawn) for name in sizes}
     assert shares == pytest.approx(expected, abs=0.01)  # within 1 % of each ratio (seeded; ~2 sigma at 10k draws)
     assert sum(shares[n] for n in in_the_wild) == pytest.approx(0.6, abs=0.01)
+
+
+def test_a_missing_npz_of_the_mixed_data_is_one_line_naming_its_key(tmp_path, monkeypatch, capsys):
+    """SPIN's training mix without its npz files (the paper presets before the data is in place): the entry points
+    print which source's file is missing, where it was looked for and the keys to set, instead of a traceback."""
+    from hydra import compose, initialize_config_module
+    from hydra.utils import instantiate
+
+    from ochmr_lit.errors import MissingFileError, user_errors
+
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    with initialize_config_module(config_module="ochmr_lit.configs", version_base="1.3"):
+        cfg = compose(config_name="fit", overrides=["~experiment", "data=mixed", f"paths.data_root={tmp_path}"])
+    data = instantiate(cfg.data, _convert_="all")
+    npz = tmp_path / "spin_extras" / "h36m_train.npz"
+    with pytest.raises(MissingFileError) as error:
+        data.load_records("train")
+    assert str(error.value) == (f"data.sources.h36m.npz={npz}: no such file; put SPIN's h36m_train.npz (its "
+                                "preprocessed dataset_extras) there, or correct data.sources.h36m.npz (or "
+                                "paths.data_root)")
+    with pytest.raises(SystemExit), user_errors():
+        data.load_records("val")
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: data.eval_sets.val.npz={tmp_path / 'spin_extras' / '3dpw_test.npz'}: no such file; put SPIN's "
+        "3dpw_test.npz (its preprocessed dataset_extras) there, or correct data.eval_sets.val.npz (or paths.data_root)"]

@@ -24,6 +24,7 @@ from ochmr_lit.body.synthetic import (
     REGRESSOR_FILES,
     ensure_synthetic_body_model,
 )
+from ochmr_lit.errors import MissingFileError
 from ochmr_lit.safe_pickle import safe_load_pickle
 
 NUM_VERTICES = 6890
@@ -68,16 +69,16 @@ def resolve_body_model_dir(dir: str | Path | None) -> Path:
             "regressors and mean parameters from SPIN's data), or set body_model.dir=null to use the "
             "synthetic body model generated into the cache")
     if not path.is_dir():
-        raise FileNotFoundError(f"body model folder {path} does not exist. Expected files: {_expected_listing()}; "
-                                f"{hint}")
+        raise MissingFileError(f"body model folder {path} does not exist. Expected files: {_expected_listing()}; "
+                               f"{hint}")
     missing_genders = [g for g in MODEL_FILES if model_file(path, g) is None]
     missing = [EXPECTED_FILES[i] for i, g in enumerate(MODEL_FILES) if g in missing_genders]
     missing += [name for name in EXPECTED_FILES[3:] if not (path / name).is_file()]
     if missing:
         why = (f" (the {' and '.join(missing_genders)} model{'s' if len(missing_genders) > 1 else ''}: every "
                "gender is needed, e.g. for 3DPW's gendered ground truth)") if missing_genders else ""
-        raise FileNotFoundError(f"body model folder {path} lacks {', '.join(missing)}{why}. Expected files: "
-                                f"{_expected_listing()}; {hint}")
+        raise MissingFileError(f"body model folder {path} lacks {', '.join(missing)}{why}. Expected files: "
+                               f"{_expected_listing()}; {hint}")
     return path
 
 

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from ochmr_lit.body.synthetic import save_npz_reproducible
+from ochmr_lit.errors import MissingFileError
 from ochmr_lit.geometry import axis_angle_to_rotmat
 
 NUM_JOINTS = 24
@@ -124,8 +125,8 @@ def mean_params_of_synthcrowd_split(split_dir: str | Path,
     """
     path = Path(split_dir) / "annotations.json"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: pass a SynthCrowd split folder (with annotations.json) "
-                                "or a SPIN-format npz with 'pose' and 'shape'")
+        raise MissingFileError(f"{path} not found: pass a SynthCrowd split folder (with annotations.json) "
+                               "or a SPIN-format npz with 'pose' and 'shape'")
     with path.open() as f:
         doc = json.load(f)
     cameras = {im["id"]: im.get("camera") for im in doc.get("images", [])}

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from ochmr_lit.data.centermaps import gaussian_maps
 from ochmr_lit.data.schema import PersonRecord
+from ochmr_lit.errors import MissingFileError
 from ochmr_lit.geometry import apply_affine, box_to_center_size, invert_affine
 from ochmr_lit.progress import ProgressLog
 
@@ -176,8 +177,8 @@ def load_predicted_centres(path: str | Path) -> dict[str, tuple[np.ndarray, np.n
     """Read a cache written by :func:`save_predicted_centres`; a clear error for anything else."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"data.predicted_centres={path}: no such file; it is written by the pipeline's "
-                                "context stage (task=pipeline), or set data.predicted_centres=null")
+        raise MissingFileError(f"data.predicted_centres={path}: no such file; it is written by the pipeline's "
+                               "context stage (task=pipeline), or set data.predicted_centres=null")
     with np.load(path, allow_pickle=False) as data:
         missing = {"sample_id", "centre", "others_offset", "others"} - set(data.files)
         if missing:

@@ -19,6 +19,7 @@ from ochmr_lit.data.readers.panoptic import PANOPTIC_CAMERAS, POSE_DIR, frame_fi
 from ochmr_lit.data.readers.panoptic import write_index as write_panoptic_index
 from ochmr_lit.data.readers.threedpw import PW3D_SPLITS
 from ochmr_lit.data.readers.threedpw import write_index as write_3dpw_index
+from ochmr_lit.errors import MissingFileError
 from ochmr_lit.metrics.matched_mpjpe import PANOPTIC_SEQUENCES
 from ochmr_lit.paths import cache_dir
 
@@ -103,8 +104,8 @@ def prepare_3dpw(raw: Path, out: Path, force: bool = False, show_progress: bool 
     report = PrepareReport("3dpw")
     root = raw / "sequenceFiles"
     if not root.is_dir():
-        raise FileNotFoundError(f"{root} not found: --raw must be the 3DPW folder holding sequenceFiles/ "
-                                "(and imageFiles/)")
+        raise MissingFileError(f"{root} not found: --raw must be the 3DPW folder holding sequenceFiles/ "
+                               "(and imageFiles/)")
     for split in splits or PW3D_SPLITS:
         pickles = sorted((root / split).glob("*.pkl"))
         if not pickles:
@@ -139,7 +140,7 @@ def prepare_ochuman(raw: Path, out: Path, force: bool = False, show_progress: bo
     """Convert the raw ``ochuman.json`` into the official val and test COCO-format files."""
     raw_file = raw if raw.is_file() else raw / "ochuman.json"
     if not raw_file.is_file():
-        raise FileNotFoundError(f"{raw_file} not found: --raw must be OCHuman's ochuman.json or its folder")
+        raise MissingFileError(f"{raw_file} not found: --raw must be OCHuman's ochuman.json or its folder")
     report = PrepareReport("ochuman")
     for subset in ("val", "test"):
         output = out / f"ochuman_coco_format_{subset}_range_0.00_1.00.json"
@@ -156,7 +157,7 @@ def prepare(dataset: str, raw: str | Path, out: str | Path, force: bool = False,
     """
     raw, out = Path(raw), Path(out)
     if not raw.exists():
-        raise FileNotFoundError(f"--raw {raw} does not exist")
+        raise MissingFileError(f"--raw {raw} does not exist")
     builders = {"3dpw": prepare_3dpw, "panoptic": prepare_panoptic, "ochuman": prepare_ochuman}
     if dataset not in builders:
         raise ValueError(f"unknown dataset {dataset!r}; prepare handles {list(DATASETS)} "

@@ -12,6 +12,7 @@ import torch
 import torchvision
 from torch import nn
 
+from ochmr_lit.errors import MissingFileError
 from ochmr_lit.geometry import rot6d_to_rotmat, rotmat_to_rot6d
 from ochmr_lit.models.conorm import CoNorm
 from ochmr_lit.models.keypoint_heatmaps import KeypointHeatmapHead
@@ -72,7 +73,7 @@ def load_mean_params(
         source = str(mean_params)
         path = Path(mean_params)
         if not path.is_file():
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"mean parameter file {source} not found; point mean_params at SPIN's smpl_mean_params.npz "
                 "(or the body model folder's copy), or pass None for the neutral start"
             )

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ochmr_lit.errors import MissingFileError
 from ochmr_lit.models.context import ContextEstimator
 from ochmr_lit.models.hmr import MeshRegressor
 from ochmr_lit.models.hrnet import HRNet
@@ -110,7 +111,7 @@ def read_checkpoint(path: str | Path) -> object:
     """``torch.load(path, map_location="cpu", weights_only=True)`` with errors that name the file."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"weight file {path} not found; check the path in the config")
+        raise MissingFileError(f"weight file {path} not found; check the path in the config")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError) as err:

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from ochmr_lit.errors import MissingFileError
 from ochmr_lit.eval.results_files import atomic_write_text
 
 PERSON_CATEGORY = 1
@@ -159,7 +160,7 @@ def write_simulated_detections(ann_file: str | Path, out_file: str | Path, seed:
     """Simulate detections for ``ann_file`` and write them to ``out_file`` (JSON list); returns a summary."""
     ann_file, out_file = Path(ann_file), Path(out_file)
     if not ann_file.is_file():
-        raise FileNotFoundError(f"{ann_file}: no such annotation file (a COCO-format keypoint JSON)")
+        raise MissingFileError(f"{ann_file}: no such annotation file (a COCO-format keypoint JSON)")
     annotations = json.loads(ann_file.read_text())
     detections = simulate_detections(annotations, seed=seed, model=model)
     atomic_write_text(out_file, json.dumps(detections))

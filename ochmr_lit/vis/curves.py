@@ -23,7 +23,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from ochmr_lit.errors import OneLineArgumentParser  # noqa: E402
+from ochmr_lit.errors import MissingFileError, OneLineArgumentParser  # noqa: E402
 
 METRICS: tuple[str, ...] = ("val/mpjpe", "val/pa_mpjpe")
 #: PA-MPJPE's depth and image-plane parts, logged by evaluations whose ground truth is in the camera frame.
@@ -39,8 +39,8 @@ def read_validation_curve(run_dir: str | Path) -> dict[str, list[float]]:
     """
     path = Path(run_dir) / "csv" / "metrics.csv"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: pass a run folder written with the csv logger "
-                                "(logger=default or logger=csv)")
+        raise MissingFileError(f"{path} not found: pass a run folder written with the csv logger "
+                               "(logger=default or logger=csv)")
     curve: dict[str, list[float]] = {"step": [], "epoch": [], **{m: [] for m in (*METRICS, *PARTS)}}
     with path.open(newline="") as f:
         for row in csv.DictReader(f):

@@ -103,7 +103,8 @@ class MixedDataModule(EvalTargetsMixin, TopDownDataModule):
         if split == "train":
             records, skipped = [], Counter()
             for name, source in self.sources.items():
-                part, why = load_spin_npz_records(source["npz"], source["image_root"], name, self.scale_factor)
+                part, why = load_spin_npz_records(source["npz"], source["image_root"], name, self.scale_factor,
+                                                  key=f"data.sources.{name}.npz")
                 self._source_ranges[name] = (len(records), len(part))
                 records += part
                 skipped.update({f"{name}:{k}": v for k, v in why.items()})
@@ -111,7 +112,8 @@ class MixedDataModule(EvalTargetsMixin, TopDownDataModule):
         if split not in self.eval_sets:
             raise KeyError(f"data.eval_sets has no '{split}' entry; it has {sorted(self.eval_sets)}")
         spec = self.eval_sets[split]
-        return load_spin_npz_records(spec["npz"], spec["image_root"], spec["name"], self.scale_factor)
+        return load_spin_npz_records(spec["npz"], spec["image_root"], spec["name"], self.scale_factor,
+                                     key=f"data.eval_sets.{split}.npz")
 
     def train_dataloader(self) -> DataLoader:
         dataset = self.dataset("train")

@@ -12,6 +12,7 @@ from ochmr_lit.data.datamodules.eval_targets import EvalTargetsMixin
 from ochmr_lit.data.preparation import format_report, prepare, prepared_index_dir
 from ochmr_lit.data.readers.panoptic import PANOPTIC_CAMERAS, load_panoptic_records
 from ochmr_lit.data.schema import PersonRecord
+from ochmr_lit.errors import MissingFileError
 from ochmr_lit.metrics.matched_mpjpe import PANOPTIC_SEQUENCES
 
 log = logging.getLogger(__name__)
@@ -49,8 +50,8 @@ class PanopticDataModule(EvalTargetsMixin, TopDownDataModule):
         report = prepare("panoptic", self.root, self.index_dir, show_progress=False, sequences=sequences,
                          cameras=self.cameras, frame_step=self.frame_step)
         if report.missing:
-            raise FileNotFoundError(f"Panoptic sequences {report.missing} not found under {self.root} "
-                                    "(each needs <sequence>/hdPose3d_stage1_coco19/ and its calibration JSON)")
+            raise MissingFileError(f"Panoptic sequences {report.missing} not found under {self.root} "
+                                   "(each needs <sequence>/hdPose3d_stage1_coco19/ and its calibration JSON)")
         log.info("%s", format_report(report))
 
     def index_files(self, split: str) -> list[Path]:

@@ -43,7 +43,8 @@ class SpinNpzDataModule(EvalTargetsMixin, TopDownDataModule):
         if split not in self.npz_files:
             raise KeyError(f"{self.name} has no '{split}' split configured; data.npz_files has "
                            f"{sorted(self.npz_files)}")
-        return load_spin_npz_records(self.npz_files[split], self.image_roots[split], self.name, self.scale_factor)
+        return load_spin_npz_records(self.npz_files[split], self.image_roots[split], self.name, self.scale_factor,
+                                     key=f"data.npz_files.{split}")
 
 
 class H36MDataModule(SpinNpzDataModule):

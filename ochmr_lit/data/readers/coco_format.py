@@ -21,6 +21,7 @@ from pycocotools.coco import COCO
 
 from ochmr_lit.data.centermaps import body_centers
 from ochmr_lit.data.schema import NUM_KEYPOINTS, PersonRecord
+from ochmr_lit.errors import MissingFileError
 
 ExtraLabels = Callable[[dict], dict]
 #: ``(image entry, the image's annotations) -> {annotation id: extra PersonRecord fields}``: labels that need
@@ -123,8 +124,8 @@ def load_coco(ann_file: str | Path) -> COCO:
     """pycocotools' COCO index of a keypoint JSON, quietly; a one-line error for a missing or malformed file."""
     ann_file = Path(ann_file)
     if not ann_file.is_file():
-        raise FileNotFoundError(f"annotation file not found: {ann_file} "
-                                "(set the dataset's ann_files in the data config)")
+        raise MissingFileError(f"annotation file not found: {ann_file} "
+                               "(set the dataset's ann_files in the data config)")
     data = _checked_coco_json(ann_file)
     coco = COCO()
     coco.dataset = data

@@ -23,6 +23,7 @@ from ochmr_lit.body.keypoints import convert_keypoints, get_convention
 from ochmr_lit.data.centermaps import body_centers
 from ochmr_lit.data.readers.coco_format import load_coco, load_coco_keypoint_records
 from ochmr_lit.data.schema import PersonRecord
+from ochmr_lit.errors import MissingFileError
 
 #: CrowdPose's keypoint names as its files spell them, and their registry names.
 CROWDPOSE_FILE_NAMES = {"head": "head_top", "neck": "neck"}
@@ -72,7 +73,7 @@ def read_detections(det_file: str | Path) -> list[dict]:
     """The detections of a COCO results-format JSON, checked."""
     det_file = Path(det_file)
     if not det_file.is_file():
-        raise FileNotFoundError(f"detection results not found: {det_file} (set data.det_files in the data config)")
+        raise MissingFileError(f"detection results not found: {det_file} (set data.det_files in the data config)")
     with det_file.open() as f:
         detections = json.load(f)
     if not isinstance(detections, list):

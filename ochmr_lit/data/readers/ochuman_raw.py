@@ -23,6 +23,7 @@ from pycocotools import mask as mask_utils
 from ochmr_lit.body.keypoints import convert_keypoints, get_convention
 from ochmr_lit.data.readers.coco_format import load_coco_keypoint_records
 from ochmr_lit.data.schema import PersonRecord
+from ochmr_lit.errors import MissingFileError
 
 #: Raw names that the registry spells differently (OCHuman's head and neck have no published definition).
 RAW_NAMES = {"head": "head_ochuman", "neck": "neck_ochuman"}
@@ -37,7 +38,7 @@ def read_ochuman_raw(raw_file: str | Path) -> dict:
     """The raw OCHuman annotation dict, with its keypoint order checked against ``ochuman19``."""
     raw_file = Path(raw_file)
     if not raw_file.is_file():
-        raise FileNotFoundError(f"OCHuman annotation file not found: {raw_file} (set data.raw_file to ochuman.json)")
+        raise MissingFileError(f"OCHuman annotation file not found: {raw_file} (set data.raw_file to ochuman.json)")
     with raw_file.open() as f:
         raw = json.load(f)
     for key in ("images", "keypoint_names"):

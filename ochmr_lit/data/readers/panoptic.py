@@ -25,6 +25,7 @@ import numpy as np
 from ochmr_lit.body.keypoints import convert_keypoints
 from ochmr_lit.data.centermaps import body_centers
 from ochmr_lit.data.schema import PersonRecord
+from ochmr_lit.errors import MissingFileError
 from ochmr_lit.metrics.matched_mpjpe import PANOPTIC_SEQUENCES
 
 #: HD cameras of the CRMH protocol.
@@ -39,8 +40,8 @@ def read_calibration(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
     """Cameras of a ``calibration_<seq>.json`` by name: ``K``, ``dist`` (5,), ``R``, ``t`` (3,) metres, ``size``."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"Panoptic calibration not found: {path} (each sequence folder holds "
-                                "calibration_<sequence>.json from the official download)")
+        raise MissingFileError(f"Panoptic calibration not found: {path} (each sequence folder holds "
+                               "calibration_<sequence>.json from the official download)")
     with path.open() as f:
         data = json.load(f)
     if "cameras" not in data:
@@ -94,8 +95,8 @@ def frame_files(sequence_dir: str | Path) -> list[tuple[int, Path]]:
     """(frame number, file) of every ``body3DScene_*.json`` of a sequence folder, in frame order."""
     pose_dir = Path(sequence_dir) / POSE_DIR
     if not pose_dir.is_dir():
-        raise FileNotFoundError(f"{pose_dir} not found: a Panoptic sequence folder holds {POSE_DIR}/ "
-                                "(extract hdPose3d_stage1_coco19.tar)")
+        raise MissingFileError(f"{pose_dir} not found: a Panoptic sequence folder holds {POSE_DIR}/ "
+                               "(extract hdPose3d_stage1_coco19.tar)")
     found = [(int(m.group(1)), p) for p in pose_dir.iterdir() if (m := _FRAME_RE.search(p.name))]
     return sorted(found)
 
@@ -180,8 +181,8 @@ def load_panoptic_records(index_files: list[str | Path], image_root: str | Path,
     for index_file in index_files:
         index_file = Path(index_file)
         if not index_file.is_file():
-            raise FileNotFoundError(f"Panoptic index not found: {index_file} (run `python -m ochmr_lit.prepare "
-                                    "panoptic --raw <Panoptic root> --out <dir>`)")
+            raise MissingFileError(f"Panoptic index not found: {index_file} (run `python -m ochmr_lit.prepare "
+                                   "panoptic --raw <Panoptic root> --out <dir>`)")
         data = np.load(index_file, allow_pickle=False)
         names = data["imgname"].astype(str)
         kp, present = convert_keypoints(data["keypoints_2d"], "panoptic19", "coco17")

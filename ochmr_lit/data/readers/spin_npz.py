@@ -18,6 +18,7 @@ import numpy as np
 from ochmr_lit.body.keypoints import convert_keypoints
 from ochmr_lit.data.centermaps import body_centers
 from ochmr_lit.data.schema import PersonRecord
+from ochmr_lit.errors import MissingFileError
 
 REQUIRED_KEYS = ("imgname", "center", "scale")
 GENDER_LETTERS = {"m": 1, "f": 2, "n": 0}
@@ -33,15 +34,19 @@ def _check(path: Path, data, key: str, shape: tuple[int, ...], n: int) -> np.nda
 
 
 def load_spin_npz_records(npz_file: str | Path, image_root: str | Path, dataset: str,
-                          scale_factor: float = 1.2) -> tuple[list[PersonRecord], Counter]:
+                          scale_factor: float = 1.2, key: str | None = None) -> tuple[list[PersonRecord], Counter]:
     """Records of every person in a SPIN-format npz.
 
     The box is the square of side ``scale * 200 / scale_factor`` around ``center``, so the crop
-    (``scale_factor`` x box side) covers exactly SPIN's ``scale * 200`` pixels.
+    (``scale_factor`` x box side) covers exactly SPIN's ``scale * 200`` pixels. ``key``: the config key that
+    names ``npz_file`` (``data.npz_files.train``), said when the file is missing.
     """
     npz_file, image_root = Path(npz_file), Path(image_root)
     if not npz_file.is_file():
-        raise FileNotFoundError(f"SPIN npz not found: {npz_file} (set the dataset's npz path in the data config)")
+        where = f"{key}={npz_file}" if key else f"SPIN npz {npz_file}"
+        raise MissingFileError(f"{where}: no such file; put SPIN's {npz_file.name} (its preprocessed dataset_extras) "
+                               f"there, or correct {key or 'the dataset npz path of the data config'} (or "
+                               "paths.data_root)")
     data = np.load(npz_file, allow_pickle=False)
     missing = [k for k in REQUIRED_KEYS if k not in data.files]
     if missing:

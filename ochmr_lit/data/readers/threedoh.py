@@ -21,6 +21,7 @@ from ochmr_lit.body.keypoints import convert_keypoints
 from ochmr_lit.data.centermaps import body_centers
 from ochmr_lit.data.readers.threedpw import rotate_global_orient
 from ochmr_lit.data.schema import PersonRecord
+from ochmr_lit.errors import MissingFileError
 
 REQUIRED_KEYS: tuple[str, ...] = ("extri", "img_path", "bbox", "betas", "pose", "lsp_joints_2d", "lsp_joints_3d")
 
@@ -40,8 +41,8 @@ def read_3doh_annotations(ann_file: str | Path) -> dict[str, dict]:
     """The ``annots.json`` of one split, checked to be an id -> annotation mapping."""
     ann_file = Path(ann_file)
     if not ann_file.is_file():
-        raise FileNotFoundError(f"3DOH annotation file not found: {ann_file} (set data.ann_files in the data config "
-                                "to <3DOH root>/<split>/annots.json)")
+        raise MissingFileError(f"3DOH annotation file not found: {ann_file} (set data.ann_files in the data config "
+                               "to <3DOH root>/<split>/annots.json)")
     with ann_file.open() as f:
         data = json.load(f)
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):

@@ -27,6 +27,7 @@ from scipy.spatial.transform import Rotation
 from ochmr_lit.body.keypoints import convert_keypoints
 from ochmr_lit.data.readers.spin_npz import load_spin_npz_records
 from ochmr_lit.data.schema import PersonRecord
+from ochmr_lit.errors import MissingFileError
 from ochmr_lit.eval.protocols import in_3dpw_occ, in_3dpw_pc
 from ochmr_lit.safe_pickle import safe_load_pickle
 
@@ -242,7 +243,7 @@ def write_index(pickles: list[Path], out_file: str | Path, scale_factor: float =
         counts["kept"] += len(rows["imgname"])
         parts.append(rows)
     if not parts:
-        raise FileNotFoundError(f"no 3DPW sequence pickles to index into {out_file}")
+        raise MissingFileError(f"no 3DPW sequence pickles to index into {out_file}")
     merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     out_file.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_file.with_name(out_file.name + ".tmp.npz")

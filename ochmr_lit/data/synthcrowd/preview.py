@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ochmr_lit.errors import MissingFileError
 from ochmr_lit.vis.draw import COCO17_SKELETON, draw_boxes, draw_keypoints, image_grid, save_image
 
 
@@ -25,7 +26,7 @@ def preview_grid(split_dir: str | Path, count: int = 8, ncols: int = 4) -> np.nd
     split_dir = Path(split_dir)
     ann_file = split_dir / "annotations.json"
     if not ann_file.is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{ann_file} not found: generate the split first (python -m "
             "ochmr_lit.data.synthcrowd --out DIR --num-images N)"
         )
@@ -38,7 +39,7 @@ def preview_grid(split_dir: str | Path, count: int = 8, ncols: int = 4) -> np.nd
         path = split_dir / info["file_name"]
         bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if bgr is None:
-            raise FileNotFoundError(f"image {path} listed in {ann_file} cannot be read")
+            raise MissingFileError(f"image {path} listed in {ann_file} cannot be read")
         image = np.ascontiguousarray(bgr[..., ::-1])
         anns = by_image.get(info["id"], [])
         if anns:
