@@ -63,8 +63,8 @@ def check_body_model(model_dir: str | None) -> list[Check]:
     try:
         folder = resolve_body_model_dir(model_dir)
     except (FileNotFoundError, ValueError) as error:
-        return [Check("body model", "fail", str(error), "point body_model.dir / OCHMR_BODY_MODEL_DIR at a folder "
-                      "with the listed files, or unset it to use the synthetic model")]
+        return [Check("body model", "fail", str(error), "point paths.body_model_dir / OCHMR_BODY_MODEL_DIR at a "
+                      "folder with the listed files, or unset it to use the synthetic model")]
     kind = "synthetic SMPL-format model" if model_dir is None else "user folder"
     genders = [g for g in ("NEUTRAL", "MALE", "FEMALE") if any(folder.glob(f"SMPL_{g}.*"))]
     checks = [Check("body model", "ok", f"{kind} at {folder}; genders: {', '.join(g.lower() for g in genders)}")]

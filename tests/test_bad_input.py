@@ -241,10 +241,10 @@ def test_body_model_folder_missing_a_gender_names_it_in_one_line(tmp_path):
     assert _one_line(str(error.value)) == (
         f"body model folder {tmp_path} lacks SMPL_FEMALE.pkl (or .npz) (the female model: every gender is needed, "
         "e.g. for 3DPW's gendered ground truth). Expected files: SMPL_NEUTRAL.pkl (or .npz), SMPL_MALE.pkl (or .npz), "
-        "SMPL_FEMALE.pkl (or .npz), J_regressor_h36m.npy, J_regressor_extra.npy, smpl_mean_params.npz; point "
-        "body_model.dir at a folder with these files (SMPL models from smpl.is.tue.mpg.de, regressors and mean "
-        "parameters from SPIN's data), or set body_model.dir=null to use the synthetic body model generated into "
-        "the cache")
+        "SMPL_FEMALE.pkl (or .npz), J_regressor_h36m.npy, J_regressor_extra.npy, smpl_mean_params.npz; set "
+        "paths.body_model_dir (or OCHMR_BODY_MODEL_DIR) to a folder with these files (SMPL models from "
+        "smpl.is.tue.mpg.de, regressors and mean parameters from SPIN's data), or paths.body_model_dir=null to use "
+        "the synthetic body model generated into the cache")
     (tmp_path / "SMPL_MALE.pkl").unlink()
     with pytest.raises(FileNotFoundError, match=re.escape("(the male and female models: every gender is needed")):
         BodyModel(tmp_path)

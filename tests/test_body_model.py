@@ -234,7 +234,7 @@ def test_missing_folder_lists_the_expected_files(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError) as err:
         resolve_body_model_dir(tmp_path / "nowhere")
     message = str(err.value)
-    assert str(tmp_path / "nowhere") in message and "body_model.dir=null" in message
+    assert str(tmp_path / "nowhere") in message and "paths.body_model_dir=null" in message
     for name in EXPECTED_FILES:
         assert name in message
     assert all(stem in message for stem in ("SMPL_NEUTRAL.pkl", "J_regressor_h36m.npy", "smpl_mean_params.npz"))

@@ -190,7 +190,7 @@ class _TouchesMarker:
     (_TouchesMarker, 4, "pathlib.Path.touch"),
 ], ids=["os.system", "Path.touch"])
 def test_body_model_folder_with_a_code_running_pickle_is_refused(tmp_path: Path, payload, protocol, refused) -> None:
-    """A body_model.dir whose SMPL_NEUTRAL.pkl would run code: BodyModel refuses it, names it, runs nothing."""
+    """A paths.body_model_dir whose SMPL_NEUTRAL.pkl would run code: BodyModel refuses it, names it, runs nothing."""
     from ochmr_lit.body import BodyModel, ensure_synthetic_body_model
     from ochmr_lit.body.synthetic import MEAN_PARAMS_FILE, MODEL_FILES, REGRESSOR_FILES
 

@@ -64,3 +64,18 @@ def test_a_wrong_value_or_no_epoch_checkpoint_is_refused_before_training(tmp_pat
     with pytest.raises(ConfigError, match="select_checkpoint=best needs callbacks.model_checkpoint"):
         run_fit(_compose("fit", ["experiment=synthcrowd", f"run_dir={tmp_path}", "select_checkpoint=best",
                                  "callbacks=none"]))
+
+
+def test_a_monitor_the_run_does_not_log_is_one_line_naming_its_key(tiny_synthcrowd, tmp_path):
+    """Which metrics a module logs is known after its first validation: Lightning's report of a monitor it cannot find
+    becomes one line naming the callback's key and the closest metrics."""
+    cfg = _compose("fit", ["experiment=synthcrowd_spin", f"run_dir={tmp_path}", f"++data.root={tiny_synthcrowd}",
+                           "trainer.max_epochs=1", "callbacks.model_checkpoint.monitor=val/mpjpee", *TINY_OVERRIDES,
+                           "logger=csv"])
+    with pytest.raises(ConfigError) as error:
+        run_fit(cfg)
+    message = str(error.value)
+    assert message.startswith("callbacks.model_checkpoint.monitor=val/mpjpee: the run logs no such metric; did you "
+                              "mean val/mpjpe")
+    assert "its validation metrics are val/mpjpe, val/pa_mpjpe, " in message and "train/loss" not in message
+    assert "\n" not in message

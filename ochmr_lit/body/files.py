@@ -1,6 +1,6 @@
 """Body-model folders: which files they hold, and reading them (official, cleaned or ``.npz``).
 
-A body-model folder (``body_model.dir``) holds SMPL's three gendered models plus SPIN's regressors and
+A body-model folder (``paths.body_model_dir``) holds SMPL's three gendered models plus SPIN's regressors and
 mean parameters::
 
     SMPL_NEUTRAL.pkl  SMPL_MALE.pkl  SMPL_FEMALE.pkl     (or the same names with .npz)
@@ -59,15 +59,15 @@ def resolve_body_model_dir(dir: str | Path | None) -> Path:
     """The body-model folder to use: ``dir`` checked for all six files, or the synthetic model for None.
 
     Raises:
-        FileNotFoundError: ``dir`` is missing or lacks files; the message lists every expected file and
+        MissingFileError: ``dir`` is missing or lacks files; the message lists every expected file and
             which are missing.
     """
     if dir is None:
         return ensure_synthetic_body_model()
     path = Path(dir).expanduser()
-    hint = ("point body_model.dir at a folder with these files (SMPL models from smpl.is.tue.mpg.de, "
-            "regressors and mean parameters from SPIN's data), or set body_model.dir=null to use the "
-            "synthetic body model generated into the cache")
+    hint = ("set paths.body_model_dir (or OCHMR_BODY_MODEL_DIR) to a folder with these files (SMPL models from "
+            "smpl.is.tue.mpg.de, regressors and mean parameters from SPIN's data), or paths.body_model_dir=null to "
+            "use the synthetic body model generated into the cache")
     if not path.is_dir():
         raise MissingFileError(f"body model folder {path} does not exist. Expected files: {_expected_listing()}; "
                                f"{hint}")

@@ -4,15 +4,17 @@ checkpoint it selects, and test it."""
 from __future__ import annotations
 
 import copy
+import difflib
 import json
 import logging
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ochmr_lit.config_checks import check_accelerator, check_run_config, check_trainer_values, select_checkpoint
@@ -75,6 +77,26 @@ def _with_predicted_centres(cfg: DictConfig, splits: tuple[str, ...]) -> DictCon
         cfg.data.predicted_centres = folder
     return cfg
 
+def unknown_monitor_error(cfg: DictConfig, error: Exception) -> ConfigError | None:
+    """A one-line error for a callback's ``monitor`` that names no metric the run logs, from Lightning's report of it
+    (after the first validation: which keys a module logs is known only then), naming the callback's key and the
+    closest logged metrics; None for any other error."""
+    message = str(error)
+    found = re.search(r"monitor='([^']+)'\)` could not find the monitored key in the returned metrics: \[([^]]*)\]",
+                      message)
+    if found is None:
+        return None
+    monitor, logged = found.group(1), re.findall(r"'([^']+)'", found.group(2))
+    keys = [f"callbacks.{name}.monitor" for name, node in (cfg.get("callbacks") or {}).items()
+            if isinstance(node, DictConfig) and node.get("monitor") == monitor] or ["monitor"]
+    close = difflib.get_close_matches(monitor, logged, n=3, cutoff=0.5)
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    validation = [m for m in logged if m.startswith("val/") and m.count("/") == 1]  # not val/constant/..., ...
+    listed = ", ".join(validation[:10]) + (f" and {len(validation) - 10} more" if len(validation) > 10 else "")
+    return ConfigError(f"{keys[0]}={monitor}: the run logs no such metric; {hint}its validation metrics are "
+                       f"{listed or 'none (no validation ran)'}")
+
+
 def _fit_one(cfg: DictConfig) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True)
     if cfg.task == "regressor":
@@ -88,6 +110,11 @@ def _fit_one(cfg: DictConfig) -> dict[str, Any]:
             if ckpt_path is not None:  # a resume: the checkpoints already in the folder are the run's own
                 warnings.filterwarnings("ignore", message=RESUMED_FOLDER_NOTICE)
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    except MisconfigurationException as error:
+        unknown_monitor = unknown_monitor_error(cfg, error)
+        if unknown_monitor is None:
+            raise
+        raise unknown_monitor from error
     except SIGTERMException:
         saved = [c.saved_path for c in trainer.callbacks if getattr(c, "saved_path", None)]
         where = f"saved {saved[0]}" if saved else "no PreemptionCheckpoint callback: only earlier checkpoints exist"
