@@ -10,6 +10,7 @@ import torch
 from conftest import TINY_OVERRIDES, compose_evaluate, save_module_checkpoint
 from hydra.utils import instantiate
 
+from ochmr_lit.errors import ConfigError
 from ochmr_lit.eval.context_modes import (
     CONTEXT_MODES,
     apply_context_mode,
@@ -142,8 +143,8 @@ def test_spin_model_takes_only_its_own_context(tmp_path):
     checkpoint = save_module_checkpoint(module, tmp_path)
     cfg = compose_evaluate(["experiment=synthcrowd_spin", f"ckpt_path={checkpoint}", f"run_dir={tmp_path}",
                             "context_mode=[true,zeroed]"])
-    with pytest.raises(ValueError, match=r"^context_mode=zeroed: this model is the SPIN baseline"):
-        evaluate(cfg)  # refused before any data is read
+    with pytest.raises(ConfigError, match=r"^context_mode=zeroed: this model is the SPIN baseline"):
+        evaluate(cfg)  # refused before any data is read: a user error, printed in one line by the entry point
     assert not (tmp_path / "results").exists()
 
 

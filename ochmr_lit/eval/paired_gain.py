@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import bootstrap
 
-from ochmr_lit.errors import DataError, MissingFileError, OneLineArgumentParser, user_errors
+from ochmr_lit.errors import ConfigError, DataError, MissingFileError, OneLineArgumentParser, user_errors
 from ochmr_lit.eval.records import read_per_sample
 
 #: Bucket name -> (``per_sample.csv`` column, value) selecting its people; ``all`` selects everyone.
@@ -78,7 +78,7 @@ def pooled_person_errors(results_folders: Sequence[str | Path], column: str = "m
         scores other people than the first run.
     """
     if bucket != "all" and bucket not in BUCKET_SELECTORS:
-        raise ValueError(f"bucket={bucket!r}: use all or one of {', '.join(BUCKET_SELECTORS)}")
+        raise ConfigError(f"bucket={bucket!r}: use all or one of {', '.join(BUCKET_SELECTORS)}")
     if not results_folders:
         raise ValueError("no results folders given")
     index, errors = None, []

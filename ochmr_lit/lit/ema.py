@@ -24,6 +24,8 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from ochmr_lit.errors import ConfigError
+
 #: Checkpoint key of the raw (not averaged) network weights.
 RAW_STATE_KEY = "ema_raw_state_dict"
 
@@ -38,7 +40,7 @@ class EMAWeights(Callback):
 
     def __init__(self, decay: float = 0.998, attribute: str = "model") -> None:
         if not 0.0 < decay < 1.0:
-            raise ValueError(f"callbacks.ema.decay={decay}; use a value in (0, 1), e.g. 0.998")
+            raise ConfigError(f"callbacks.ema.decay={decay}; use a value in (0, 1), e.g. 0.998")
         self.decay = float(decay)
         self.attribute = attribute
         self.updates = 0

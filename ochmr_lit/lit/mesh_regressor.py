@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from ochmr_lit.body import BodyModel
 from ochmr_lit.data.bad_samples import skip_empty_batch, skipped_step_loss
 from ochmr_lit.data.predicted_centres import rerender_context
+from ochmr_lit.errors import ConfigError
 from ochmr_lit.eval.bucket_tables import bucket_table, log_bucket_table
 from ochmr_lit.eval.context_modes import CONTEXT_MODES, apply_context_mode, context_mode_name
 from ochmr_lit.eval.mesh_evaluation import MeshEvaluation
@@ -38,23 +39,23 @@ CONTEXT_SOURCES = ("gt", "predicted", "none")
 
 
 def check_context_source(conorm_depths: tuple[int, ...] | list[int], context_source: str) -> None:
-    """A ValueError naming the key unless the context source is known and fits the CoNorm blocks."""
+    """A ConfigError (a ValueError) naming the key unless the context source is known and fits the CoNorm blocks."""
     if context_source not in CONTEXT_SOURCES:
-        raise ValueError(f"model.context_source={context_source!r}; use one of {CONTEXT_SOURCES}")
+        raise ConfigError(f"model.context_source={context_source!r}; use one of {CONTEXT_SOURCES}")
     if bool(conorm_depths) == (context_source == "none"):
-        raise ValueError(f"model.conorm_depths={list(conorm_depths)} with context_source={context_source!r}: "
-                         "CoNorm blocks need a context (gt or predicted); the SPIN baseline "
-                         "(conorm_depths=[]) takes context_source=none")
+        raise ConfigError(f"model.conorm_depths={list(conorm_depths)} with context_source={context_source!r}: "
+                          "CoNorm blocks need a context (gt or predicted); the SPIN baseline "
+                          "(conorm_depths=[]) takes context_source=none")
 
 
 def check_heatmap_supervision(heatmap_keypoints: int, weight: float) -> None:
-    """A ValueError naming the keys unless the heatmap head and its loss weight come together."""
+    """A ConfigError (a ValueError) naming the keys unless the heatmap head and its loss weight come together."""
     if heatmap_keypoints and not weight > 0:
-        raise ValueError(f"model.heatmap_keypoints={heatmap_keypoints} adds a heatmap head that nothing trains: set "
-                         "model.loss_weights.keypoint_heatmaps > 0 (e.g. 0.5), or heatmap_keypoints=0")
+        raise ConfigError(f"model.heatmap_keypoints={heatmap_keypoints} adds a heatmap head that nothing trains: set "
+                          "model.loss_weights.keypoint_heatmaps > 0 (e.g. 0.5), or heatmap_keypoints=0")
     if weight and not heatmap_keypoints:
-        raise ValueError(f"model.loss_weights.keypoint_heatmaps={weight} weighs a heatmap head the model does not "
-                         "have: set model.heatmap_keypoints=17, or the weight to 0")
+        raise ConfigError(f"model.loss_weights.keypoint_heatmaps={weight} weighs a heatmap head the model does not "
+                          "have: set model.heatmap_keypoints=17, or the weight to 0")
 
 
 class MeshRegressorModule(NumericalGuardMixin, FusedOptimizerMixin, RunConfigMixin, L.LightningModule):
@@ -206,9 +207,9 @@ class MeshRegressorModule(NumericalGuardMixin, FusedOptimizerMixin, RunConfigMix
     def context_mode(self, value: str) -> None:
         mode = context_mode_name(value)
         if mode != "true" and self.hparams.context_source == "none":
-            raise ValueError(f"context_mode={mode}: this model is the SPIN baseline (model.context_source=none, "
-                             "no CoNorm block), it reads no context maps to replace; evaluate it with "
-                             f"context_mode=true (modes {', '.join(CONTEXT_MODES)} apply to OCHMR models)")
+            raise ConfigError(f"context_mode={mode}: this model is the SPIN baseline (model.context_source=none, "
+                              "no CoNorm block), it reads no context maps to replace; evaluate it with "
+                              f"context_mode=true (modes {', '.join(CONTEXT_MODES)} apply to OCHMR models)")
         self._context_mode = mode
 
     # -- forward ---------------------------------------------------------------------------------------
@@ -250,9 +251,9 @@ class MeshRegressorModule(NumericalGuardMixin, FusedOptimizerMixin, RunConfigMix
         if images.shape[-1] != size:
             images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
         if self._context_weights_pending:
-            raise ValueError(f"model.context_width={self.hparams.context_width} builds the context estimator for a "
-                             "regressor checkpoint's stored weights, but none were loaded; train with "
-                             "model.context_checkpoint (and context_width=null), or load a regressor checkpoint")
+            raise ConfigError(f"model.context_width={self.hparams.context_width} builds the context estimator for a "
+                              "regressor checkpoint's stored weights, but none were loaded; train with "
+                              "model.context_checkpoint (and context_width=null), or load a regressor checkpoint")
         self.context_net.eval()
         with torch.no_grad():
             return rerender_context(self.context_net(images).float(), self.hparams.context_sigma)

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ochmr_lit.errors import ConfigError
+
 
 @dataclass
 class OptimConfig:
@@ -30,9 +32,9 @@ class OptimConfig:
 
     def __post_init__(self) -> None:
         if not self.lr > 0:
-            raise ValueError(f"optim.lr={self.lr}: the learning rate must be positive")
+            raise ConfigError(f"optim.lr={self.lr}: the learning rate must be positive")
         if not self.head_lr_scale > 0:
-            raise ValueError(f"optim.head_lr_scale={self.head_lr_scale}: must be positive (1 = the same rate as lr)")
+            raise ConfigError(f"optim.head_lr_scale={self.head_lr_scale}: must be positive (1 = the same rate as lr)")
 
     def check_settings_used(self) -> None:
         """Refuse a setting that the optimiser or schedule ignores when it differs from its default.
@@ -44,7 +46,7 @@ class OptimConfig:
         for key, reader, fix in self._ignored_settings():
             value = getattr(self, key)
             shown = list(value) if isinstance(value, (list, tuple)) else value
-            raise ValueError(f"optim.{key}={shown}: {reader}; remove it or use {fix}")
+            raise ConfigError(f"optim.{key}={shown}: {reader}; remove it or use {fix}")
 
     def _ignored_settings(self) -> list[tuple[str, str, str]]:
         """``(key, who reads it, the fix)`` of each setting set away from its default that nothing reads."""
@@ -141,7 +143,7 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: OptimConfig,
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **implementation)
     if name == "adamw":
         return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **implementation)
-    raise ValueError(f"optim.name={cfg.name!r} is not known; use one of sgd, adam, adamw")
+    raise ConfigError(f"optim.name={cfg.name!r} is not known; use one of sgd, adam, adamw")
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig, total_steps: int) -> dict | None:
@@ -160,7 +162,7 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig, total_st
         return 1.0
 
     if schedule not in ("constant", "cosine", "step"):
-        raise ValueError(f"optim.schedule={cfg.schedule!r} is not known; use constant, cosine or step")
+        raise ConfigError(f"optim.schedule={cfg.schedule!r} is not known; use constant, cosine or step")
     if schedule == "step":
         scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(cfg.milestones), cfg.gamma)
         return {"scheduler": scheduler, "interval": "epoch"}
