@@ -25,6 +25,7 @@ from torch.utils.data import Dataset, Sampler, default_collate
 
 from ochmr_lit.data.schema import PersonRecord
 from ochmr_lit.data.transforms import BadSampleError, TopDownTransform
+from ochmr_lit.errors import ConfigError
 
 #: Values of ``data.on_bad_sample``.
 BAD_SAMPLE_POLICIES: tuple[str, ...] = ("raise", "skip")
@@ -54,7 +55,7 @@ class TopDownDataset(Dataset):
     def __init__(self, records: Sequence[PersonRecord], transform: TopDownTransform, seed: int = 0,
                  on_bad_sample: str = "raise"):
         if on_bad_sample not in BAD_SAMPLE_POLICIES:
-            raise ValueError(f"data.on_bad_sample={on_bad_sample!r}; use one of {list(BAD_SAMPLE_POLICIES)}")
+            raise ConfigError(f"data.on_bad_sample={on_bad_sample!r}; use one of {list(BAD_SAMPLE_POLICIES)}")
         self.records = list(records)
         self.transform = transform
         self.seed = int(seed)

@@ -20,7 +20,7 @@ import torch
 from ochmr_lit.body.keypoints import get_convention
 from ochmr_lit.data.centermaps import render_centermaps
 from ochmr_lit.data.schema import NUM_KEYPOINTS, PersonRecord
-from ochmr_lit.errors import DataError
+from ochmr_lit.errors import ConfigError, DataError
 from ochmr_lit.geometry import (
     apply_affine,
     axis_angle_to_rotmat,
@@ -73,10 +73,10 @@ class AugmentationConfig:
         for name, (low, high, meaning) in _AUGMENTATION_RANGES.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-                raise ValueError(f"data.augment.{name}={value!r}: {meaning}, a number in [{low}, {high}] (0 = off)")
+                raise ConfigError(f"data.augment.{name}={value!r}: {meaning}, a number in [{low}, {high}] (0 = off)")
         if not isinstance(self.geometric_ramp_epochs, int) or self.geometric_ramp_epochs < 0:
-            raise ValueError(f"data.augment.geometric_ramp_epochs={self.geometric_ramp_epochs!r}: use a whole number "
-                             "of epochs >= 0 (0 = full geometric augmentation from the first epoch)")
+            raise ConfigError(f"data.augment.geometric_ramp_epochs={self.geometric_ramp_epochs!r}: use a whole number "
+                              "of epochs >= 0 (0 = full geometric augmentation from the first epoch)")
 
     def geometric_strength(self, epoch: int | None) -> float:
         """Share of the geometric augmentation applied in ``epoch`` (0-based; None = full), in [0, 1]."""

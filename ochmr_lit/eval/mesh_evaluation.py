@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from ochmr_lit.body import BodyModel
+from ochmr_lit.errors import ConfigError
 from ochmr_lit.eval import joints as J
 from ochmr_lit.eval.buckets import RESULT_BUCKETS, occlusion_bucket, result_bucket_members
 from ochmr_lit.eval.protocols import MESH_ERRORS, build_metrics, get_protocol
@@ -92,8 +93,8 @@ class MeshEvaluation(nn.Module):
         self.keypoint_ap = self.keypoint_rows = self.keypoint_pixels = self.keypoint_pixels_centred = None
         self._labelled: dict[int, int] = {}
         if keypoint_ground_truth is None and p.ap_flavour:
-            raise ValueError(f"protocol {p.name!r} measures keypoint AP against the split's COCO-format keypoint "
-                             f"file, but the data module gives none for this split; evaluate data={p.dataset}")
+            raise ConfigError(f"protocol {p.name!r} measures keypoint AP against the split's COCO-format keypoint "
+                              f"file, but the data module gives none for this split; evaluate data={p.dataset}")
         if keypoint_ground_truth is not None:
             self.keypoint_ap = p.keypoint_ap(str(keypoint_ground_truth))
             self.keypoint_rows = SampleTable(KEYPOINT_COLUMNS)
@@ -123,8 +124,8 @@ class MeshEvaluation(nn.Module):
     def _eval_target(self, batch: dict) -> Tensor:
         if self.target not in batch:
             p = self.protocol
-            raise ValueError(f"protocol {p.name!r} compares against '{self.target}', which the samples of this "
-                             f"split do not carry; evaluate it on data={p.dataset}")
+            raise ConfigError(f"protocol {p.name!r} compares against '{self.target}', which the samples of this "
+                              f"split do not carry; evaluate it on data={p.dataset}")
         return batch[self.target]
 
     @staticmethod
@@ -166,8 +167,8 @@ class MeshEvaluation(nn.Module):
         target = self._eval_target(batch)
         joints = self.protocol.eval_joints(pred["vertices"], target.float(), body.J_regressor_h36m)
         if "sequence_code" not in batch:
-            raise ValueError(f"protocol {self.protocol.name!r} reports per sequence, but the samples carry no "
-                             f"'sequence_code'; evaluate it on data={self.protocol.dataset}")
+            raise ConfigError(f"protocol {self.protocol.name!r} reports per sequence, but the samples carry no "
+                              f"'sequence_code'; evaluate it on data={self.protocol.dataset}")
         everyone = torch.ones(len(batch["dataset"]), dtype=torch.bool)
         self.matched.update(batch["image_id"], joints.pred, joints.target, joints.mask, batch["sequence_code"],
                             batch["index"], self._codes(batch, everyone))
@@ -206,8 +207,8 @@ class MeshEvaluation(nn.Module):
     def _update_keypoint_pixels(self, batch: dict, pred: dict) -> None:
         """Limb keypoints' 2D error in crop px against the labels (``keypoints_2d`` (B, 17, 3), confidence > 0)."""
         if "keypoints_2d" not in batch:
-            raise ValueError(f"protocol {self.protocol.name!r} measures keypoints, but the samples carry no "
-                             f"'keypoints_2d' (COCO-17 crop px); evaluate it on data={self.protocol.dataset}")
+            raise ConfigError(f"protocol {self.protocol.name!r} measures keypoints, but the samples carry no "
+                              f"'keypoints_2d' (COCO-17 crop px); evaluate it on data={self.protocol.dataset}")
         limbs = list(COCO17_LIMB_KEYPOINTS)
         target = batch["keypoints_2d"][:, limbs].double()
         predicted = pred["keypoints_2d_coco17" if "keypoints_2d_coco17" in pred else "keypoints_2d"][:, limbs].double()

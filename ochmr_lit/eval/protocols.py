@@ -18,6 +18,7 @@ from torch import Tensor
 from torchmetrics import Metric
 
 from ochmr_lit.body.keypoints import get_convention
+from ochmr_lit.errors import ConfigError
 from ochmr_lit.eval import joints as J
 from ochmr_lit.eval.buckets import OCCLUSION_BUCKET_EDGES
 from ochmr_lit.eval.detector_sweep import DEFAULT_THRESHOLDS, DetectorSweep
@@ -167,9 +168,9 @@ class Protocol:
         try:
             return KeypointAP(ground_truth, get_convention(convention).sigmas, flavour=self.ap_flavour or "coco")
         except GroundTruthError as error:
-            raise ValueError(f"protocol {self.name!r} scores {convention} keypoints, which its keypoint ground "
-                             f"truth does not hold ({error}); evaluate data={self.dataset} with it, or pick the "
-                             "protocol of your data (coco_ap, ochuman_ap, crowdpose_ap)") from error
+            raise ConfigError(f"protocol {self.name!r} scores {convention} keypoints, which its keypoint ground "
+                              f"truth does not hold ({error}); evaluate data={self.dataset} with it, or pick the "
+                              "protocol of your data (coco_ap, ochuman_ap, crowdpose_ap)") from error
 
     def eval_joints(
         self, pred_vertices: Tensor, target: Tensor, j_regressor_h36m: Tensor | np.ndarray
@@ -193,7 +194,7 @@ class Protocol:
             return J.mesh_vs_lsp14(pred_vertices, target, j_regressor_h36m)
         if self.pipeline == "panoptic_joints":
             return J.panoptic_joints(pred_vertices, target, j_regressor_h36m)
-        raise ValueError(f"protocol {self.name!r} has no 3D joint pipeline (it evaluates {self.metrics})")
+        raise ConfigError(f"protocol {self.name!r} has no 3D joint pipeline (it evaluates {self.metrics})")
 
 
 _SPIN_REG = "J_regressor_h36m (17) applied to the predicted vertices"

@@ -131,8 +131,8 @@ class MeshRegressorModule(NumericalGuardMixin, FusedOptimizerMixin, RunConfigMix
         conorm_depths = tuple(conorm_depths)
         check_context_source(conorm_depths, context_source)
         if context_source == "predicted" and not context_checkpoint and context_width is None:
-            raise ValueError("model.context_source=predicted needs model.context_checkpoint (a context-estimator "
-                             "checkpoint); train one with experiment=synthcrowd_context")
+            raise ConfigError("model.context_source=predicted needs model.context_checkpoint (a context-estimator "
+                              "checkpoint); train one with experiment=synthcrowd_context")
         self.body = BodyModel(body_model_dir)
         # DDP must not broadcast the body model's ~60 MB of constant buffers on every forward.
         self._ddp_params_and_buffers_to_ignore = [f"body.{name}" for name, _ in self.body.named_buffers()]
@@ -229,9 +229,9 @@ class MeshRegressorModule(NumericalGuardMixin, FusedOptimizerMixin, RunConfigMix
         """The (B, 2, h, w) centermaps rendered from the annotations (``context_mode=exact``), for any context
         source: the batches must come from a data module without ``data.predicted_centres``."""
         if self._centres_cached():
-            raise ValueError("context_mode=exact reads the centermaps rendered from the annotations, but "
-                             "data.predicted_centres is set (the batches carry predicted maps): evaluate it with "
-                             "data.predicted_centres=null")
+            raise ConfigError("context_mode=exact reads the centermaps rendered from the annotations, but "
+                              "data.predicted_centres is set (the batches carry predicted maps): evaluate it with "
+                              "data.predicted_centres=null")
         return batch["centermaps"]
 
     def _own_context(self, batch: dict) -> torch.Tensor | None:
@@ -241,8 +241,8 @@ class MeshRegressorModule(NumericalGuardMixin, FusedOptimizerMixin, RunConfigMix
             return None
         if source == "gt":
             if self._centres_cached():
-                raise ValueError("model.context_source=gt, but data.predicted_centres is set: the batches carry "
-                                 "predicted centermaps; set data.predicted_centres=null or context_source=predicted")
+                raise ConfigError("model.context_source=gt, but data.predicted_centres is set: the batches carry "
+                                  "predicted centermaps; set data.predicted_centres=null or context_source=predicted")
             return batch["centermaps"]
         if self._centres_cached():
             return batch["centermaps"]  # rendered by the data module from the cached predicted centres

@@ -154,10 +154,10 @@ class TopDownDataModule(L.LightningDataModule):
                                "eval_batch_size": eval_batch_size})
         self.predicted_centres = str(predicted_centres) if predicted_centres else None
         if on_bad_sample not in BAD_SAMPLE_POLICIES:
-            raise ValueError(f"data.on_bad_sample={on_bad_sample!r}; use one of {list(BAD_SAMPLE_POLICIES)}")
+            raise ConfigError(f"data.on_bad_sample={on_bad_sample!r}; use one of {list(BAD_SAMPLE_POLICIES)}")
         if not 0.0 <= float(max_bad_fraction) <= 1.0:
-            raise ValueError(f"data.max_bad_fraction={max_bad_fraction}; use a fraction between 0 and 1 "
-                             "(0.01 = 1 % of an epoch's samples)")
+            raise ConfigError(f"data.max_bad_fraction={max_bad_fraction}; use a fraction between 0 and 1 "
+                              "(0.01 = 1 % of an epoch's samples)")
         self.on_bad_sample, self.max_bad_fraction = on_bad_sample, float(max_bad_fraction)
         self.crop_size, self.map_size = crop_size, map_size
         self.scale_factor, self.sigma = scale_factor, sigma

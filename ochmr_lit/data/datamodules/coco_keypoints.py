@@ -14,6 +14,7 @@ from ochmr_lit.data.readers.coco_format import load_coco_keypoint_records
 from ochmr_lit.data.readers.crowdpose import boxes_kept_per_threshold, load_crowdpose_records, load_detection_records
 from ochmr_lit.data.readers.ochuman_raw import load_ochuman_records
 from ochmr_lit.data.schema import PersonRecord
+from ochmr_lit.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +38,8 @@ class CocoKeypointDataModule(TopDownDataModule):
         self.image_roots = {k: Path(v) for k, v in image_roots.items()}
         missing = set(self.ann_files) ^ set(self.image_roots)
         if missing:
-            raise ValueError("data.ann_files and data.image_roots must name the same splits; "
-                             f"they differ in {sorted(missing)}")
+            raise ConfigError("data.ann_files and data.image_roots must name the same splits; "
+                              f"they differ in {sorted(missing)}")
 
     def _split(self, split: str) -> tuple[Path, Path]:
         if split not in self.ann_files:
@@ -72,13 +73,13 @@ class KeypointDataModule(CocoKeypointDataModule):
                  det_score_threshold: float = 0.0, **kwargs):
         super().__init__(name=name, ann_files=ann_files, image_roots=image_roots, **kwargs)
         if keypoint_convention not in KEYPOINT_CONVENTIONS:
-            raise ValueError(f"data.keypoint_convention must be one of {KEYPOINT_CONVENTIONS}, "
-                             f"got {keypoint_convention!r}")
+            raise ConfigError(f"data.keypoint_convention must be one of {KEYPOINT_CONVENTIONS}, "
+                              f"got {keypoint_convention!r}")
         self.keypoint_convention = keypoint_convention
         self.det_files = {k: Path(v) for k, v in (det_files or {}).items() if v}
         unknown = set(self.det_files) - set(self.ann_files)
         if unknown:
-            raise ValueError(f"data.det_files names splits {sorted(unknown)} that data.ann_files lacks")
+            raise ConfigError(f"data.det_files names splits {sorted(unknown)} that data.ann_files lacks")
         self.det_score_threshold = float(det_score_threshold)
 
     def load_gt_records(self, split: str, min_keypoints: int) -> tuple[list[PersonRecord], Counter]:

@@ -19,6 +19,7 @@ from ochmr_lit.data.datamodules.base import TopDownDataModule
 from ochmr_lit.data.datamodules.eval_targets import EvalTargetsMixin
 from ochmr_lit.data.readers.spin_npz import load_spin_npz_records
 from ochmr_lit.data.schema import PersonRecord
+from ochmr_lit.errors import ConfigError
 
 
 def source_probabilities(sizes: dict[str, int], groups: Sequence[dict]) -> dict[str, float]:
@@ -28,16 +29,16 @@ def source_probabilities(sizes: dict[str, int], groups: Sequence[dict]) -> dict[
     """
     total = sum(float(g["ratio"]) for g in groups)
     if not math.isclose(total, 1.0, abs_tol=1e-6):
-        raise ValueError(f"data.groups ratios sum to {total}, not 1: {[dict(g) for g in groups]}")
+        raise ConfigError(f"data.groups ratios sum to {total}, not 1: {[dict(g) for g in groups]}")
     probabilities: dict[str, float] = {}
     for group in groups:
         names = list(group["datasets"])
         unknown = [n for n in names if n not in sizes]
         if unknown:
-            raise ValueError(f"data.groups names {unknown}, which data.sources does not define ({sorted(sizes)})")
+            raise ConfigError(f"data.groups names {unknown}, which data.sources does not define ({sorted(sizes)})")
         group_size = sum(sizes[n] for n in names)
         if group_size == 0:
-            raise ValueError(f"data.groups: group {names} has no samples")
+            raise ConfigError(f"data.groups: group {names} has no samples")
         for name in names:
             probabilities[name] = probabilities.get(name, 0.0) + float(group["ratio"]) * sizes[name] / group_size
     return probabilities

@@ -71,8 +71,8 @@ class SynthCrowdDataModule(TopDownDataModule):
         self.generation_workers = generation_workers
         self.body_model_dir = body_model_dir
         if eval_split is not None and eval_split not in self.splits:
-            raise ValueError(f"data.eval_split={eval_split!r} is not one of data.splits {sorted(self.splits)}; "
-                             "name a generated split (e.g. train) or null")
+            raise ConfigError(f"data.eval_split={eval_split!r} is not one of data.splits {sorted(self.splits)}; "
+                              "name a generated split (e.g. train) or null")
         self.eval_split = eval_split
         self.root = Path(root) if root else default_root(generation_seed, self.image_size, self.splits)
         self._split_dirs: dict[str, Path] | None = None
