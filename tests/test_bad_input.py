@@ -508,20 +508,24 @@ def test_predict_names_a_missing_setting_and_leaves_no_folder(arguments, missing
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible: trainer=gpu would train")
 @pytest.mark.parametrize("command", ["fit", "evaluate"])
-def test_a_gpu_trainer_without_a_gpu_stops_in_one_line(command, tmp_path):
-    env = dict(os.environ, NO_ALBUMENTATIONS_UPDATE="1", WANDB_MODE="offline", PYTHONPATH=str(REPO_ROOT))
-    env.pop("HYDRA_FULL_ERROR", None)
-    extra = ["ckpt_path=" + str(tmp_path / "x.ckpt")] if command == "evaluate" else []
-    if extra:
+def test_a_gpu_trainer_without_a_gpu_stops_in_one_line(command, tmp_path, capsys):
+    """evaluate through its entry point in a new process; fit takes the same steps in this one (its entry point runs
+    in a new process in test_a_bad_setting_stops_the_pipeline_before_its_first_stage)."""
+    if command == "fit":
+        status, lines = _fit_in_this_process(["trainer=gpu", f"paths.output_dir={tmp_path / 'out'}"],
+                                             tmp_path / "out" / "synthcrowd" / "run", capsys)
+    else:
+        env = dict(os.environ, NO_ALBUMENTATIONS_UPDATE="1", WANDB_MODE="offline", PYTHONPATH=str(REPO_ROOT))
+        env.pop("HYDRA_FULL_ERROR", None)
         torch.save({"state_dict": {}}, tmp_path / "x.ckpt")
-    done = subprocess.run([sys.executable, "-m", f"ochmr_lit.{command}", "trainer=gpu", *extra,
-                           f"paths.output_dir={tmp_path / 'out'}"], env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 2, done.stderr[-2000:]
-    lines = done.stderr.strip().splitlines()
+        done = subprocess.run([sys.executable, "-m", "ochmr_lit.evaluate", "trainer=gpu",
+                               f"ckpt_path={tmp_path}/x.ckpt", f"paths.output_dir={tmp_path / 'out'}"], env=env,
+                              capture_output=True, text=True, timeout=300)
+        status, lines = done.returncode, done.stderr.strip().splitlines()
+    assert status == 2, lines[-20:]
     assert lines == ["error: trainer.accelerator=gpu, but no CUDA GPU is visible on this machine (torch.cuda."
                      "is_available() is False): use trainer=cpu (or trainer=ddp_cpu), or run on a machine with a GPU "
-                     "and a CUDA build of torch (python -m ochmr_lit.doctor says which)"], done.stderr
+                     "and a CUDA build of torch (python -m ochmr_lit.doctor says which)"]
     assert not list((tmp_path / "out").rglob("*"))  # no run folder left behind
 
 
