@@ -33,6 +33,7 @@ from ochmr_lit.data.datamodules.base import check_loader_settings
 from ochmr_lit.data.datamodules.synthcrowd import check_splits
 from ochmr_lit.data.transforms import AugmentationConfig
 from ochmr_lit.errors import ConfigError, MissingFileError
+from ochmr_lit.geometry import positive_pixels
 from ochmr_lit.hardware import cpu_has_native_bf16
 from ochmr_lit.lit.checkpoints import check_checkpoint_architecture, check_checkpoint_kind
 from ochmr_lit.lit.losses import LossWeights
@@ -96,6 +97,10 @@ def check_trainer_values(trainer: DictConfig | Mapping, key: str = "trainer") ->
         value = values.get(name)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0:
             raise ConfigError(f"{key}.{name}={value}: must be above 0 (Lightning divides by it in its training loop)")
+    clip = values.get("gradient_clip_val")
+    if isinstance(clip, (int, float)) and not isinstance(clip, bool) and clip < 0:  # would flip the gradients
+        raise ConfigError(f"{key}.gradient_clip_val={clip}: the largest gradient norm (or value), a number >= 0, or "
+                          "null for no clipping")
     probed = {k: v for k, v in values.items()
               if k not in _NOT_PROBED and not isinstance(v, (Mapping, list))}  # a strategy or profiler node, ...
     quiet = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
@@ -151,11 +156,22 @@ def check_regressor_model(model: DictConfig | Mapping, key: str = "model") -> No
     if not isinstance(values.get("flip_test", False), bool):
         raise ConfigError(f"{key}.flip_test={values['flip_test']!r}: use true (validate and test each crop with its "
                           "mirror, averaged) or false")
+    channels = values.get("hidden_channels", 128)
+    if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+        raise ConfigError(f"{key}.hidden_channels={channels!r}: the channels of the CoNorm blocks' context branch, a "
+                          "whole number >= 1 (e.g. 64)")
+    if values.get("focal_length") is not None:
+        try:
+            positive_pixels(values["focal_length"], f"{key}.focal_length")
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"{error} at {key}.crop_size, or null for SPIN's field of view") from None
     _check_optim(values.get("optim"), key)
     try:
         weights = LossWeights(**(values.get("loss_weights") or {}))
     except TypeError as error:
         raise ConfigError(f"{key}.loss_weights: {error}") from None
+    except ValueError as error:
+        raise _prefixed(error, key) from None
     try:
         check_heatmap_supervision(int(values.get("heatmap_keypoints", 0)), weights.keypoint_heatmaps)
     except ValueError as error:
@@ -201,8 +217,13 @@ def check_data(data: DictConfig | Mapping, key: str = "data") -> None:
     check_target_keys(values, key, removal="a key another data config set, e.g. SynthCrowd's splits after "
                                            "data=<another dataset>, is removed with")
     check_loader_settings(values, key)
-    if str(target).endswith("SynthCrowdDataModule") and values.get("splits") is not None:
-        check_splits(values["splits"], f"{key}.splits")
+    if str(target).endswith("SynthCrowdDataModule"):
+        if values.get("splits") is not None:
+            check_splits(values["splits"], f"{key}.splits")
+        seed = values.get("generation_seed", 0)
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ConfigError(f"{key}.generation_seed={seed!r}: the seed SynthCrowd's scenes are drawn with, a whole "
+                              "number >= 0 (each seed has a cache folder of its own)")
     check_target_types(values, key, removal="a key another data config or the experiment set, e.g. SynthCrowd's "
                                             "splits after data=<another dataset>, is removed with")
 
@@ -227,6 +248,17 @@ def check_context_crop(data: DictConfig | Mapping, key: str = "data",
     if isinstance(crop, int) and isinstance(maps, int) and maps * 4 != crop:
         raise ConfigError(f"{key}.map_size={maps}{origin('map_size')}: the context estimator predicts maps of a "
                           f"quarter of the crop side: set {key}.map_size={crop // 4} for {key}.crop_size={crop}")
+
+
+def check_regressor_crop(model: DictConfig | Mapping, data: DictConfig | Mapping | None, prefix: str = "") -> None:
+    """The regressor's crop side (its crop camera and the normalisation of its 2D losses) is the side the data module
+    cuts: ``model.crop_size`` follows ``data.crop_size`` by default, and a different value would project and score
+    every keypoint at the wrong scale without any error."""
+    crop, cut = model.get("crop_size"), None if data is None else data.get("crop_size")
+    if isinstance(crop, int) and isinstance(cut, int) and crop != cut:
+        raise ConfigError(f"{prefix}model.crop_size={crop}, but {prefix}data.crop_size={cut}: the regressor takes the "
+                          f"crops the data module cuts; set {prefix}data.crop_size={crop} instead (model.crop_size "
+                          "follows it)")
 
 
 def check_given_context_estimator(model: DictConfig | Mapping, key: str = "model") -> None:
@@ -282,6 +314,9 @@ def check_run_config(cfg: DictConfig, stages: list[tuple[str, DictConfig]],
     seed = cfg.get("seed")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"seed={seed!r}: the run's seed, a whole number >= 0 (e.g. seed=1)")
+    if not isinstance(cfg.get("test_after_fit", False), bool):  # a string such as "no" would count as true
+        raise ConfigError(f"test_after_fit={cfg.get('test_after_fit')!r}: use true (test the kept checkpoint after "
+                          "training) or false")
     tags = cfg.get("tags")
     if tags is not None and not OmegaConf.is_list(tags):  # a string would become one tag per character
         raise ConfigError(f"tags={tags!r}: a list of the run's W&B tags, e.g. tags=[{tags}] or tags=[ablation,crop128]")
@@ -310,6 +345,7 @@ def check_run_config(cfg: DictConfig, stages: list[tuple[str, DictConfig]],
         regressor = target.endswith("MeshRegressorModule")
         if regressor:
             check_regressor_model(stage.model, f"{prefix}model")
+            check_regressor_crop(stage.model, stage.get("data"), prefix)
             if cfg.get("task") == "regressor" and not context_estimator_pending:  # a pipeline's trains it first
                 check_given_context_estimator(stage.model, f"{prefix}model")
         else:

@@ -64,6 +64,21 @@ def test_a_key_left_by_another_data_config_is_named_with_how_to_remove_it():
                         "crop side: set context_stage.data.map_size=16 for context_stage.data.crop_size=64"),
     ("++context_stage.data.crop_size=100", "context_stage.data.crop_size=100: the context estimator (HRNet) takes "
                                            "crop sides that are multiples of 32"),
+    ("model.hidden_channels=0", "model.hidden_channels=0: the channels of the CoNorm blocks' context branch, a whole "
+                                "number >= 1 (e.g. 64)"),
+    ("model.crop_size=96", "model.crop_size=96, but data.crop_size=64: the regressor takes the crops the data module "
+                           "cuts; set data.crop_size=96 instead (model.crop_size follows it)"),
+    ("model.focal_length=-1", "model.focal_length=-1.0: must be a positive number of pixels at model.crop_size, or "
+                              "null for SPIN's field of view"),
+    ("model.optim.weight_decay=-1", "model.optim.weight_decay=-1: must be >= 0 (0 = none)"),
+    ("model.optim.warmup_steps=-3", "model.optim.warmup_steps=-3: optimiser steps of linear warm-up, a whole number "
+                                    ">= 0 (0 = none)"),
+    ("model.loss_weights.keypoints_3d=-1", "model.loss_weights.keypoints_3d=-1: a loss weight is a number >= 0 (0 = "
+                                           "off); a negative one would train the model to make that error larger"),
+    ("data.generation_seed=-1", "data.generation_seed=-1: the seed SynthCrowd's scenes are drawn with, a whole number "
+                                ">= 0"),
+    ("data.max_bad_fraction=2", "data.max_bad_fraction=2; use a fraction between 0 and 1"),
+    ("test_after_fit=maybe", "test_after_fit='maybe': use true (test the kept checkpoint after training) or false"),
     ("task=regressor", "model.context_source=predicted needs model.context_checkpoint=<a context-estimator "
                        "checkpoint>"),
     ("task=regressor model.context_checkpoint=/nonexistent/context.ckpt",
@@ -223,6 +238,8 @@ CPU_TRAINER = {"accelerator": "cpu", "devices": 1, "precision": "32-true", "max_
     ({"max_time": "1:00"}, "trainer.max_time='1:00': `Timer(duration='1:00')` is not a valid duration. Expected a "
                            "string in the format DD:HH:MM:SS."),
     ({"num_nodes": 0}, "trainer.num_nodes=0: `num_nodes` must be a positive integer, but got 0."),
+    ({"gradient_clip_val": -1.0}, "trainer.gradient_clip_val=-1.0: the largest gradient norm (or value), a number "
+                                  ">= 0, or null for no clipping"),
     ({"check_val_every_n_epoch": 0}, "trainer.check_val_every_n_epoch=0: must be above 0 (Lightning divides by it "
                                      "in its training loop)"),
     ({"val_check_interval": 0.0}, "trainer.val_check_interval=0.0: must be above 0 (Lightning divides by it in its "

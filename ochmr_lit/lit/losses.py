@@ -7,9 +7,11 @@ Default weights are SPIN's (``utils/train_options.py`` and ``train/trainer.py`` 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
+
+from ochmr_lit.errors import ConfigError
 
 PELVIS_FROM_HIPS = (11, 12)  # COCO-17 left/right hip: the pelvis used to centre 3D keypoints
 
@@ -33,6 +35,13 @@ class LossWeights:
     vertices: float = 0.0
     camera: float = 1.0
     total_scale: float = 60.0
+
+    def __post_init__(self) -> None:
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                raise ConfigError(f"loss_weights.{field.name}={value!r}: a loss weight is a number >= 0 (0 = off); "
+                                  "a negative one would train the model to make that error larger")
 
 
 def keypoint_2d_loss(pred: torch.Tensor, target: torch.Tensor, crop_size: int,

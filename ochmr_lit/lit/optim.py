@@ -35,6 +35,14 @@ class OptimConfig:
             raise ConfigError(f"optim.lr={self.lr}: the learning rate must be positive")
         if not self.head_lr_scale > 0:
             raise ConfigError(f"optim.head_lr_scale={self.head_lr_scale}: must be positive (1 = the same rate as lr)")
+        if not self.weight_decay >= 0:  # a negative decay pushes the weights away from 0
+            raise ConfigError(f"optim.weight_decay={self.weight_decay}: must be >= 0 (0 = none)")
+        if isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
+            raise ConfigError(f"optim.warmup_steps={self.warmup_steps}: optimiser steps of linear warm-up, a whole "
+                              "number >= 0 (0 = none)")
+        if not self.gamma > 0:
+            raise ConfigError(f"optim.gamma={self.gamma}: the step schedule's factor at each milestone, a number > 0 "
+                              "(e.g. 0.1)")
 
     def check_settings_used(self) -> None:
         """Refuse a setting that the optimiser or schedule ignores when it differs from its default.

@@ -95,7 +95,8 @@ _WHOLE_SETTINGS = {
 
 def check_loader_settings(values: dict, key: str = "data") -> None:
     """The numeric settings of a :class:`TopDownDataModule` (``values``: its keyword arguments): whole numbers for
-    sizes, counts and the seed (:data:`_WHOLE_SETTINGS`), positive ``scale_factor`` and ``sigma``.
+    sizes, counts and the seed (:data:`_WHOLE_SETTINGS`), positive ``scale_factor`` and ``sigma``, a known
+    ``on_bad_sample`` policy and a ``max_bad_fraction`` in [0, 1].
 
     Raises:
         ConfigError naming ``<key>.<setting>``, what it means and the valid range.
@@ -111,6 +112,12 @@ def check_loader_settings(values: dict, key: str = "data") -> None:
         value = values.get(name)
         if name in values and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
             raise ConfigError(f"{key}.{name}={value!r}: {meaning}, a number > 0")
+    if "on_bad_sample" in values and values["on_bad_sample"] not in BAD_SAMPLE_POLICIES:
+        raise ConfigError(f"{key}.on_bad_sample={values['on_bad_sample']!r}; use one of {list(BAD_SAMPLE_POLICIES)}")
+    fraction = values.get("max_bad_fraction", 0.0)
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 <= fraction <= 1.0:
+        raise ConfigError(f"{key}.max_bad_fraction={fraction!r}; use a fraction between 0 and 1 (0.01 = 1 % of an "
+                          "epoch's samples)")
 
 
 class TopDownDataModule(L.LightningDataModule):
@@ -151,13 +158,9 @@ class TopDownDataModule(L.LightningDataModule):
         check_loader_settings({"crop_size": crop_size, "map_size": map_size, "scale_factor": scale_factor,
                                "sigma": sigma, "batch_size": batch_size, "num_workers": num_workers,
                                "prefetch_factor": prefetch_factor, "seed": seed, "min_keypoints": min_keypoints,
-                               "eval_batch_size": eval_batch_size})
+                               "eval_batch_size": eval_batch_size, "on_bad_sample": on_bad_sample,
+                               "max_bad_fraction": max_bad_fraction})
         self.predicted_centres = str(predicted_centres) if predicted_centres else None
-        if on_bad_sample not in BAD_SAMPLE_POLICIES:
-            raise ConfigError(f"data.on_bad_sample={on_bad_sample!r}; use one of {list(BAD_SAMPLE_POLICIES)}")
-        if not 0.0 <= float(max_bad_fraction) <= 1.0:
-            raise ConfigError(f"data.max_bad_fraction={max_bad_fraction}; use a fraction between 0 and 1 "
-                              "(0.01 = 1 % of an epoch's samples)")
         self.on_bad_sample, self.max_bad_fraction = on_bad_sample, float(max_bad_fraction)
         self.crop_size, self.map_size = crop_size, map_size
         self.scale_factor, self.sigma = scale_factor, sigma
