@@ -304,6 +304,17 @@ def select_checkpoint(cfg: DictConfig | Mapping) -> str:
     return str(value)
 
 
+def check_seed_and_tags(cfg: DictConfig) -> None:
+    """The run's ``seed`` (a whole number >= 0) and ``tags`` (a list: a string would become one W&B tag per
+    character), as ``fit`` and ``evaluate`` take them."""
+    seed = cfg.get("seed")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"seed={seed!r}: the run's seed, a whole number >= 0 (e.g. seed=1)")
+    tags = cfg.get("tags")
+    if tags is not None and not OmegaConf.is_list(tags):
+        raise ConfigError(f"tags={tags!r}: a list of the run's W&B tags, e.g. tags=[{tags}] or tags=[ablation,crop128]")
+
+
 def check_run_config(cfg: DictConfig, stages: list[tuple[str, DictConfig]],
                      context_estimator_pending: bool = False) -> None:
     """Check every stage's trainer and model before the first one starts (``stages``: (prefix, stage config)),
@@ -311,15 +322,10 @@ def check_run_config(cfg: DictConfig, stages: list[tuple[str, DictConfig]],
     pipeline, the regressor: the stage a given file continues). ``context_estimator_pending``: the caller trains
     the context estimator before this run (a reproduction table), so ``model.context_checkpoint`` is not read."""
     select_checkpoint(cfg)
-    seed = cfg.get("seed")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ConfigError(f"seed={seed!r}: the run's seed, a whole number >= 0 (e.g. seed=1)")
+    check_seed_and_tags(cfg)
     if not isinstance(cfg.get("test_after_fit", False), bool):  # a string such as "no" would count as true
         raise ConfigError(f"test_after_fit={cfg.get('test_after_fit')!r}: use true (test the kept checkpoint after "
                           "training) or false")
-    tags = cfg.get("tags")
-    if tags is not None and not OmegaConf.is_list(tags):  # a string would become one tag per character
-        raise ConfigError(f"tags={tags!r}: a list of the run's W&B tags, e.g. tags=[{tags}] or tags=[ablation,crop128]")
     ckpt = cfg.get("ckpt_path")
     module_class = target_class(cfg.model, "model") if ckpt not in (None, "", "last") else None
     if module_class is not None:

@@ -366,6 +366,26 @@ def spin_checkpoint(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.mark.parametrize("override, message", [
+    ("trainer.max_epochs=-2", "trainer.max_epochs=-2: `max_epochs` must be a non-negative integer or -1."),
+    ("trainer.precision=17", "trainer.precision=17: lightning.Trainer takes "),
+    ("tags=abc", "tags='abc': a list of the run's W&B tags"),
+    ("allow_other_architecture=maybe", "allow_other_architecture='maybe': use true (evaluate a checkpoint of another "
+                                       "architecture than the experiment's) or false"),
+])
+def test_evaluate_names_a_bad_setting_before_reading_the_checkpoint(override, message, spin_checkpoint, tmp_path):
+    from ochmr_lit.errors import ConfigError
+    from ochmr_lit.runner import run_evaluate
+
+    with initialize_config_module(config_module="ochmr_lit.configs", version_base="1.3"):
+        cfg = compose(config_name="evaluate", overrides=["experiment=synthcrowd_spin", f"ckpt_path={spin_checkpoint}",
+                                                         f"run_dir={tmp_path}", override])
+    with pytest.raises(ConfigError) as error:  # Hydra's instantiate of the Trainer reported it in several lines
+        run_evaluate(cfg)
+    assert str(error.value).startswith(message)
+    assert not any(tmp_path.iterdir())
+
+
 def _with_hparams(source: Path, target: Path, **hparams) -> Path:
     state = torch.load(source, map_location="cpu", weights_only=True)
     state["hyper_parameters"].update(hparams)

@@ -16,7 +16,13 @@ import numpy as np
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from ochmr_lit.config_checks import check_accelerator, check_data
+from ochmr_lit.config_checks import (
+    check_accelerator,
+    check_data,
+    check_seed_and_tags,
+    check_trainer,
+    check_trainer_values,
+)
 from ochmr_lit.config_signatures import check_target_keys
 from ochmr_lit.data.predicted_centres import centre_errors, load_predicted_centres
 from ochmr_lit.errors import CheckpointError, ConfigError
@@ -238,7 +244,13 @@ def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError("evaluate needs ckpt_path=<checkpoint file> (or ckpt_path=last)")
     split = evaluation_split(cfg)
     check_protocol(cfg)
+    check_seed_and_tags(cfg)
+    if not isinstance(cfg.get("allow_other_architecture", False), bool):
+        raise ConfigError(f"allow_other_architecture={cfg.allow_other_architecture!r}: use true (evaluate a checkpoint "
+                          "of another architecture than the experiment's) or false")
+    check_trainer(cfg.trainer)
     check_accelerator(cfg.trainer)
+    check_trainer_values(cfg.trainer)
     check_data(cfg.data)
     check_target_keys(OmegaConf.to_container(cfg.model, resolve=False), "model")
     L.seed_everything(cfg.seed, workers=True)
