@@ -18,18 +18,17 @@ from ochmr_lit.vis.draw import draw_person_boxes, line_width, place_labels
 from ochmr_lit.vis.figures import (
     CENTERMAP_CMAP,
     FIGURE_PAD,
-    FIGURE_PANELS,
     LEFT_OUT_REASONS,
     caption_height,
     centermap_legend,
     dim_image,
     figure_people,
     heatmap_overlay,
-    paper_figure,
     person_colors,
     render_people,
     side_view,
 )
+from ochmr_lit.vis.paper_figure import FIGURE_PANELS, paper_figure
 
 WIDTH, HEIGHT, FOCAL = 320, 240, 400.0
 PRINCIPAL = (WIDTH / 2.0, HEIGHT / 2.0)

@@ -27,7 +27,8 @@ from ochmr_lit.inference.pipeline import ImagePrediction, Predictor, load_regres
 from ochmr_lit.inference.writers import MESH_FORMATS, write_json, write_meshes, write_npz
 from ochmr_lit.progress import ProgressLog
 from ochmr_lit.vis.draw import save_image
-from ochmr_lit.vis.figures import figure_people, paper_figure
+from ochmr_lit.vis.figures import figure_people
+from ochmr_lit.vis.paper_figure import paper_figure
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def box_items(cfg: DictConfig, images: list[Path], device: torch.device,
 
 
 def write_figure(pred: ImagePrediction, path: Path, faces: np.ndarray) -> tuple[Path, dict[int, str]]:
-    """The paper figure of one image (:func:`~ochmr_lit.vis.figures.paper_figure`) written to ``path``.
+    """The paper figure of one image (:func:`~ochmr_lit.vis.paper_figure.paper_figure`) written to ``path``.
 
     Returns the path and the people the figure leaves out of all its panels (person index -> reason, see
     :data:`~ochmr_lit.vis.figures.LEFT_OUT_REASONS`); every other person is in every panel.

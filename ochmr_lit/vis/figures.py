@@ -1,16 +1,20 @@
-"""Paper-style figures of one image: input | global centermap | meshes of all people | side view.
+"""The building blocks of the project's figures: person colours, captions, centermap overlays, mesh renders,
+side views and which people a figure can draw.
+
+:mod:`ochmr_lit.vis.paper_figure` composes them into the paper figure of one image, and
+:mod:`ochmr_lit.vis.comparison_figure` into the prediction-against-ground-truth figure.
 
 Meshes are rendered with :class:`~ochmr_lit.vis.render.MeshRenderer` in one full-image camera (one colour
 per person, depth-correct compositing). Perspective projection does not change when the whole scene is
 scaled about the camera centre, so scenes are scaled to a nearest depth of a few metres before rendering:
 the depth buffer then resolves the body's own relief even for people tens of metres away (long focal lengths).
 
-Every panel of :func:`paper_figure` shows the same people (:func:`figure_people` decides who): person ``k``
-(row ``k`` of the result files) has box, mesh and side-view body in colour ``k`` of :func:`person_colors` and the
-label ``k`` in the box, mesh and side-view panels, so tiny or hidden people can still be counted. A person who
-cannot be drawn (invalid box, mesh behind the camera or outside the image, ...) is left out of every panel with
-the reason (:data:`LEFT_OUT_REASONS`). Under the panels a caption strip names them and holds the centermap's
-colour bar (value 0 to the map's maximum).
+A figure shows the same people in every panel (:func:`figure_people` decides who): person ``k`` (row ``k`` of
+the result files) has box, mesh and side-view body in colour ``k`` of :func:`person_colors` and the label ``k``,
+so tiny or hidden people can still be counted. A person who cannot be drawn (invalid box, mesh behind the camera
+or outside the image, ...) is left out of every panel with the reason (:data:`LEFT_OUT_REASONS`); a caption
+strip (:func:`caption`) names them, and :func:`centermap_legend` holds the centermap's colour bar (value 0 to the
+map's maximum).
 """
 
 from __future__ import annotations
@@ -24,18 +28,14 @@ import numpy as np
 from matplotlib import colormaps
 
 from ochmr_lit.vis.draw import (
-    draw_labels,
     draw_person_boxes,
     draw_text,
-    image_grid,
     label_scale,
     text_size,
 )
 from ochmr_lit.vis.render import Z_FAR, Mesh, MeshRenderer, RenderResult
 
-#: Panels of :func:`paper_figure`, left to right.
-FIGURE_PANELS: tuple[str, ...] = ("image", "centermap", "meshes", "side")
-#: Pixels between panels (and around the figure) in :func:`paper_figure`.
+#: Pixels between panels (and around the figure) in the paper and comparison figures.
 FIGURE_PAD = 4
 #: Nearest depth (metres) scenes are scaled to before rendering (see the module docstring).
 RENDER_DEPTH = 5.0
@@ -301,7 +301,7 @@ def side_view(vertices: np.ndarray, faces: np.ndarray, image_size: tuple[int, in
 
 @dataclass(frozen=True)
 class FigurePeople:
-    """Who the panels of :func:`paper_figure` draw: the same people in every panel.
+    """Who the panels of :func:`~ochmr_lit.vis.paper_figure.paper_figure` draw: the same people in every panel.
 
     Attributes:
         drawn: (K,) int64 ascending indices of the people drawn (box, mesh, side view, label ``str(k)``).
@@ -354,6 +354,11 @@ def drawable_boxes(boxes: np.ndarray, image_size: tuple[int, int]) -> np.ndarray
     return np.array([k for k, box in enumerate(boxes) if _box_reason(box, image_size) is None], np.int64)
 
 
+def rgb255(colors: np.ndarray) -> list[tuple[int, int, int]]:
+    """(N, 3) RGB in [0, 1] -> N uint8 RGB tuples."""
+    return [tuple(int(round(255 * c)) for c in color) for color in np.asarray(colors, np.float64)]
+
+
 def person_boxes(image: np.ndarray, boxes: np.ndarray, people: np.ndarray, colors: np.ndarray) -> np.ndarray:
     """``image`` with the boxes of ``people``, person ``k``'s in colour ``k`` and labelled ``k``, on a copy.
 
@@ -370,12 +375,13 @@ def person_boxes(image: np.ndarray, boxes: np.ndarray, people: np.ndarray, color
     """
     people = np.asarray(people, np.int64).reshape(-1)
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-    return draw_person_boxes(image, boxes[people], _rgb255(np.asarray(colors)[people]), [str(k) for k in people])
+    return draw_person_boxes(image, boxes[people], rgb255(np.asarray(colors)[people]), [str(k) for k in people])
 
 
 def figure_people(boxes: np.ndarray, vertices: np.ndarray, focal_length: float, principal_point: Sequence[float],
                   image_size: tuple[int, int]) -> FigurePeople:
-    """Which people :func:`paper_figure` draws, in every panel, and why the others are left out of all of them.
+    """Which people a figure (:func:`~ochmr_lit.vis.paper_figure.paper_figure`) draws, in every panel, and why
+    the others are left out of all of them.
 
     A person is drawn when their box can be drawn (finite, with area, overlapping the image; however small) and
     their mesh can be rendered in the image camera (finite, in front of the camera, projecting at least partly
@@ -415,99 +421,3 @@ def top_anchors(points: np.ndarray, K: np.ndarray, image_size: tuple[int, int]) 
     uv = project(points, K)
     anchors = np.stack([np.median(uv[..., 0], axis=1), uv[..., 1].min(axis=1) - 2.0], axis=-1)
     return np.clip(anchors, [0.0, 0.0], [width - 1.0, height - 1.0])
-
-
-def _rgb255(colors: np.ndarray) -> list[tuple[int, int, int]]:
-    """(N, 3) RGB in [0, 1] -> N uint8 RGB tuples."""
-    return [tuple(int(round(255 * c)) for c in color) for color in np.asarray(colors, np.float64)]
-
-
-def _people_caption(what: str, people: FigurePeople) -> str:
-    """``"<what>: <n> people"``, n the people drawn."""
-    n = len(people.drawn)
-    return f"{what}: {n} {'person' if n == 1 else 'people'}"
-
-
-def _left_out_caption(people: FigurePeople) -> str:
-    """``"left out <n>: <count> <reason>, ..."``, or empty when everyone is drawn."""
-    counts = people.counts()
-    if not counts:
-        return ""
-    return f"left out {len(people.left_out)}: " + ", ".join(f"{n} {why}" for why, n in counts.items())
-
-
-def _centermap_heat(global_maps: np.ndarray | None, crop_affine: np.ndarray | None, crop_size: int | None,
-                    drawn: np.ndarray, image_size: tuple[int, int]) -> np.ndarray | None:
-    """(H, W) combined global centermap of the drawn people's crops (:func:`centermaps_to_image`), or None."""
-    if global_maps is None:
-        return None
-    if crop_affine is None or crop_size is None:
-        raise ValueError("global_maps need crop_affine and crop_size to be placed in the image")
-    if len(drawn) == 0:
-        return np.zeros(image_size[::-1], np.float32)
-    return centermaps_to_image(np.asarray(global_maps)[drawn], np.asarray(crop_affine)[drawn], crop_size,
-                               image_size)
-
-
-def _mesh_panels(image: np.ndarray, vertices: np.ndarray, faces: np.ndarray, focal_length: float,
-                 principal_point: Sequence[float], colors: np.ndarray, labels: list[str],
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """The labelled mesh panel and side view of the drawn people (vertices (K, V, 3) metres, colors (K, 3))."""
-    height, width = image.shape[:2]
-    renderer = MeshRenderer(width, height)
-    meshes = render_people(image, vertices, faces, focal_length, principal_point, renderer=renderer, colors=colors)
-    side = side_view(vertices, faces, (width, height), renderer=renderer, colors=colors)
-    if len(vertices) == 0:
-        return meshes.image, side.image
-    K = intrinsics(focal_length, principal_point)
-    side_vertices, side_K = side_view_layout(vertices, (width, height))
-    rgb = _rgb255(colors)
-    return (draw_labels(meshes.image, labels, top_anchors(vertices, K, (width, height)), rgb),
-            draw_labels(side.image, labels, top_anchors(side_vertices, side_K, (width, height)), rgb))
-
-
-def paper_figure(image: np.ndarray, boxes: np.ndarray, vertices: np.ndarray, faces: np.ndarray,
-                 focal_length: float, principal_point: Sequence[float], global_maps: np.ndarray | None = None,
-                 crop_affine: np.ndarray | None = None, crop_size: int | None = None,
-                 people: FigurePeople | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """The figure of one image and its panels (:data:`FIGURE_PANELS`), each (H, W, 3) uint8.
-
-    Every panel shows the same people, ``people.drawn``: their boxes in their colours (however small) with
-    their labels, the global centermap of their crops, their meshes with labels, the side view with labels.
-
-    Args:
-        image: (H, W, 3) uint8 RGB.
-        boxes: (N, 4) xywh px, drawn on the first panel.
-        vertices: (N, V, 3) camera-frame metres; faces: (F, 3).
-        focal_length, principal_point: the full-image camera (px).
-        global_maps: (N, h, w) global centermap of each person's crop, or None (SPIN baseline: the panel
-            shows the dimmed image and its caption says so); crop_affine: (N, 2, 3) and crop_size (px) place
-            them in the image. The map is drawn by :func:`heatmap_overlay`, from 0 to its maximum.
-        people: who is drawn; None = :func:`figure_people` (pass it to learn who was left out and why).
-    Returns:
-        ``figure`` and the ``panels`` dict. The figure has the panels side by side, :data:`FIGURE_PAD` px apart
-        (panel k at x = pad + k (W + pad), y = pad), and under them, at y = H + 2 pad, a caption strip per panel
-        (:func:`caption_height` px): what it shows, how many people, the centermap's colour bar
-        (:func:`centermap_legend`).
-    """
-    height, width = image.shape[:2]
-    size = (width, height)
-    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-    vertices = np.asarray(vertices, np.float64)
-    if people is None:
-        people = figure_people(boxes, vertices, focal_length, principal_point, size)
-    drawn = people.drawn
-    colors = person_colors(len(boxes))[drawn]
-    labels = [str(k) for k in drawn]
-    panels = {"image": person_boxes(image, boxes, drawn, person_colors(len(boxes)))}
-    heat = _centermap_heat(global_maps, crop_affine, crop_size, drawn, size)
-    panels["centermap"] = dim_image(image) if heat is None else heatmap_overlay(image, heat)
-    panels["meshes"], panels["side"] = _mesh_panels(image, vertices[drawn], faces, focal_length, principal_point,
-                                                    colors, labels)
-    legend, _ = centermap_legend(width, size, None if heat is None else float(heat.max()))
-    captions = {"image": caption(width, size, [_people_caption("boxes", people), _left_out_caption(people)]),
-                "centermap": legend, "meshes": caption(width, size, [_people_caption("meshes", people)]),
-                "side": caption(width, size, [_people_caption("side view", people)])}
-    top = image_grid([panels[k] for k in FIGURE_PANELS], ncols=len(FIGURE_PANELS), pad=FIGURE_PAD)
-    bottom = image_grid([captions[k] for k in FIGURE_PANELS], ncols=len(FIGURE_PANELS), pad=FIGURE_PAD)
-    return np.concatenate([top[:-FIGURE_PAD], bottom]), panels
