@@ -11,7 +11,6 @@ from __future__ import annotations
 import inspect
 import logging
 import re
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from ochmr_lit.config_signatures import (
     describe,
     target_class,
 )
+from ochmr_lit.console import quiet_lightning
 from ochmr_lit.data.datamodules.base import check_loader_settings
 from ochmr_lit.data.datamodules.synthcrowd import check_splits
 from ochmr_lit.data.transforms import AugmentationConfig
@@ -103,13 +103,8 @@ def check_trainer_values(trainer: DictConfig | Mapping, key: str = "trainer") ->
                           "null for no clipping")
     probed = {k: v for k, v in values.items()
               if k not in _NOT_PROBED and not isinstance(v, (Mapping, list))}  # a strategy or profiler node, ...
-    quiet = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
-    levels = [logger.level for logger in quiet]
     try:
-        for logger in quiet:
-            logger.setLevel(logging.ERROR)  # "GPU available: ..." is said again by the stage's own trainer
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the same: the stage's trainer shows Lightning's warnings once
+        with quiet_lightning():  # the stage's own trainer says "GPU available: ..." and Lightning's warnings once
             built = L.Trainer(**probed, logger=False, callbacks=[], enable_checkpointing=False,
                               enable_progress_bar=False, enable_model_summary=False)
     except (MisconfigurationException, ValueError, TypeError) as error:
@@ -118,9 +113,6 @@ def check_trainer_values(trainer: DictConfig | Mapping, key: str = "trainer") ->
         shown = [n for n in probed if isinstance(probed[n], str) and repr(probed[n]) in message]  # max_time: Timer
         name = named[0][1] if named else (shown[0] if len(shown) == 1 else None)
         raise ConfigError(f"{key}.{name}={probed[name]!r}: {message}" if name else f"{key}: {message}") from None
-    finally:
-        for logger, level in zip(quiet, levels, strict=True):
-            logger.setLevel(level)
     precision = str(built.precision)
     if isinstance(built.accelerator, CPUAccelerator) and precision.startswith("bf16") and not cpu_has_native_bf16():
         asked = values.get("precision")

@@ -6,7 +6,7 @@ import warnings
 import lightning as L
 
 import ochmr_lit  # noqa: F401  (installs the filters)
-from ochmr_lit.console import LIGHTNING_TIP
+from ochmr_lit.console import LIGHTNING_TIP, quiet_lightning
 
 
 class _Collect(logging.Handler):
@@ -42,3 +42,29 @@ def test_only_the_known_deprecation_warning_is_filtered():
         warnings.warn_explicit("something else is deprecated", DeprecationWarning, "_pytree.py", 22,
                                module="lightning.pytorch.utilities._pytree")
     assert [str(w.message) for w in caught] == ["something else is deprecated"]
+
+
+def test_quiet_lightning_silences_info_warnings_and_python_warnings_but_not_errors_and_restores_them():
+    logger = logging.getLogger("lightning.pytorch.trainer.connectors")
+    collect = _Collect()
+    logger.addHandler(collect)
+    parents = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    before = [p.level for p in parents]
+    try:
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            try:
+                with quiet_lightning():
+                    logger.warning("inside warning")
+                    logger.error("inside error")
+                    warnings.warn("inside python warning", UserWarning, stacklevel=1)
+                    raise RuntimeError("stops the probe")
+            except RuntimeError:
+                pass
+            logger.warning("outside warning")
+            warnings.warn("outside python warning", UserWarning, stacklevel=1)
+    finally:
+        logger.removeHandler(collect)
+    assert collect.messages == ["inside error", "outside warning"]
+    assert [str(w.message) for w in seen] == ["outside python warning"]
+    assert [p.level for p in parents] == before
