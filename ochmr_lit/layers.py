@@ -17,8 +17,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("foundation", ("__init__", "layers", "configs", "console", "progress", "paths", "errors", "safe_pickle",
                     "hardware", "geometry", "procrustes")),
     # drawing and mesh rendering on arrays; the vis package's other modules are placed one by one below
-    ("drawing", ("vis", "vis.draw", "vis.render", "vis.overlays", "vis.figures", "vis.paper_figure",
-                 "vis.comparison_figure")),
+    ("drawing", ("vis", "vis.draw", "vis.render", "vis.overlays", "vis.figures", "vis.figure_people",
+                 "vis.paper_figure", "vis.comparison_figure")),
     ("body model", ("body",)),
     ("networks and metrics", ("models", "metrics")),
     # protocols, per-bucket tables and the results files an evaluation writes (read without Lightning)

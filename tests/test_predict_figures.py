@@ -15,14 +15,13 @@ from matplotlib import colormaps
 
 from ochmr_lit.inference.run import write_figure
 from ochmr_lit.vis.draw import draw_person_boxes, line_width, place_labels
+from ochmr_lit.vis.figure_people import LEFT_OUT_REASONS, figure_people
 from ochmr_lit.vis.figures import (
     CENTERMAP_CMAP,
     FIGURE_PAD,
-    LEFT_OUT_REASONS,
     caption_height,
     centermap_legend,
     dim_image,
-    figure_people,
     heatmap_overlay,
     person_colors,
     render_people,

@@ -27,7 +27,7 @@ from ochmr_lit.inference.pipeline import ImagePrediction, Predictor, load_regres
 from ochmr_lit.inference.writers import MESH_FORMATS, write_json, write_meshes, write_npz
 from ochmr_lit.progress import ProgressLog
 from ochmr_lit.vis.draw import save_image
-from ochmr_lit.vis.figures import figure_people
+from ochmr_lit.vis.figure_people import figure_people
 from ochmr_lit.vis.paper_figure import paper_figure
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ def write_figure(pred: ImagePrediction, path: Path, faces: np.ndarray) -> tuple[
     """The paper figure of one image (:func:`~ochmr_lit.vis.paper_figure.paper_figure`) written to ``path``.
 
     Returns the path and the people the figure leaves out of all its panels (person index -> reason, see
-    :data:`~ochmr_lit.vis.figures.LEFT_OUT_REASONS`); every other person is in every panel.
+    :data:`~ochmr_lit.vis.figure_people.LEFT_OUT_REASONS`); every other person is in every panel.
     """
     maps = pred.context[:, 1] if pred.context is not None else None
     vertices = pred.vertices + pred.translation[:, None]

@@ -15,9 +15,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from ochmr_lit.vis.draw import image_grid
+from ochmr_lit.vis.figure_people import drawable_boxes
 from ochmr_lit.vis.figures import (
     FIGURE_PAD,
-    drawable_boxes,
     person_boxes,
     person_colors,
     render_people,

@@ -1,5 +1,5 @@
 """The building blocks of the project's figures: person colours, captions, centermap overlays, mesh renders,
-side views and which people a figure can draw.
+side views and label anchors.
 
 :mod:`ochmr_lit.vis.paper_figure` composes them into the paper figure of one image, and
 :mod:`ochmr_lit.vis.comparison_figure` into the prediction-against-ground-truth figure.
@@ -9,19 +9,15 @@ per person, depth-correct compositing). Perspective projection does not change w
 scaled about the camera centre, so scenes are scaled to a nearest depth of a few metres before rendering:
 the depth buffer then resolves the body's own relief even for people tens of metres away (long focal lengths).
 
-A figure shows the same people in every panel (:func:`figure_people` decides who): person ``k`` (row ``k`` of
-the result files) has box, mesh and side-view body in colour ``k`` of :func:`person_colors` and the label ``k``,
-so tiny or hidden people can still be counted. A person who cannot be drawn (invalid box, mesh behind the camera
-or outside the image, ...) is left out of every panel with the reason (:data:`LEFT_OUT_REASONS`); a caption
-strip (:func:`caption`) names them, and :func:`centermap_legend` holds the centermap's colour bar (value 0 to the
-map's maximum).
+A figure shows the same people in every panel (:mod:`ochmr_lit.vis.figure_people` decides who): person ``k``
+(row ``k`` of the result files) has box, mesh and side-view body in colour ``k`` of :func:`person_colors` and the
+label ``k``, so tiny or hidden people can still be counted. A caption strip (:func:`caption`) says what a panel
+shows, and :func:`centermap_legend` holds the centermap's colour bar (value 0 to the map's maximum).
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -33,7 +29,7 @@ from ochmr_lit.vis.draw import (
     label_scale,
     text_size,
 )
-from ochmr_lit.vis.render import Z_FAR, Mesh, MeshRenderer, RenderResult
+from ochmr_lit.vis.render import Mesh, MeshRenderer, RenderResult
 
 #: Pixels between panels (and around the figure) in the paper and comparison figures.
 FIGURE_PAD = 4
@@ -45,15 +41,6 @@ CENTERMAP_CMAP = "turbo"
 CENTERMAP_DIM = 0.45
 #: Pixels between the caption strip's lines and around them.
 CAPTION_GAP = 3
-#: Why :func:`figure_people` leaves a person out of every panel (reason -> what it means).
-LEFT_OUT_REASONS: dict[str, str] = {
-    "invalid_box": "box not finite or without area",
-    "box_outside_image": "box entirely outside the image",
-    "invalid_mesh": "mesh vertices not finite",
-    "behind_camera": "mesh reaches behind the image camera",
-    "outside_image": "mesh projects entirely outside the image",
-    "beyond_far_plane": "mesh lies beyond the renderer's far plane",
-}
 
 
 def person_colors(n: int) -> np.ndarray:
@@ -299,59 +286,10 @@ def side_view(vertices: np.ndarray, faces: np.ndarray, image_size: tuple[int, in
     return _render_scene(renderer, placed, faces, K, _person_colors(len(placed), colors), background_image, 1.0)
 
 
-@dataclass(frozen=True)
-class FigurePeople:
-    """Who the panels of :func:`~ochmr_lit.vis.paper_figure.paper_figure` draw: the same people in every panel.
-
-    Attributes:
-        drawn: (K,) int64 ascending indices of the people drawn (box, mesh, side view, label ``str(k)``).
-        left_out: person index -> reason (a key of :data:`LEFT_OUT_REASONS`) for every other person.
-    """
-
-    drawn: np.ndarray
-    left_out: dict[int, str]
-
-    def counts(self) -> dict[str, int]:
-        """How many people each reason left out (reasons that occurred only)."""
-        return dict(sorted(Counter(self.left_out.values()).items()))
-
-
 def project(points: np.ndarray, K: np.ndarray) -> np.ndarray:
     """(..., 2) px of camera-frame points (..., 3) (z > 0) under the (3, 3) intrinsics ``K``."""
     uvw = np.asarray(points, np.float64) @ np.asarray(K, np.float64).T
     return uvw[..., :2] / uvw[..., 2:]
-
-
-def _box_reason(box: np.ndarray, image_size: tuple[int, int]) -> str | None:
-    """Why an ``xywh`` box (px) cannot be drawn on an image of ``(W, H)`` px, or None."""
-    width, height = image_size
-    x, y, w, h = box
-    if not (np.all(np.isfinite(box)) and w > 0 and h > 0):
-        return "invalid_box"
-    if x >= width or y >= height or x + w <= 0 or y + h <= 0:
-        return "box_outside_image"
-    return None
-
-
-def _mesh_reason(vertices: np.ndarray, K: np.ndarray, image_size: tuple[int, int]) -> str | None:
-    """Why a (V, 3) camera-frame mesh (metres) cannot be rendered in the image camera ``K``, or None."""
-    width, height = image_size
-    if not np.all(np.isfinite(vertices)):
-        return "invalid_mesh"
-    if vertices[:, 2].min() <= 0:
-        return "behind_camera"
-    uv = project(vertices, K)
-    lo, hi = uv.min(0), uv.max(0)
-    if hi[0] < -0.5 or hi[1] < -0.5 or lo[0] > width - 0.5 or lo[1] > height - 0.5:
-        return "outside_image"
-    return None
-
-
-def drawable_boxes(boxes: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
-    """(K,) int64 ascending indices of the ``xywh`` boxes (N, 4) px that can be drawn on an image of ``(W, H)`` px:
-    finite, with area and overlapping the image, however small."""
-    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-    return np.array([k for k, box in enumerate(boxes) if _box_reason(box, image_size) is None], np.int64)
 
 
 def rgb255(colors: np.ndarray) -> list[tuple[int, int, int]]:
@@ -368,7 +306,8 @@ def person_boxes(image: np.ndarray, boxes: np.ndarray, people: np.ndarray, color
     Args:
         image: (H, W, 3) uint8 RGB.
         boxes: (N, 4) xywh px, row ``k`` person ``k``'s.
-        people: (K,) indices into ``boxes`` of the people to draw (e.g. :func:`drawable_boxes`).
+        people: (K,) indices into ``boxes`` of the people to draw (e.g.
+            :func:`~ochmr_lit.vis.figure_people.drawable_boxes`).
         colors: (M, 3) RGB in [0, 1] indexed by person (M > every index in ``people``), e.g. :func:`person_colors`.
     Returns:
         (H, W, 3) uint8 RGB.
@@ -376,43 +315,6 @@ def person_boxes(image: np.ndarray, boxes: np.ndarray, people: np.ndarray, color
     people = np.asarray(people, np.int64).reshape(-1)
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
     return draw_person_boxes(image, boxes[people], rgb255(np.asarray(colors)[people]), [str(k) for k in people])
-
-
-def figure_people(boxes: np.ndarray, vertices: np.ndarray, focal_length: float, principal_point: Sequence[float],
-                  image_size: tuple[int, int]) -> FigurePeople:
-    """Which people a figure (:func:`~ochmr_lit.vis.paper_figure.paper_figure`) draws, in every panel, and why
-    the others are left out of all of them.
-
-    A person is drawn when their box can be drawn (finite, with area, overlapping the image; however small) and
-    their mesh can be rendered in the image camera (finite, in front of the camera, projecting at least partly
-    into the image, nearer than the renderer's far plane after the scene is scaled to :data:`RENDER_DEPTH`).
-
-    Args:
-        boxes: (N, 4) xywh px.
-        vertices: (N, V, 3) camera-frame metres.
-        focal_length, principal_point: the full-image camera (px).
-        image_size: ``(W, H)`` px.
-    Returns:
-        :class:`FigurePeople`.
-    """
-    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-    vertices = np.asarray(vertices, np.float64)
-    if len(vertices) != len(boxes):
-        raise ValueError(f"{len(boxes)} boxes and {len(vertices)} meshes: one of each per person")
-    K = intrinsics(focal_length, principal_point)
-    left_out: dict[int, str] = {}
-    for k in range(len(boxes)):
-        reason = _box_reason(boxes[k], image_size) or _mesh_reason(vertices[k], K, image_size)
-        if reason is not None:
-            left_out[k] = reason
-    kept = [k for k in range(len(boxes)) if k not in left_out]
-    if kept:
-        scale = RENDER_DEPTH / min(float(vertices[k, :, 2].min()) for k in kept)
-        for k in kept:
-            if vertices[k, :, 2].min() * scale >= Z_FAR:
-                left_out[k] = "beyond_far_plane"
-    drawn = np.array([k for k in range(len(boxes)) if k not in left_out], np.int64)
-    return FigurePeople(drawn=drawn, left_out=dict(sorted(left_out.items())))
 
 
 def top_anchors(points: np.ndarray, K: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:

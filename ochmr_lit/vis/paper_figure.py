@@ -1,7 +1,7 @@
 """The paper figure of one image: input | global centermap | meshes of all people | side view.
 
 Built from the blocks of :mod:`ochmr_lit.vis.figures`. Every panel shows the same people
-(:func:`~ochmr_lit.vis.figures.figure_people` decides who), person ``k`` in colour ``k`` with the label ``k``;
+(:func:`~ochmr_lit.vis.figure_people.figure_people` decides who), person ``k`` in colour ``k`` with the label ``k``;
 under the panels a caption strip says what each shows, who was left out and why, and holds the centermap's
 colour bar.
 """
@@ -13,14 +13,13 @@ from collections.abc import Sequence
 import numpy as np
 
 from ochmr_lit.vis.draw import draw_labels, image_grid
+from ochmr_lit.vis.figure_people import FigurePeople, figure_people
 from ochmr_lit.vis.figures import (
     FIGURE_PAD,
-    FigurePeople,
     caption,
     centermap_legend,
     centermaps_to_image,
     dim_image,
-    figure_people,
     heatmap_overlay,
     intrinsics,
     person_boxes,
