@@ -1,12 +1,20 @@
-"""Predict: ``python -m ochmr_lit.predict ckpt_path=<ckpt> input=<image|folder> boxes=<json|detector> out=<dir>``."""
+"""Predict: ``python -m ochmr_lit.predict ckpt_path=<ckpt> input=<image|folder> boxes=<json|detector> out=<dir>``.
+
+The command line is composed once before Hydra runs, so that an unknown key or a malformed argument is one line
+(:func:`ochmr_lit.runner.command_line.check_command_line`).
+"""
 
 import os
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
+import sys  # noqa: E402
+
 import hydra  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
+
+from ochmr_lit.runner.command_line import check_command_line  # noqa: E402
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="predict")
@@ -21,4 +29,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    check_command_line("predict", sys.argv[1:])
     main()

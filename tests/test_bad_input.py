@@ -337,6 +337,41 @@ def test_the_command_line_is_composed_once_and_its_config_returned(tmp_path, mon
     assert len(calls) == 3  # ++ may set an existing key: composed once more without it to tell
 
 
+@pytest.mark.parametrize(("config", "argument", "message"), [
+    ("fit", "synthcrowd_spin", "'synthcrowd_spin' is not key=value: every argument of this command is key=value "
+                               "(config fit), e.g. experiment=synthcrowd_spin"),
+    ("predict", "/data/run/last.ckpt", "'/data/run/last.ckpt' is not key=value: every argument of this command is "
+                                       "key=value (config predict), e.g. ckpt_path=/data/run/last.ckpt"),
+    ("evaluate", "seeds=[1,", "'seeds=[1,': the value cannot be read (no viable alternative at input '[1,'); a list "
+                              "is written [a,b], and a value with spaces, brackets, quotes or $ is quoted, e.g. "
+                              "'key=\"a value\"' (config evaluate)"),
+    ("fit", "seed==3", "'seed==3': the value cannot be read (extraneous input '='); a list is written [a,b], and a "
+                       "value with spaces, brackets, quotes or $ is quoted, e.g. 'key=\"a value\"' (config fit)"),
+])
+def test_an_argument_hydra_cannot_parse_is_one_line_naming_it(config, argument, message):
+    assert command_line_error(config, [argument]) == message
+
+
+@pytest.mark.parametrize(("config", "argv", "message"), [
+    ("predict", ["ckpt_pth=a.ckpt"], "unknown config key 'ckpt_pth' in 'ckpt_pth=a.ckpt': did you mean ckpt_path? no "
+                                     "part of a run reads a new top-level key"),
+    ("compare", ["num_image=2"], "unknown config key 'num_image' in 'num_image=2': did you mean num_images? no part "
+                                 "of a run reads a new top-level key"),
+])
+def test_predict_and_compare_command_lines_are_checked_too(config, argv, message):
+    assert command_line_error(config, argv) == message
+
+
+def test_predicts_out_folder_that_cannot_be_created_is_named_by_its_key(tmp_path):
+    (tmp_path / "a_file").write_text("")
+    out = tmp_path / "a_file" / "predictions"
+    argv = ["ckpt_path=a.ckpt", "input=images", f"out={out}"]
+    cfg, message = compose_command_line("predict", argv, hydra_config=True)
+    assert message is None
+    assert output_folder_error(cfg, argv) == (f"out={out}: the run folder {out} cannot be created ({out}: Not a "
+                                              "directory); give a folder that can be written, e.g. out=outputs")
+
+
 def test_evaluate_command_line_is_checked_too():
     assert command_line_error("evaluate", ["experiment=nope", "ckpt_path=x.ckpt"]).startswith(
         "unknown experiment 'nope' (experiment=nope); available experiments: conorm_depth1,")

@@ -115,6 +115,31 @@ def test_reproduce_names_an_unknown_setting_and_bad_seeds(capsys: pytest.Capture
     assert "'occlusion' is not key=value" in error_line(reproduce_main, ["occlusion"], capsys)
 
 
+@pytest.mark.parametrize(("argument", "expected"), [
+    ("overrides=3", "error: overrides=3: give a list of key=value overrides, e.g. overrides=[trainer.max_epochs=4]"),
+    ("budget=3", "error: budget=3: give the overrides of each preset, e.g. budget.cpu=[trainer.max_epochs=4]"),
+    ("budget.cpu=3", "error: budget.cpu=3: give a list of key=value overrides, e.g. "
+                     "budget.cpu=[trainer.max_epochs=4]"),
+    ("context_diagnostics=maybe", "error: context_diagnostics='maybe': use true (the occlusion table adds the "
+                                  "context diagnostics' rows) or false"),
+    ("detector_seed=x", "error: detector_seed='x': the seed of the detector sweep's detections, a whole number >= 0"),
+    ("device=gpu", "error: device=gpu: not a device; use auto, cpu, cuda or cuda:<index>"),
+])
+def test_reproduce_names_a_setting_of_the_wrong_kind_before_any_run_starts(
+        argument: str, expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "tables"
+    assert error_line(reproduce_main, ["table=occlusion", f"out={out}", argument], capsys) == expected
+    assert not out.exists()  # these started the table's first run before
+
+
+def test_reproduce_names_an_output_folder_it_cannot_create(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "file").write_text("")
+    out = tmp_path / "file" / "tables"
+    line = error_line(reproduce_main, ["table=occlusion", f"out={out}"], capsys)
+    assert line == (f"error: out={out}: the table's folder cannot be created ({out}: Not a directory); give a "
+                    "folder that can be written, e.g. out=reproduction")
+
+
 def test_reproduce_checks_every_runs_settings_before_the_first_trains(tmp_path: Path,
                                                                       capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "tables"

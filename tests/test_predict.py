@@ -645,3 +645,21 @@ def test_a_folder_with_a_corrupt_image_predicts_the_others_under_skip(tiny_run, 
     assert written == ["000817.json", "003896.json"]  # the other two images, predicted
     assert json.loads((tmp_path / "skipped" / "summary.json").read_text())["skipped_images"][0]["reason"] == \
         "truncated_image"
+
+
+def test_resolve_device_names_an_unknown_or_absent_device(monkeypatch):
+    from ochmr_lit.errors import ConfigError
+    from ochmr_lit.inference.run import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device(None) == torch.device("cpu") and resolve_device("auto") == torch.device("cpu")
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ConfigError, match=r"^device=gpu: not a device; use auto, cpu, cuda or cuda:<index>$"):
+        resolve_device("gpu")
+    with pytest.raises(ConfigError, match=r"^device=cuda: this machine has no CUDA GPU; use device=cpu \(or auto\)$"):
+        resolve_device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)
+    with pytest.raises(ConfigError, match=r"^device=cuda:2: this machine has 2 CUDA GPU\(s\), cuda:0 to cuda:1$"):
+        resolve_device("cuda:2")

@@ -33,11 +33,23 @@ from ochmr_lit.vis.paper_figure import paper_figure
 log = logging.getLogger(__name__)
 
 
-def resolve_device(name: str | None) -> torch.device:
-    """``auto`` (or None): CUDA when available, else CPU; otherwise the named device."""
+def resolve_device(name: str | None, key: str = "device") -> torch.device:
+    """``auto`` (or None): CUDA when available, else CPU; otherwise the named device (``cpu``, ``cuda``,
+    ``cuda:1``, ...). A :class:`~ochmr_lit.errors.ConfigError` naming ``key`` for a name torch does not know or a
+    CUDA device this machine does not have."""
     if name in (None, "", "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(str(name))
+    except RuntimeError:
+        raise ConfigError(f"{key}={name}: not a device; use auto, cpu, cuda or cuda:<index>") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"{key}={name}: this machine has no CUDA GPU; use {key}=cpu (or auto)")
+        if device.index is not None and device.index >= count:
+            raise ConfigError(f"{key}={name}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}")
+    return device
 
 
 def box_items(cfg: DictConfig, images: list[Path], device: torch.device,

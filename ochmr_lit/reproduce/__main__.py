@@ -12,12 +12,15 @@ os.environ.setdefault("WANDB_MODE", "offline")
 import logging  # noqa: E402
 import sys  # noqa: E402
 from importlib import resources  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
 
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from omegaconf.errors import OmegaConfBaseException  # noqa: E402
 
 from ochmr_lit.errors import ConfigError, MissingFileError, OchmrError, user_errors  # noqa: E402
 from ochmr_lit.reproduce.tables import PRESETS, TABLES  # noqa: E402
+from ochmr_lit.runner.command_line import folder_problem  # noqa: E402
 
 
 def load_settings(argv: list[str]) -> DictConfig:
@@ -56,6 +59,33 @@ def check_settings(cfg: DictConfig) -> None:
     if len(set(seeds)) < len(seeds):
         raise ConfigError(f"seeds={seeds}: a seed is listed twice (it would count as two runs of one); list each "
                           "once, e.g. seeds=[0,1]")
+    for key in ("overrides", "context_overrides", "regressor_overrides"):
+        _check_override_list(cfg.get(key), key)
+    for key in ("budget", "context_budget"):
+        node = cfg.get(key)
+        if node is not None and not OmegaConf.is_dict(node):
+            raise ConfigError(f"{key}={node!r}: give the overrides of each preset, e.g. {key}.{cfg.preset}="
+                              "[trainer.max_epochs=4]")
+        for preset in node or {}:
+            if preset not in PRESETS:
+                raise ConfigError(f"{key}.{preset}: unknown preset; the presets are {', '.join(PRESETS)}")
+            _check_override_list(node[preset], f"{key}.{preset}")
+    if not isinstance(cfg.get("context_diagnostics"), bool):
+        raise ConfigError(f"context_diagnostics={cfg.get('context_diagnostics')!r}: use true (the occlusion table "
+                          "adds the context diagnostics' rows) or false")
+    seed = cfg.get("detector_seed")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"detector_seed={seed!r}: the seed of the detector sweep's detections, a whole number >= 0")
+    problem = folder_problem(Path(str(cfg.out)))
+    if problem is not None:
+        raise ConfigError(f"out={cfg.out}: the table's folder cannot be created ({problem}); give a folder that can "
+                          "be written, e.g. out=reproduction")
+
+
+def _check_override_list(value: Any, key: str) -> None:
+    """``key`` holds null or a list of ``key=value`` strings (each is checked when the table's runs are composed)."""
+    if value is not None and not OmegaConf.is_list(value):
+        raise ConfigError(f"{key}={value!r}: give a list of key=value overrides, e.g. {key}=[trainer.max_epochs=4]")
 
 
 def run(cfg: DictConfig) -> None:

@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 
 from ochmr_lit.errors import ConfigError
 from ochmr_lit.eval.results_files import atomic_write_text
+from ochmr_lit.inference.run import resolve_device
 from ochmr_lit.reproduce.formatting import format_table_document
 from ochmr_lit.reproduce.mesh_table import mesh_table
 from ochmr_lit.reproduce.runs import TableRunner, given_context_checkpoint, machine_description
@@ -77,6 +78,7 @@ def run_table(cfg: DictConfig) -> dict[str, Any]:
     seeds = [int(s) for s in (cfg.seeds if cfg.seeds is not None else default_seeds(table))]
     if not seeds:
         raise ConfigError("seeds=[]: give at least one seed (e.g. seeds=[0,1])")
+    resolve_device(cfg.get("device"))  # the detector sweep's inference device, checked before hours of training
     budget = list((cfg.get("budget") or {}).get(preset) or [])
     context_budget = list((cfg.get("context_budget") or {}).get(preset) or [])
     context_checkpoint = given_context_checkpoint(cfg.get("context_checkpoint"))

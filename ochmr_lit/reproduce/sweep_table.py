@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 
 from ochmr_lit.errors import ConfigError, MissingFileError
 from ochmr_lit.eval.results_files import atomic_write_text
+from ochmr_lit.inference.run import resolve_device
 from ochmr_lit.reproduce.mesh_table import seed_summary
 from ochmr_lit.reproduce.runs import TableRunner, compose, read_json
 from ochmr_lit.reproduce.simulated_detector import write_simulated_detections
@@ -66,7 +67,7 @@ def sweep_table(runner: TableRunner, cfg: DictConfig, rows: list[Row], seeds: li
                     result = read_json(done)
                 else:
                     result = sweep_checkpoint(record["checkpoint"], ann_file, image_dir, det_file, protocol=protocol,
-                                              device=str(cfg.device))
+                                              device=str(resolve_device(cfg.get("device"))))
                     _write_sweep_results(target, result, protocol, record, det_file)
                 per_seed.append(result)
             ap = [seed_summary([s["AP"][i] * 100.0 for s in per_seed]) for i in range(len(per_seed[0]["threshold"]))]

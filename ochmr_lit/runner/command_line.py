@@ -130,8 +130,10 @@ def _composition_error(config_name: str, overrides: list[str], error: Exception)
     """The one line for a failed composition: the override whose key does not exist, with the closest keys of the
     config composed without it."""
     from hydra import compose, initialize_config_module
-    from hydra.errors import HydraException
+    from hydra.errors import HydraException, OverrideParseException
 
+    if isinstance(error, OverrideParseException):
+        return _parse_error_message(config_name, str(error.override), error)
     cause = error.__cause__ or error.__context__
     while cause is not None and not getattr(cause, "full_key", None):  # omegaconf's key errors carry it
         cause = cause.__cause__ or cause.__context__
@@ -148,16 +150,47 @@ def _composition_error(config_name: str, overrides: list[str], error: Exception)
     return _unknown_key_message(key, override, without)
 
 
+def _parse_error_message(config_name: str, override: str, error: Exception) -> str:
+    """The one line for an argument Hydra's override grammar cannot read: not ``key=value`` at all (a bare path or
+    word), or a value with characters the grammar gives a meaning (brackets, ``$``, quotes, spaces)."""
+    if "=" not in override:
+        key = "experiment" if config_name == "fit" else "ckpt_path"  # the value most often typed alone
+        return (f"'{override}' is not key=value: every argument of this command is key=value (config "
+                f"{config_name}), e.g. {key}={override}")
+    lines = [line for line in str(error).splitlines()
+             if line and not line.startswith(("Error parsing override", "See https://"))]
+    reason = f" ({lines[0].split(' expecting ')[0]})" if lines else ""  # not the grammar's list of tokens
+    return (f"'{override}': the value cannot be read{reason}; a list is written [a,b], and a value with spaces, "
+            f"brackets, quotes or $ is quoted, e.g. 'key=\"a value\"' (config {config_name})")
+
+
 def command_line_error(config_name: str, overrides: list[str]) -> str | None:
     """A one-line message for what fails when ``config_name`` is composed with ``overrides``, or None
     (:func:`compose_command_line`)."""
     return compose_command_line(config_name, overrides)[1]
 
 
+def folder_problem(folder: Path) -> str | None:
+    """Why ``folder`` cannot be created (``"<path> is a file"``, ``"<path>: Permission denied"``, ...), or None when
+    it exists as a folder or can be made. Probed by creating and removing its first missing parent, so that nothing
+    is left behind."""
+    missing = Path(folder).absolute()
+    while not missing.parent.exists() and missing.parent != missing:
+        missing = missing.parent
+    if missing.exists():
+        return None if missing.is_dir() else f"{missing} is a file"
+    try:
+        missing.mkdir()
+        missing.rmdir()
+    except OSError as error:
+        return f"{missing}: {error.strerror}"
+    return None
+
+
 def output_folder_error(cfg: DictConfig, overrides: list[str]) -> str | None:
     """A one-line message when the run folder Hydra will create (``hydra.run.dir`` of ``cfg``, composed with
-    Hydra's node, under ``paths.output_dir``) cannot be created, or None. Probed by creating and removing its first
-    missing folder, so that nothing is left behind; Hydra would stop with a traceback while creating it.
+    Hydra's node, under ``paths.output_dir``) cannot be created, or None (:func:`folder_problem`); Hydra would stop
+    with a traceback while creating it.
     ``overrides``: the command line, which says whether ``hydra.run.dir`` was given."""
     from omegaconf.errors import OmegaConfBaseException
 
@@ -165,23 +198,16 @@ def output_folder_error(cfg: DictConfig, overrides: list[str]) -> str | None:
         folder = Path(str(cfg.hydra.run.dir)).absolute()
     except OmegaConfBaseException:  # a folder named by a value set later (or not at all)
         return None
-    missing = folder
-    while not missing.parent.exists() and missing.parent != missing:
-        missing = missing.parent
-    if missing.exists():
-        if missing.is_dir():
-            return None
-        problem = f"{missing} is a file"
+    problem = folder_problem(folder)
+    if problem is None:
+        return None
+    given = {o.split("=", 1)[0].lstrip("+"): o.split("=", 1)[1] for o in overrides if "=" in o}
+    if "hydra.run.dir" in given or ("paths" not in cfg and "out" not in given):
+        key, value = "hydra.run.dir", folder
+    elif "paths" not in cfg:  # predict: the folder is out=
+        key, value = "out", given["out"]
     else:
-        try:
-            missing.mkdir()
-            missing.rmdir()
-            return None
-        except OSError as error:
-            problem = f"{missing}: {error.strerror}"
-    named = any(o.startswith("hydra.run.dir=") for o in overrides) or "paths" not in cfg
-    key = "hydra.run.dir" if named else "paths.output_dir"
-    value = folder if named else cfg.paths.output_dir
+        key, value = "paths.output_dir", cfg.paths.output_dir
     return (f"{key}={value}: the run folder {folder} cannot be created ({problem}); give a folder that can be "
             f"written, e.g. {key}=outputs")
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ from ochmr_lit.geometry import axis_angle_to_rotmat  # noqa: E402
 from ochmr_lit.inference.boxes import list_images, load_json_boxes  # noqa: E402
 from ochmr_lit.inference.pipeline import Predictor, load_regressor  # noqa: E402
 from ochmr_lit.inference.run import resolve_device  # noqa: E402
+from ochmr_lit.runner.command_line import check_command_line  # noqa: E402
 from ochmr_lit.vis.comparison_figure import comparison_figure  # noqa: E402
 from ochmr_lit.vis.draw import save_image  # noqa: E402
 
@@ -184,4 +186,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    check_command_line("compare", sys.argv[1:])  # an unknown key or a malformed argument: one line
     main()
