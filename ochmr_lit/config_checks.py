@@ -32,7 +32,7 @@ from ochmr_lit.console import quiet_lightning
 from ochmr_lit.data.datamodules.base import check_loader_settings
 from ochmr_lit.data.datamodules.synthcrowd import check_splits
 from ochmr_lit.data.transforms import AugmentationConfig
-from ochmr_lit.errors import ConfigError, MissingFileError
+from ochmr_lit.errors import ConfigError, MissingFileError, boolean_setting
 from ochmr_lit.geometry import positive_pixels
 from ochmr_lit.hardware import cpu_has_native_bf16
 from ochmr_lit.lit.checkpoints import check_checkpoint_architecture, check_checkpoint_kind
@@ -145,9 +145,8 @@ def check_regressor_model(model: DictConfig | Mapping, key: str = "model") -> No
     if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size <= 0):
         raise ConfigError(f"{key}.context_input_size={size!r}: the crop side in px the context estimator was trained "
                           f"on, or null (read from {key}.context_checkpoint)")
-    if not isinstance(values.get("flip_test", False), bool):
-        raise ConfigError(f"{key}.flip_test={values['flip_test']!r}: use true (validate and test each crop with its "
-                          "mirror, averaged) or false")
+    boolean_setting(values.get("flip_test", False), f"{key}.flip_test",
+                    "validate and test each crop with its mirror, averaged")
     channels = values.get("hidden_channels", 128)
     if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
         raise ConfigError(f"{key}.hidden_channels={channels!r}: the channels of the CoNorm blocks' context branch, a "
@@ -315,9 +314,7 @@ def check_run_config(cfg: DictConfig, stages: list[tuple[str, DictConfig]],
     the context estimator before this run (a reproduction table), so ``model.context_checkpoint`` is not read."""
     select_checkpoint(cfg)
     check_seed_and_tags(cfg)
-    if not isinstance(cfg.get("test_after_fit", False), bool):  # a string such as "no" would count as true
-        raise ConfigError(f"test_after_fit={cfg.get('test_after_fit')!r}: use true (test the kept checkpoint after "
-                          "training) or false")
+    boolean_setting(cfg.get("test_after_fit", False), "test_after_fit", "test the kept checkpoint after training")
     ckpt = cfg.get("ckpt_path")
     module_class = target_class(cfg.model, "model") if ckpt not in (None, "", "last") else None
     if module_class is not None:

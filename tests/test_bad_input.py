@@ -561,6 +561,23 @@ def test_predict_names_a_missing_setting_and_leaves_no_folder(arguments, missing
     assert list(tmp_path.iterdir()) == []  # Hydra's stand-in run folder removed again
 
 
+@pytest.mark.parametrize(("override", "message"), [
+    ("num_images=0", "num_images=0: how many images of the split to draw, a whole number >= 1"),
+    ("batch_size=x", "batch_size='x': people per forward pass, a whole number >= 1"),
+    ("side_view=maybe", "side_view='maybe': use true (add the predicted and the ground-truth side views) or false"),
+    ("split=tset", "split=tset: a SynthCrowd split, one of train, val, test"),
+])
+def test_compare_names_a_bad_setting_before_reading_the_checkpoint(override, message, tmp_path):
+    from ochmr_lit.errors import ConfigError
+    from ochmr_lit.vis.compare import run_compare
+
+    with initialize_config_module(config_module="ochmr_lit.configs", version_base="1.3"):
+        cfg = compose(config_name="compare", overrides=[f"ckpt_path={tmp_path / 'no.ckpt'}", override])
+    with pytest.raises(ConfigError) as error:
+        run_compare(cfg)
+    assert str(error.value) == message
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible: trainer=gpu would train")
 @pytest.mark.parametrize("command", ["fit", "evaluate"])
 def test_a_gpu_trainer_without_a_gpu_stops_in_one_line(command, tmp_path, capsys):
@@ -616,6 +633,16 @@ def test_predict_names_a_missing_input_or_box_file_in_one_line(tmp_path):
         assert done.returncode == 2, done.stderr[-2000:]
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(message), done.stderr
+        assert not (tmp_path / "out").exists()  # made by Hydra for this command, holding only its log: removed
+    kept = tmp_path / "kept"  # a folder the user had: kept, with what it held
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    done = subprocess.run([sys.executable, "-m", "ochmr_lit.predict", "ckpt_path=a.ckpt", f"input={images}",
+                           "boxes=b.json", f"out={kept}", "save_figures=maybe"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.stderr.strip().splitlines() == [
+        "error: save_figures='maybe': use true (write the paper figure of every image) or false"]
+    assert (kept / "notes.txt").read_text() == "mine"
 
 
 @pytest.mark.slow

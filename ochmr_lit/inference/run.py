@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from ochmr_lit.errors import ConfigError
+from ochmr_lit.errors import ConfigError, boolean_setting
 from ochmr_lit.inference.boxes import (
     BoxReport,
     ImageBoxes,
@@ -127,6 +127,14 @@ def run_predict(cfg: DictConfig) -> dict[str, Any]:
         except (TypeError, ValueError):
             raise ConfigError(f"focal_length={focal_length}: the image camera's focal length in pixels, a positive "
                               "number, or null for the image diagonal") from None
+    batch_size = cfg.get("batch_size")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size={batch_size!r}: people per forward pass, a whole number >= 1")
+    threshold = cfg.get("score_threshold")
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
+        raise ConfigError(f"score_threshold={threshold!r}: detections scored below it are dropped, a number in [0, 1]")
+    boolean_setting(cfg.get("save_figures"), "save_figures", "write the paper figure of every image")
+    boolean_setting(cfg.get("save_meshes"), "save_meshes", "write every person's mesh")
     images = list_images(cfg.input)
     device = resolve_device(cfg.get("device"))
     out_dir = Path(cfg.out)

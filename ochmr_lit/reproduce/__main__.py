@@ -18,7 +18,7 @@ from typing import Any  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from omegaconf.errors import OmegaConfBaseException  # noqa: E402
 
-from ochmr_lit.errors import ConfigError, MissingFileError, OchmrError, user_errors  # noqa: E402
+from ochmr_lit.errors import ConfigError, MissingFileError, OchmrError, boolean_setting, user_errors  # noqa: E402
 from ochmr_lit.reproduce.tables import PRESETS, TABLES  # noqa: E402
 from ochmr_lit.runner.command_line import folder_problem  # noqa: E402
 
@@ -70,9 +70,8 @@ def check_settings(cfg: DictConfig) -> None:
             if preset not in PRESETS:
                 raise ConfigError(f"{key}.{preset}: unknown preset; the presets are {', '.join(PRESETS)}")
             _check_override_list(node[preset], f"{key}.{preset}")
-    if not isinstance(cfg.get("context_diagnostics"), bool):
-        raise ConfigError(f"context_diagnostics={cfg.get('context_diagnostics')!r}: use true (the occlusion table "
-                          "adds the context diagnostics' rows) or false")
+    boolean_setting(cfg.get("context_diagnostics"), "context_diagnostics",
+                    "the occlusion table adds the context diagnostics' rows")
     seed = cfg.get("detector_seed")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"detector_seed={seed!r}: the seed of the detector sweep's detections, a whole number >= 0")

@@ -25,7 +25,7 @@ from ochmr_lit.config_checks import (
 )
 from ochmr_lit.config_signatures import check_target_keys
 from ochmr_lit.data.predicted_centres import centre_errors, load_predicted_centres
-from ochmr_lit.errors import CheckpointError, ConfigError
+from ochmr_lit.errors import CheckpointError, ConfigError, boolean_setting
 from ochmr_lit.eval.context_modes import context_mode_list
 from ochmr_lit.eval.protocols import PROTOCOLS
 from ochmr_lit.eval.results_files import (
@@ -245,9 +245,8 @@ def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
     split = evaluation_split(cfg)
     check_protocol(cfg)
     check_seed_and_tags(cfg)
-    if not isinstance(cfg.get("allow_other_architecture", False), bool):
-        raise ConfigError(f"allow_other_architecture={cfg.allow_other_architecture!r}: use true (evaluate a checkpoint "
-                          "of another architecture than the experiment's) or false")
+    boolean_setting(cfg.get("allow_other_architecture", False), "allow_other_architecture",
+                    "evaluate a checkpoint of another architecture than the experiment's")
     check_trainer(cfg.trainer)
     check_accelerator(cfg.trainer)
     check_trainer_values(cfg.trainer)
@@ -257,11 +256,10 @@ def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("task") == "context":
         return _evaluate_context_estimator(cfg, ckpt, split)
     overrides = {"protocol": cfg.protocol} if cfg.get("protocol") else {}
-    if cfg.get("flip_test") is not None:
-        if not isinstance(cfg.flip_test, bool):
-            raise ConfigError(f"flip_test={cfg.flip_test!r}: use true (average each prediction with the mirrored "
-                              "crop's), false, or null (the checkpoint's own setting)")
-        overrides["flip_test"] = cfg.flip_test
+    flip_test = boolean_setting(cfg.get("flip_test"), "flip_test", "average each prediction with the mirrored "
+                                "crop's", null_means="the checkpoint's own setting")
+    if flip_test is not None:
+        overrides["flip_test"] = flip_test
     modes = context_modes(cfg)
     module = load_regressor_checkpoint(ckpt, overrides)
     warn_unused_model_settings(cfg, module, set(overrides))
