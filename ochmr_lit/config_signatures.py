@@ -21,6 +21,7 @@ from typing import Any
 
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from ochmr_lit.errors import ConfigError
 
@@ -81,6 +82,25 @@ class InitSignature:
 
 
 @functools.cache
+def _type_hints(function: Any) -> dict[str, Any]:
+    """``typing.get_type_hints`` of ``function``; where one annotation names what its module does not import (only
+    for type checkers), the others one by one, so that one such annotation does not hide the checkable ones."""
+    try:
+        return typing.get_type_hints(function)
+    except Exception:  # noqa: BLE001 - any failure to evaluate an annotation
+        pass
+    hints: dict[str, Any] = {}
+    namespace = getattr(function, "__globals__", {})
+    for name, annotation in getattr(function, "__annotations__", {}).items():
+        def single() -> None: ...
+        single.__annotations__ = {name: annotation}
+        try:
+            hints.update(typing.get_type_hints(single, globalns=namespace))
+        except Exception:  # noqa: BLE001, S112 - this annotation is not checked
+            continue
+    return hints
+
+
 def init_signature(cls: type) -> InitSignature:
     """The keyword arguments of ``cls.__init__``, following ``**kwargs`` up its bases (cached per class)."""
     names: set[str] = set()
@@ -89,10 +109,7 @@ def init_signature(cls: type) -> InitSignature:
         if klass is object:
             return InitSignature(None, annotations)
         parameters = inspect.signature(klass.__init__).parameters
-        try:
-            resolved = typing.get_type_hints(klass.__init__)
-        except Exception:  # noqa: BLE001 - an annotation naming what the module does not import: not checked
-            resolved = {}
+        resolved = _type_hints(klass.__init__)
         for name, parameter in parameters.items():
             if name == "self" or parameter.kind not in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY):
                 continue
@@ -170,3 +187,9 @@ def check_components(group: DictConfig | Mapping | None, key: str) -> None:
                               f"entry the chosen {group_name} config does not have (e.g. an experiment's) are "
                               f"removed with ~{key}.{name}")
         check_target_keys(entry, f"{key}.{name}")
+        if isinstance(group, DictConfig):  # the values as the class gets them: interpolations resolved
+            try:
+                entry = OmegaConf.to_container(group[name], resolve=True)
+            except OmegaConfBaseException:  # a value resolved only at run time (Hydra's run folder): keys only
+                continue
+        check_target_types(entry, f"{key}.{name}")
