@@ -476,7 +476,12 @@ def test_context_estimator_or_foreign_files_given_to_evaluate_are_named(tmp_path
         "(SPIN or torchvision weight files start a training run through model.pretrained)")
     text = tmp_path / "notes.ckpt"
     text.write_text("not a checkpoint")
-    assert _evaluate(text, tmp_path).startswith(f"{text} cannot be read as a checkpoint (")
+    assert _evaluate(text, tmp_path).startswith(f"{text} cannot be read as a checkpoint (not a torch.save archive: "
+                                                "those are zip files, this one starts with b'not ')")
+    cut = tmp_path / "cut.ckpt"  # an interrupted copy of a real checkpoint
+    cut.write_bytes(spin_weights.read_bytes()[:200])
+    assert _evaluate(cut, tmp_path).startswith(f"{cut} cannot be read as a checkpoint (the file is cut short or "
+                                               "damaged (200 bytes, its zip archive has no end): an interrupted copy")
 
 
 # -- settings checked before any work: one line, exit 2, no run folder ----------------------------------------------

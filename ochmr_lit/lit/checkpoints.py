@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,20 @@ def weight_mismatch(expected: dict[str, torch.Tensor], stored: dict[str, torch.T
                                         ("of another shape", reshaped)) if keys)
 
 
+def unreadable_reason(path: Path, error: Exception) -> str:
+    """Why ``torch.load`` could not read ``path``, in a few words: a zip archive cut short (an interrupted copy), a
+    file that is no ``torch.save`` archive at all, else the first sentence of torch's message."""
+    with path.open("rb") as file:
+        head = file.read(4)
+    if head.startswith(b"PK") and not zipfile.is_zipfile(path):
+        return (f"the file is cut short or damaged ({path.stat().st_size} bytes, its zip archive has no end): an "
+                "interrupted copy or download?")
+    if not head.startswith(b"PK"):
+        return f"not a torch.save archive: those are zip files, this one starts with {head!r}"
+    message = " ".join(str(error).split())
+    return message.split(". ")[0] if message else type(error).__name__
+
+
 def _load_checkpoint(ckpt: str | Path, label: str, missing_fix: str, unreadable_fix: str,
                      not_ours: Callable[[Any], str]) -> dict[str, Any]:
     """A Lightning checkpoint of this framework read with ``weights_only``, or a one-line error: a missing file
@@ -72,7 +87,7 @@ def _load_checkpoint(ckpt: str | Path, label: str, missing_fix: str, unreadable_
     try:
         state = torch.load(ckpt, map_location="cpu", weights_only=True)
     except Exception as error:  # any failure to read it means: not a usable checkpoint
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        reason = unreadable_reason(Path(ckpt), error)
         raise CheckpointError(f"{label} cannot be read as a checkpoint ({reason}); {unreadable_fix}") from None
     if not isinstance(state, dict) or "state_dict" not in state or not state.get("hyper_parameters"):
         raise CheckpointError(not_ours(state))
