@@ -16,6 +16,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from hydra.utils import instantiate
 from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
@@ -30,9 +31,9 @@ from ochmr_lit.config_signatures import (
 )
 from ochmr_lit.console import quiet_lightning
 from ochmr_lit.data.datamodules.base import check_loader_settings
-from ochmr_lit.data.datamodules.synthcrowd import check_splits
+from ochmr_lit.data.datamodules.synthcrowd import check_generation_settings
 from ochmr_lit.data.transforms import AugmentationConfig
-from ochmr_lit.errors import ConfigError, MissingFileError, boolean_setting
+from ochmr_lit.errors import ConfigError, MissingFileError, boolean_setting, user_error_cause
 from ochmr_lit.geometry import positive_pixels
 from ochmr_lit.hardware import cpu_has_native_bf16
 from ochmr_lit.lit.checkpoints import check_checkpoint_architecture, check_checkpoint_kind
@@ -79,7 +80,7 @@ def check_accelerator(trainer: DictConfig | Mapping, key: str = "trainer") -> No
 
 #: Trainer arguments Lightning checks only in its loop, where 0 stops a run with a ZeroDivisionError (in a pipeline,
 #: after the stages before it have trained).
-POSITIVE_INTERVALS = ("accumulate_grad_batches", "check_val_every_n_epoch", "val_check_interval")
+POSITIVE_INTERVALS = ("accumulate_grad_batches", "check_val_every_n_epoch", "val_check_interval", "log_every_n_steps")
 #: Trainer arguments the check below does not pass on: components the runner builds, and switches it sets itself.
 _NOT_PROBED = frozenset({"_target_", "logger", "callbacks", "plugins", "enable_checkpointing", "enable_progress_bar",
                          "enable_model_summary"})
@@ -147,6 +148,16 @@ def check_regressor_model(model: DictConfig | Mapping, key: str = "model") -> No
                           f"on, or null (read from {key}.context_checkpoint)")
     boolean_setting(values.get("flip_test", False), f"{key}.flip_test",
                     "validate and test each crop with its mirror, averaged")
+    sigma = values.get("context_sigma", 2.0)
+    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not sigma > 0:
+        raise ConfigError(f"{key}.context_sigma={sigma!r}: the Gaussian sigma (map cells) predicted centres are "
+                          "rendered with, as data.sigma for the annotated ones, a number > 0")
+    limit = values.get("keypoints_2d_limit")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float)) or limit < 0):
+        raise ConfigError(f"{key}.keypoints_2d_limit={limit!r}: how far outside the crop (normalised units, the crop "
+                          "is [-1, 1]) a target keypoint may lie and still count in the 2D loss, a number >= 0, or "
+                          "null for every keypoint (SPIN)")
+    check_num_vis(values, key)
     channels = values.get("hidden_channels", 128)
     if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
         raise ConfigError(f"{key}.hidden_channels={channels!r}: the channels of the CoNorm blocks' context branch, a "
@@ -167,6 +178,38 @@ def check_regressor_model(model: DictConfig | Mapping, key: str = "model") -> No
         check_heatmap_supervision(int(values.get("heatmap_keypoints", 0)), weights.keypoint_heatmaps)
     except ValueError as error:
         raise ConfigError(str(error).replace("model.", f"{key}.")) from None
+
+
+def check_callback_values(callbacks: DictConfig | None, key: str = "callbacks") -> None:
+    """Each callback built once as its stage will build it, so that a value its class refuses
+    (``callbacks.model_checkpoint.save_top_k=-5``) is named before the first stage trains rather than when the stage
+    that uses it starts. The callbacks' constructors only store their settings; call after
+    :func:`~ochmr_lit.config_signatures.check_components`, which checks their keys and types."""
+    for name, entry in (callbacks or {}).items():
+        if entry is None:
+            continue
+        try:
+            with quiet_lightning():
+                instantiate(entry)
+        except Exception as error:  # Hydra wraps what the constructor raised
+            cause = user_error_cause(error) or error.__cause__ or error
+            if not isinstance(cause, (MisconfigurationException, ValueError, TypeError)):
+                raise  # not a refused value: a bug keeps its traceback
+            message = " ".join(str(cause).split())
+            if message.startswith(f"{key}."):
+                raise ConfigError(message) from None
+            named = sorted((m.start(), arg) for arg in entry if not str(arg).startswith("_")
+                           and (m := re.search(rf"\b{re.escape(str(arg))}\b", message)))
+            where = f"{key}.{name}.{named[0][1]}={entry[named[0][1]]}" if named else f"{key}.{name}"
+            raise ConfigError(f"{where}: {message}") from None
+
+
+def check_num_vis(model: Mapping, key: str = "model") -> None:
+    """``num_vis`` of either module: how many validation samples it draws into the loggers, a whole number >= 0."""
+    num_vis = model.get("num_vis", 0)
+    if isinstance(num_vis, bool) or not isinstance(num_vis, int) or num_vis < 0:
+        raise ConfigError(f"{key}.num_vis={num_vis!r}: validation samples drawn into the loggers each epoch, a whole "
+                          "number >= 0 (0 = none)")
 
 
 def _check_optim(optim: Mapping | None, key: str) -> None:
@@ -209,12 +252,7 @@ def check_data(data: DictConfig | Mapping, key: str = "data") -> None:
                                            "data=<another dataset>, is removed with")
     check_loader_settings(values, key)
     if str(target).endswith("SynthCrowdDataModule"):
-        if values.get("splits") is not None:
-            check_splits(values["splits"], f"{key}.splits")
-        seed = values.get("generation_seed", 0)
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ConfigError(f"{key}.generation_seed={seed!r}: the seed SynthCrowd's scenes are drawn with, a whole "
-                              "number >= 0 (each seed has a cache folder of its own)")
+        check_generation_settings(values, key)
     check_target_types(values, key, removal="a key another data config or the experiment set, e.g. SynthCrowd's "
                                             "splits after data=<another dataset>, is removed with")
 
@@ -335,6 +373,7 @@ def check_run_config(cfg: DictConfig, stages: list[tuple[str, DictConfig]],
                 check_context_crop(stage.data, f"{prefix}data", inherited)
         check_target_keys(OmegaConf.to_container(stage.model, resolve=False), f"{prefix}model")
         check_components(stage.get("callbacks"), f"{prefix}callbacks")
+        check_callback_values(stage.get("callbacks"), f"{prefix}callbacks")
         check_components(stage.get("logger"), f"{prefix}logger")
         model = OmegaConf.to_container(stage.model, resolve=True)
         regressor = target.endswith("MeshRegressorModule")
@@ -345,6 +384,7 @@ def check_run_config(cfg: DictConfig, stages: list[tuple[str, DictConfig]],
                 check_given_context_estimator(stage.model, f"{prefix}model")
         else:
             _check_optim(model.get("optim"), f"{prefix}model")
+            check_num_vis(model, f"{prefix}model")
         check_target_types(model, f"{prefix}model")
         check_pretrained_files(model.get("pretrained"), not regressor,
                                model.get("backbone", "resnet50") if regressor else None, f"{prefix}model.pretrained")

@@ -79,6 +79,22 @@ def test_a_key_left_by_another_data_config_is_named_with_how_to_remove_it():
                                 ">= 0"),
     ("data.max_bad_fraction=2", "data.max_bad_fraction=2; use a fraction between 0 and 1"),
     ("test_after_fit=maybe", "test_after_fit='maybe': use true (test the kept checkpoint after training) or false"),
+    ("model.optim.lr=abc", "model.optim.lr='abc': must be a number"),
+    ("model.optim.name=sgdd", "model.optim.name='sgdd' is not known; use one of sgd, adam, adamw"),
+    ("++context_stage.model.optim.schedule=cosinee", "context_stage.model.optim.schedule='cosinee' is not known; use "
+                                                    "constant, cosine, step"),
+    ("model.num_vis=-1", "model.num_vis=-1: validation samples drawn into the loggers each epoch, a whole number >= 0"),
+    ("++context_stage.model.num_vis=-1", "context_stage.model.num_vis=-1: validation samples drawn"),
+    ("model.keypoints_2d_limit=-1", "model.keypoints_2d_limit=-1: how far outside the crop"),
+    ("model.heatmap_keypoints=16", "model.heatmap_keypoints must be 0 (no heatmap head) or 17 (the COCO-17 keypoints "
+                                   "the data supervises it with), got 16"),
+    ("model.context_sigma=0", "model.context_sigma=0: the Gaussian sigma (map cells) predicted centres are rendered "
+                              "with"),
+    ("callbacks.model_checkpoint.save_top_k=-5", "callbacks.model_checkpoint.save_top_k=-5: Invalid value for "
+                                                 "save_top_k=-5. Must be >= -1"),
+    ("+callbacks.ema={_target_:ochmr_lit.lit.ema.EMAWeights,decay:2}", "callbacks.ema.decay=2; use a value in (0, 1)"),
+    ("data.image_size=[10,10]", "data.image_size=[10, 10]: the generated images' [H, W] in px, each at least 16"),
+    ("data.generation_workers=-1", "data.generation_workers=-1: processes that generate the images (0 = this one)"),
     ("task=regressor", "model.context_source=predicted needs model.context_checkpoint=<a context-estimator "
                        "checkpoint>"),
     ("task=regressor model.context_checkpoint=/nonexistent/context.ckpt",
@@ -248,6 +264,8 @@ CPU_TRAINER = {"accelerator": "cpu", "devices": 1, "precision": "32-true", "max_
                                      "in its training loop)"),
     ({"val_check_interval": 0.0}, "trainer.val_check_interval=0.0: must be above 0 (Lightning divides by it in its "
                                   "training loop)"),
+    ({"log_every_n_steps": 0}, "trainer.log_every_n_steps=0: must be above 0 (Lightning divides by it in its "
+                               "training loop)"),
 ])
 def test_a_trainer_value_lightning_refuses_is_named_before_any_stage(setting, message):
     from ochmr_lit.config_checks import check_trainer_values

@@ -9,6 +9,11 @@ import torch
 
 from ochmr_lit.errors import ConfigError
 
+#: Optimisers :func:`build_optimizer` builds (``optim.name``, any case).
+OPTIMIZERS: tuple[str, ...] = ("sgd", "adam", "adamw")
+#: Learning-rate schedules :func:`build_scheduler` builds (``optim.schedule``, any case).
+SCHEDULES: tuple[str, ...] = ("constant", "cosine", "step")
+
 
 @dataclass
 class OptimConfig:
@@ -31,6 +36,18 @@ class OptimConfig:
     head_lr_scale: float = 1.0
 
     def __post_init__(self) -> None:
+        for key in ("lr", "momentum", "weight_decay", "gamma", "head_lr_scale"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"optim.{key}={value!r}: must be a number")
+        if str(self.name).lower() not in OPTIMIZERS:
+            raise ConfigError(f"optim.name={self.name!r} is not known; use one of {', '.join(OPTIMIZERS)}")
+        if str(self.schedule).lower() not in SCHEDULES:
+            raise ConfigError(f"optim.schedule={self.schedule!r} is not known; use {', '.join(SCHEDULES)}")
+        milestones = list(self.milestones or ())
+        if any(isinstance(m, bool) or not isinstance(m, int) or m < 0 for m in milestones):
+            raise ConfigError(f"optim.milestones={milestones}: the step schedule's epochs, whole numbers >= 0 (e.g. "
+                              "[30, 60])")
         if not self.lr > 0:
             raise ConfigError(f"optim.lr={self.lr}: the learning rate must be positive")
         if not self.head_lr_scale > 0:

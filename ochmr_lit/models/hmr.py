@@ -112,9 +112,9 @@ def check_architecture(backbone: str, conorm_depths: Sequence[int], iterations: 
         raise ValueError(f"iterations must be at least 1, got {iterations}")
     if pooling_grid < 1:
         raise ValueError(f"pooling_grid must be at least 1 (1 = SPIN's global average), got {pooling_grid}")
-    if heatmap_keypoints < 0:
-        raise ValueError(f"heatmap_keypoints must be 0 (no heatmap head) or the number of keypoints (17), "
-                         f"got {heatmap_keypoints}")
+    if heatmap_keypoints not in (0, 17):  # its loss reads the data's COCO-17 keypoints_2d
+        raise ValueError(f"heatmap_keypoints must be 0 (no heatmap head) or 17 (the COCO-17 keypoints the data "
+                         f"supervises it with), got {heatmap_keypoints}")
     return depths
 
 

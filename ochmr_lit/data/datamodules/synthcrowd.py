@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,12 @@ from ochmr_lit.body.synthetic import MEAN_PARAMS_FILE
 from ochmr_lit.data.datamodules.base import TopDownDataModule
 from ochmr_lit.data.readers.synthcrowd import load_synthcrowd_records
 from ochmr_lit.data.schema import PersonRecord
-from ochmr_lit.data.synthcrowd.generate import DEFAULT_SPLITS, ensure_synthcrowd, write_split_mean_params
+from ochmr_lit.data.synthcrowd.generate import (
+    DEFAULT_SPLITS,
+    MIN_IMAGE_SIDE,
+    ensure_synthcrowd,
+    write_split_mean_params,
+)
 from ochmr_lit.errors import ConfigError
 from ochmr_lit.paths import cache_dir
 
@@ -27,6 +33,27 @@ def check_splits(splits: dict[str, Any], key: str = "data.splits") -> dict[str, 
             raise ConfigError(f"{key}.{name}={count!r}: the number of SynthCrowd images generated for the {name} "
                               f"split, a whole number >= 1 (e.g. {key}.{name}={example})")
     return {str(name): int(count) for name, count in splits.items()}
+
+
+def check_generation_settings(values: Mapping[str, Any], key: str = "data") -> None:
+    """SynthCrowd's generation settings of a data config (``values``: its keys), each named with a valid value:
+    ``splits`` (:func:`check_splits`), ``generation_seed`` a whole number >= 0, ``image_size`` two whole numbers of
+    at least :data:`MIN_IMAGE_SIDE` px, ``generation_workers`` a whole number >= 0."""
+    if values.get("splits") is not None:
+        check_splits(values["splits"], f"{key}.splits")
+    seed = values.get("generation_seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"{key}.generation_seed={seed!r}: the seed SynthCrowd's scenes are drawn with, a whole "
+                          "number >= 0 (each seed has a cache folder of its own)")
+    size = values.get("image_size", (256, 256))
+    if (not isinstance(size, (list, tuple)) or len(size) != 2
+            or any(isinstance(v, bool) or not isinstance(v, int) or v < MIN_IMAGE_SIDE for v in size)):
+        raise ConfigError(f"{key}.image_size={size!r}: the generated images' [H, W] in px, each at least "
+                          f"{MIN_IMAGE_SIDE} (e.g. {key}.image_size=[256,256])")
+    workers = values.get("generation_workers", 2)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise ConfigError(f"{key}.generation_workers={workers!r}: processes that generate the images (0 = this "
+                          "one), a whole number >= 0")
 
 
 def default_root(generation_seed: int, image_size: tuple[int, int], splits: dict[str, int]) -> Path:

@@ -15,13 +15,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ochmr_lit.body.files import resolve_body_model_dir
-from ochmr_lit.data.synthcrowd.generate import generate_synthcrowd
+from ochmr_lit.data.synthcrowd.generate import MIN_IMAGE_SIDE, generate_synthcrowd
 from ochmr_lit.data.synthcrowd.preview import write_preview
 from ochmr_lit.data.synthcrowd.scene import load_user_poses
 from ochmr_lit.errors import ConfigError, DataError, MissingFileError, OneLineArgumentParser, user_errors
-
-#: Least image side SynthCrowd renders (as ``generate_synthcrowd`` requires).
-MIN_IMAGE_SIDE = 16
 
 
 def build_parser() -> argparse.ArgumentParser:

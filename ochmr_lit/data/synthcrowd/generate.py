@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 #: Bumped whenever the generated content changes, so cached splits are regenerated.
 GENERATOR_VERSION = 2
 
+#: Least image side (px) SynthCrowd renders.
+MIN_IMAGE_SIDE = 16
+#: Images per split when ``data.splits`` does not say.
 DEFAULT_SPLITS: dict[str, int] = {"train": 800, "val": 60, "test": 80}
 
 
@@ -289,8 +292,8 @@ def generate_synthcrowd(
     if not 1 <= min_people <= max_people:
         raise ValueError(f"need 1 <= min_people <= max_people, got {min_people}, {max_people}")
     h, w = (int(v) for v in image_size)
-    if h < 16 or w < 16:
-        raise ValueError(f"image_size (H, W) must be at least 16 x 16, got {image_size}")
+    if h < MIN_IMAGE_SIDE or w < MIN_IMAGE_SIDE:
+        raise ValueError(f"image_size (H, W) must be at least {MIN_IMAGE_SIDE} x {MIN_IMAGE_SIDE}, got {image_size}")
     if poses_npz is not None:
         load_user_poses(str(poses_npz))  # fail early with the file's error
     config = GeneratorConfig(
