@@ -101,6 +101,7 @@ def _evaluate_context_estimator(cfg: DictConfig, ckpt: str, split: str) -> dict[
     module = load_context_checkpoint(ckpt)
     _record_evaluation(module, cfg)
     datamodule, trainer = _evaluation_data_and_trainer(cfg, split)
+    log.info("seed %d (torch, numpy, Python and the loader workers)", cfg.seed)
     trainer.test(module, datamodule=datamodule, verbose=False)
     protocol = {"name": "body centres (context estimator)", "pck_threshold": module.hparams.pck_threshold,
                 "global_radius": module.hparams.global_radius, "split": split}
@@ -110,6 +111,7 @@ def _evaluate_context_estimator(cfg: DictConfig, ckpt: str, split: str) -> dict[
         print_table(module.test_results, title=f"{cfg.experiment_name}: body centres ({split} split)")
     finish_loggers(trainer)
     return {"checkpoint": ckpt, "results": {"metrics": module.test_results, "protocol": protocol}}
+
 
 def context_modes(cfg: DictConfig) -> list[str]:
     """The context modes an evaluation runs: ``context_modes`` (a list) when set, else ``context_mode``.
@@ -252,7 +254,7 @@ def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
     check_trainer_values(cfg.trainer)
     check_data(cfg.data)
     check_target_keys(OmegaConf.to_container(cfg.model, resolve=False), "model")
-    L.seed_everything(cfg.seed, workers=True)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)  # said once the evaluation is built: not before an error
     if cfg.get("task") == "context":
         return _evaluate_context_estimator(cfg, ckpt, split)
     overrides = {"protocol": cfg.protocol} if cfg.get("protocol") else {}
@@ -279,6 +281,7 @@ def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
                 int(module.hparams.context_input_size), str(cfg.trainer.get("precision", "")).startswith("bf16"),
                 str(module.hparams.context_checkpoint))
     datamodule, trainer = _evaluation_data_and_trainer(cfg, split)
+    log.info("seed %d (torch, numpy, Python and the loader workers)", cfg.seed)
     results = (run_test(module, datamodule, trainer, cfg) if modes == ["true"]
                else _test_context_modes(module, datamodule, trainer, cfg, modes, exact_datamodule))
     if cfg.data.get("predicted_centres") and trainer.is_global_zero:

@@ -98,10 +98,11 @@ def unknown_monitor_error(cfg: DictConfig, error: Exception) -> ConfigError | No
 
 
 def _fit_one(cfg: DictConfig) -> dict[str, Any]:
-    L.seed_everything(cfg.seed, workers=True)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)  # said once the stage is built: not before an error
     if cfg.task == "regressor":
         cfg = _with_predicted_centres(cfg, ("train", "val", "test") if cfg.get("test_after_fit") else ("train", "val"))
     module, datamodule, trainer = build(cfg)
+    log.info("seed %d (torch, numpy, Python and the loader workers)", cfg.seed)
     ckpt_path = stage_ckpt_path(cfg)
     if ckpt_path is not None and cfg.get("ckpt_path") != "last":
         check_training_checkpoint(ckpt_path, module)  # a file the user named: the right kind and architecture?
