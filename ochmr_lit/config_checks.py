@@ -33,7 +33,7 @@ from ochmr_lit.console import quiet_lightning
 from ochmr_lit.data.datamodules.base import check_loader_settings
 from ochmr_lit.data.datamodules.synthcrowd import check_generation_settings
 from ochmr_lit.data.transforms import AugmentationConfig
-from ochmr_lit.errors import ConfigError, MissingFileError, boolean_setting, user_error_cause
+from ochmr_lit.errors import ConfigError, MissingFileError, user_error_cause
 from ochmr_lit.geometry import positive_pixels
 from ochmr_lit.hardware import cpu_has_native_bf16
 from ochmr_lit.lit.checkpoints import check_checkpoint_architecture, check_checkpoint_kind
@@ -43,6 +43,7 @@ from ochmr_lit.lit.optim import OptimConfig
 from ochmr_lit.models.hmr import check_architecture
 from ochmr_lit.models.hrnet import HRNET_STRIDE
 from ochmr_lit.models.pretrained import check_pretrained_files
+from ochmr_lit.setting_types import boolean_setting, is_number, is_whole
 
 log = logging.getLogger(__name__)
 
@@ -143,23 +144,23 @@ def check_regressor_model(model: DictConfig | Mapping, key: str = "model") -> No
     except ValueError as error:
         raise ConfigError(str(error)) from None
     size = values.get("context_input_size")
-    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size <= 0):
+    if size is not None and not is_whole(size, 1):
         raise ConfigError(f"{key}.context_input_size={size!r}: the crop side in px the context estimator was trained "
                           f"on, or null (read from {key}.context_checkpoint)")
     boolean_setting(values.get("flip_test", False), f"{key}.flip_test",
                     "validate and test each crop with its mirror, averaged")
     sigma = values.get("context_sigma", 2.0)
-    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not sigma > 0:
+    if not is_number(sigma) or not sigma > 0:
         raise ConfigError(f"{key}.context_sigma={sigma!r}: the Gaussian sigma (map cells) predicted centres are "
                           "rendered with, as data.sigma for the annotated ones, a number > 0")
     limit = values.get("keypoints_2d_limit")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float)) or limit < 0):
+    if limit is not None and (not is_number(limit) or limit < 0):
         raise ConfigError(f"{key}.keypoints_2d_limit={limit!r}: how far outside the crop (normalised units, the crop "
                           "is [-1, 1]) a target keypoint may lie and still count in the 2D loss, a number >= 0, or "
                           "null for every keypoint (SPIN)")
     check_num_vis(values, key)
     channels = values.get("hidden_channels", 128)
-    if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+    if not is_whole(channels, 1):
         raise ConfigError(f"{key}.hidden_channels={channels!r}: the channels of the CoNorm blocks' context branch, a "
                           "whole number >= 1 (e.g. 64)")
     if values.get("focal_length") is not None:
@@ -207,7 +208,7 @@ def check_callback_values(callbacks: DictConfig | None, key: str = "callbacks") 
 def check_num_vis(model: Mapping, key: str = "model") -> None:
     """``num_vis`` of either module: how many validation samples it draws into the loggers, a whole number >= 0."""
     num_vis = model.get("num_vis", 0)
-    if isinstance(num_vis, bool) or not isinstance(num_vis, int) or num_vis < 0:
+    if not is_whole(num_vis, 0):
         raise ConfigError(f"{key}.num_vis={num_vis!r}: validation samples drawn into the loggers each epoch, a whole "
                           "number >= 0 (0 = none)")
 
@@ -337,7 +338,7 @@ def check_seed_and_tags(cfg: DictConfig) -> None:
     """The run's ``seed`` (a whole number >= 0) and ``tags`` (a list: a string would become one W&B tag per
     character), as ``fit`` and ``evaluate`` take them."""
     seed = cfg.get("seed")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+    if not is_whole(seed, 0):
         raise ConfigError(f"seed={seed!r}: the run's seed, a whole number >= 0 (e.g. seed=1)")
     tags = cfg.get("tags")
     if tags is not None and not OmegaConf.is_list(tags):

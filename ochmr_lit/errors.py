@@ -45,15 +45,6 @@ class MissingFileError(OchmrError, FileNotFoundError):
     """A file or folder named by the user that does not exist."""
 
 
-def boolean_setting(value: object, key: str, true_means: str, null_means: str | None = None) -> bool | None:
-    """``value`` if it is a boolean (or None where ``null_means`` says what null does), else a :class:`ConfigError`
-    naming ``key``: a string such as ``maybe`` or ``no`` would otherwise count as true."""
-    if isinstance(value, bool) or (value is None and null_means is not None):
-        return value
-    rest = f", false, or null ({null_means})" if null_means is not None else " or false"
-    raise ConfigError(f"{key}={value!r}: use true ({true_means}){rest}")
-
-
 def _leaves_nothing(run_dir: Path) -> bool:
     """Whether a run folder holds only what Hydra writes at start (its config copy and the job log)."""
     return run_dir.is_dir() and all(p.name == ".hydra" or p.suffix == ".log" for p in run_dir.iterdir())

@@ -28,6 +28,7 @@ from ochmr_lit.geometry import (
     crop_affine,
     rotmat_to_axis_angle,
 )
+from ochmr_lit.setting_types import is_number
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
@@ -72,7 +73,7 @@ class AugmentationConfig:
     def __post_init__(self) -> None:
         for name, (low, high, meaning) in _AUGMENTATION_RANGES.items():
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+            if not is_number(value) or not low <= value <= high:
                 raise ConfigError(f"data.augment.{name}={value!r}: {meaning}, a number in [{low}, {high}] (0 = off)")
         if not isinstance(self.geometric_ramp_epochs, int) or self.geometric_ramp_epochs < 0:
             raise ConfigError(f"data.augment.geometric_ramp_epochs={self.geometric_ramp_epochs!r}: use a whole number "

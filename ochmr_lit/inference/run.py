@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from ochmr_lit.errors import ConfigError, boolean_setting
+from ochmr_lit.errors import ConfigError
 from ochmr_lit.inference.boxes import (
     BoxReport,
     ImageBoxes,
@@ -26,6 +26,7 @@ from ochmr_lit.inference.camera import FOCAL_FROM_DIAGONAL, positive_pixels
 from ochmr_lit.inference.pipeline import ImagePrediction, Predictor, load_regressor
 from ochmr_lit.inference.writers import MESH_FORMATS, write_json, write_meshes, write_npz
 from ochmr_lit.progress import ProgressLog
+from ochmr_lit.setting_types import boolean_setting, is_number, is_whole
 from ochmr_lit.vis.draw import save_image
 from ochmr_lit.vis.figure_people import figure_people
 from ochmr_lit.vis.paper_figure import paper_figure
@@ -128,10 +129,10 @@ def run_predict(cfg: DictConfig) -> dict[str, Any]:
             raise ConfigError(f"focal_length={focal_length}: the image camera's focal length in pixels, a positive "
                               "number, or null for the image diagonal") from None
     batch_size = cfg.get("batch_size")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    if not is_whole(batch_size, 1):
         raise ConfigError(f"batch_size={batch_size!r}: people per forward pass, a whole number >= 1")
     threshold = cfg.get("score_threshold")
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
+    if not is_number(threshold) or not 0 <= threshold <= 1:
         raise ConfigError(f"score_threshold={threshold!r}: detections scored below it are dropped, a number in [0, 1]")
     boolean_setting(cfg.get("save_figures"), "save_figures", "write the paper figure of every image")
     boolean_setting(cfg.get("save_meshes"), "save_meshes", "write every person's mesh")

@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields
 import torch
 
 from ochmr_lit.errors import ConfigError
+from ochmr_lit.setting_types import is_number
 
 PELVIS_FROM_HIPS = (11, 12)  # COCO-17 left/right hip: the pelvis used to centre 3D keypoints
 
@@ -39,7 +40,7 @@ class LossWeights:
     def __post_init__(self) -> None:
         for field in fields(self):
             value = getattr(self, field.name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+            if not is_number(value) or not value >= 0:
                 raise ConfigError(f"loss_weights.{field.name}={value!r}: a loss weight is a number >= 0 (0 = off); "
                                   "a negative one would train the model to make that error larger")
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from ochmr_lit.errors import ConfigError
+from ochmr_lit.setting_types import is_number, is_whole
 
 #: Optimisers :func:`build_optimizer` builds (``optim.name``, any case).
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adam", "adamw")
@@ -38,14 +39,14 @@ class OptimConfig:
     def __post_init__(self) -> None:
         for key in ("lr", "momentum", "weight_decay", "gamma", "head_lr_scale"):
             value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
+            if not is_number(value):
                 raise ConfigError(f"optim.{key}={value!r}: must be a number")
         if str(self.name).lower() not in OPTIMIZERS:
             raise ConfigError(f"optim.name={self.name!r} is not known; use one of {', '.join(OPTIMIZERS)}")
         if str(self.schedule).lower() not in SCHEDULES:
             raise ConfigError(f"optim.schedule={self.schedule!r} is not known; use {', '.join(SCHEDULES)}")
         milestones = list(self.milestones or ())
-        if any(isinstance(m, bool) or not isinstance(m, int) or m < 0 for m in milestones):
+        if any(not is_whole(m, 0) for m in milestones):
             raise ConfigError(f"optim.milestones={milestones}: the step schedule's epochs, whole numbers >= 0 (e.g. "
                               "[30, 60])")
         if not self.lr > 0:
@@ -54,7 +55,7 @@ class OptimConfig:
             raise ConfigError(f"optim.head_lr_scale={self.head_lr_scale}: must be positive (1 = the same rate as lr)")
         if not self.weight_decay >= 0:  # a negative decay pushes the weights away from 0
             raise ConfigError(f"optim.weight_decay={self.weight_decay}: must be >= 0 (0 = none)")
-        if isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
+        if not is_whole(self.warmup_steps, 0):
             raise ConfigError(f"optim.warmup_steps={self.warmup_steps}: optimiser steps of linear warm-up, a whole "
                               "number >= 0 (0 = none)")
         if not self.gamma > 0:

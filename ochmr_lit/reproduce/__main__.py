@@ -18,9 +18,10 @@ from typing import Any  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from omegaconf.errors import OmegaConfBaseException  # noqa: E402
 
-from ochmr_lit.errors import ConfigError, MissingFileError, OchmrError, boolean_setting, user_errors  # noqa: E402
+from ochmr_lit.errors import ConfigError, MissingFileError, OchmrError, user_errors  # noqa: E402
 from ochmr_lit.reproduce.tables import PRESETS, TABLES  # noqa: E402
 from ochmr_lit.runner.command_line import folder_problem  # noqa: E402
+from ochmr_lit.setting_types import boolean_setting, is_whole  # noqa: E402
 
 
 def load_settings(argv: list[str]) -> DictConfig:
@@ -54,7 +55,7 @@ def check_settings(cfg: DictConfig) -> None:
     if cfg.seeds is not None and not cfg.seeds:
         raise ConfigError("seeds=[]: give at least one seed (e.g. seeds=[0,1])")
     seeds = list(cfg.seeds or [])
-    if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
+    if any(not is_whole(s, 0) for s in seeds):
         raise ConfigError(f"seeds={seeds}: every seed is a whole number >= 0, e.g. seeds=[0,1]")
     if len(set(seeds)) < len(seeds):
         raise ConfigError(f"seeds={seeds}: a seed is listed twice (it would count as two runs of one); list each "
@@ -73,7 +74,7 @@ def check_settings(cfg: DictConfig) -> None:
     boolean_setting(cfg.get("context_diagnostics"), "context_diagnostics",
                     "the occlusion table adds the context diagnostics' rows")
     seed = cfg.get("detector_seed")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+    if not is_whole(seed, 0):
         raise ConfigError(f"detector_seed={seed!r}: the seed of the detector sweep's detections, a whole number >= 0")
     problem = folder_problem(Path(str(cfg.out)))
     if problem is not None:

@@ -25,7 +25,7 @@ from ochmr_lit.config_checks import (
 )
 from ochmr_lit.config_signatures import check_target_keys
 from ochmr_lit.data.predicted_centres import centre_errors, load_predicted_centres
-from ochmr_lit.errors import CheckpointError, ConfigError, boolean_setting
+from ochmr_lit.errors import CheckpointError, ConfigError
 from ochmr_lit.eval.context_modes import context_mode_list
 from ochmr_lit.eval.protocols import PROTOCOLS
 from ochmr_lit.eval.results_files import (
@@ -40,6 +40,7 @@ from ochmr_lit.runner.build import instantiate_group, progress_bar_argument
 from ochmr_lit.runner.predicted_centres import cache_predicted_centres
 from ochmr_lit.runner.run_folders import resolve_ckpt_path
 from ochmr_lit.runner.testing import finish_loggers, run_test
+from ochmr_lit.setting_types import boolean_setting
 
 #: A predicted target centre within this fraction of the crop side of the annotated one counts as found (the
 #: context estimator's ``pck_threshold``).

@@ -39,12 +39,13 @@ from ochmr_lit.body import BodyModel  # noqa: E402
 from ochmr_lit.body.files import resolve_body_model_dir  # noqa: E402
 from ochmr_lit.body.model import GENDER_CODES  # noqa: E402
 from ochmr_lit.data.synthcrowd.generate import DEFAULT_SPLITS  # noqa: E402
-from ochmr_lit.errors import CheckpointError, ConfigError, DataError, boolean_setting, user_errors
+from ochmr_lit.errors import CheckpointError, ConfigError, DataError, user_errors
 from ochmr_lit.geometry import axis_angle_to_rotmat  # noqa: E402
 from ochmr_lit.inference.boxes import list_images, load_json_boxes  # noqa: E402
 from ochmr_lit.inference.pipeline import Predictor, load_regressor  # noqa: E402
 from ochmr_lit.inference.run import resolve_device  # noqa: E402
 from ochmr_lit.runner.command_line import check_command_line  # noqa: E402
+from ochmr_lit.setting_types import boolean_setting, is_whole
 from ochmr_lit.vis.comparison_figure import comparison_figure  # noqa: E402
 from ochmr_lit.vis.draw import save_image  # noqa: E402
 
@@ -130,10 +131,10 @@ def run_compare(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError("compare needs ckpt_path=...: python -m ochmr_lit.vis.compare ckpt_path=<ckpt> "
                           "[split=val] [num_images=4] [out=<dir>]")
     num_images = cfg.get("num_images")
-    if isinstance(num_images, bool) or not isinstance(num_images, int) or num_images < 1:
+    if not is_whole(num_images, 1):
         raise ConfigError(f"num_images={num_images!r}: how many images of the split to draw, a whole number >= 1")
     batch_size = cfg.get("batch_size")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    if not is_whole(batch_size, 1):
         raise ConfigError(f"batch_size={batch_size!r}: people per forward pass, a whole number >= 1")
     boolean_setting(cfg.get("side_view"), "side_view", "add the predicted and the ground-truth side views")
     if str(cfg.split) not in DEFAULT_SPLITS:

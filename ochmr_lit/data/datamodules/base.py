@@ -24,6 +24,7 @@ from ochmr_lit.data.predicted_centres import apply_predicted_centres, load_predi
 from ochmr_lit.data.schema import PersonRecord
 from ochmr_lit.data.transforms import AugmentationConfig, TopDownTransform
 from ochmr_lit.errors import ConfigError
+from ochmr_lit.setting_types import is_number, is_whole
 
 log = logging.getLogger(__name__)
 
@@ -105,17 +106,17 @@ def check_loader_settings(values: dict, key: str = "data") -> None:
         value = values.get(name)
         if value is None and name == "eval_batch_size":
             continue
-        if name in values and (isinstance(value, bool) or not isinstance(value, int) or value < smallest):
+        if name in values and not is_whole(value, smallest):
             raise ConfigError(f"{key}.{name}={value!r}: {meaning}, a whole number >= {smallest}")
     for name, meaning in (("scale_factor", "the box side's scale to the crop"),
                           ("sigma", "the centermap Gaussian's sigma in cells")):
         value = values.get(name)
-        if name in values and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+        if name in values and (not is_number(value) or value <= 0):
             raise ConfigError(f"{key}.{name}={value!r}: {meaning}, a number > 0")
     if "on_bad_sample" in values and values["on_bad_sample"] not in BAD_SAMPLE_POLICIES:
         raise ConfigError(f"{key}.on_bad_sample={values['on_bad_sample']!r}; use one of {list(BAD_SAMPLE_POLICIES)}")
     fraction = values.get("max_bad_fraction", 0.0)
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 <= fraction <= 1.0:
+    if not is_number(fraction) or not 0.0 <= fraction <= 1.0:
         raise ConfigError(f"{key}.max_bad_fraction={fraction!r}; use a fraction between 0 and 1 (0.01 = 1 % of an "
                           "epoch's samples)")
 

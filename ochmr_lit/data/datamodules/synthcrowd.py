@@ -19,6 +19,7 @@ from ochmr_lit.data.synthcrowd.generate import (
 )
 from ochmr_lit.errors import ConfigError
 from ochmr_lit.paths import cache_dir
+from ochmr_lit.setting_types import is_whole
 
 
 def check_splits(splits: dict[str, Any], key: str = "data.splits") -> dict[str, int]:
@@ -28,7 +29,7 @@ def check_splits(splits: dict[str, Any], key: str = "data.splits") -> dict[str, 
         ConfigError naming the key (``<key>.<split>``) and a valid value: the generator makes every split it names.
     """
     for name, count in splits.items():
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        if not is_whole(count, 1):
             example = DEFAULT_SPLITS.get(str(name), 100)
             raise ConfigError(f"{key}.{name}={count!r}: the number of SynthCrowd images generated for the {name} "
                               f"split, a whole number >= 1 (e.g. {key}.{name}={example})")
@@ -42,16 +43,16 @@ def check_generation_settings(values: Mapping[str, Any], key: str = "data") -> N
     if values.get("splits") is not None:
         check_splits(values["splits"], f"{key}.splits")
     seed = values.get("generation_seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+    if not is_whole(seed, 0):
         raise ConfigError(f"{key}.generation_seed={seed!r}: the seed SynthCrowd's scenes are drawn with, a whole "
                           "number >= 0 (each seed has a cache folder of its own)")
     size = values.get("image_size", (256, 256))
     if (not isinstance(size, (list, tuple)) or len(size) != 2
-            or any(isinstance(v, bool) or not isinstance(v, int) or v < MIN_IMAGE_SIDE for v in size)):
+            or any(not is_whole(v, MIN_IMAGE_SIDE) for v in size)):
         raise ConfigError(f"{key}.image_size={size!r}: the generated images' [H, W] in px, each at least "
                           f"{MIN_IMAGE_SIDE} (e.g. {key}.image_size=[256,256])")
     workers = values.get("generation_workers", 2)
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+    if not is_whole(workers, 0):
         raise ConfigError(f"{key}.generation_workers={workers!r}: processes that generate the images (0 = this "
                           "one), a whole number >= 0")
 
