@@ -128,6 +128,17 @@ def test_load_evaluations_reads_folders_and_groups_them(tmp_path):
     assert load_evaluations(f"{tmp_path}/nothing*") == []
 
 
+def test_a_pattern_or_folder_left_out_is_said(tmp_path, caplog):
+    _write(tmp_path / "run_a" / "results", TRAINED, 81.25, 1_000.0)
+    (tmp_path / "run_b" / "results").mkdir(parents=True)  # an evaluation stopped before it wrote metrics.json
+    with caplog.at_level("WARNING", logger="ochmr_lit.eval.records"):
+        runs = load_evaluations(f"{tmp_path}/*/results, {tmp_path}/run_z/results")
+    assert [r["folder"].parent.name for r in runs] == ["run_a"]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{tmp_path}/run_b/results: no metrics.json (an evaluation that did not finish?); left out",
+        f"'{tmp_path}/run_z/results' matches no results folder (one holding metrics.json)"]
+
+
 def test_shared_labels_end_with_their_folder(tmp_path):
     other_run = {**TRAINED, "run_dir": "outputs/synthcrowd/run_c"}
     _write(tmp_path / "run_a" / "results", TRAINED, 81.25, 1_000.0)

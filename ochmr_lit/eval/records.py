@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import glob
 import json
+import logging
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 #: :func:`evaluated_checkpoint` of a run's final checkpoint: the one ``fit`` tests at the end of training, and
 #: the one ``evaluate`` reads with ``ckpt_path=last`` (``last.ckpt``, or ``final.ckpt`` without a checkpoint callback).
@@ -36,9 +39,23 @@ _JOINT_PHRASES: dict[str, str] = {"head_top": "top of head", "mid_hip": "mid-hip
 
 
 def find_results_folders(patterns: str) -> list[Path]:
-    """The folders matching ``patterns`` (globs separated by commas) that hold a ``metrics.json``, sorted."""
-    found = {Path(p) for pattern in patterns.split(",") if pattern.strip() for p in glob.glob(pattern.strip())}
-    return sorted(folder for folder in found if (folder / "metrics.json").is_file())
+    """The folders matching ``patterns`` (globs separated by commas) that hold a ``metrics.json``, sorted.
+
+    Nothing is left out unsaid: a warning names each pattern that matches no such folder (a mistyped path) and
+    each matched folder without ``metrics.json`` (an evaluation that did not finish).
+    """
+    found: set[Path] = set()
+    for pattern in (p.strip() for p in patterns.split(",")):
+        if not pattern:
+            continue
+        matched = [Path(p) for p in glob.glob(pattern)]
+        kept = [folder for folder in matched if (folder / "metrics.json").is_file()]
+        for folder in sorted(set(matched) - set(kept)):
+            log.warning("%s: no metrics.json (an evaluation that did not finish?); left out", folder)
+        if not kept:
+            log.warning("%r matches no results folder (one holding metrics.json)", pattern)
+        found.update(kept)
+    return sorted(found)
 
 
 def _column(values: list[str]) -> np.ndarray:
