@@ -1,4 +1,5 @@
-"""Where the framework keeps generated files (synthetic body model, SynthCrowd, ...)."""
+"""Where the framework keeps generated files (synthetic body model, SynthCrowd, ...), and whether a folder can be
+made."""
 
 from __future__ import annotations
 
@@ -47,3 +48,20 @@ def cache_entry_lock(entry: Path, task: str) -> Iterator[None]:
         yield
     finally:
         lock.release()
+
+
+def folder_problem(folder: Path) -> str | None:
+    """Why ``folder`` cannot be created (``"<path> is a file"``, ``"<path>: Permission denied"``, ...), or None when
+    it exists as a folder or can be made. Probed by creating and removing its first missing parent, so that nothing
+    is left behind."""
+    missing = Path(folder).absolute()
+    while not missing.parent.exists() and missing.parent != missing:
+        missing = missing.parent
+    if missing.exists():
+        return None if missing.is_dir() else f"{missing} is a file"
+    try:
+        missing.mkdir()
+        missing.rmdir()
+    except OSError as error:
+        return f"{missing}: {error.strerror}"
+    return None

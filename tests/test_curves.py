@@ -78,3 +78,23 @@ def test_curve_errors_name_the_file(tmp_path, capsys):
         read_validation_curve(tmp_path / "b")
     assert main(["--run", "nolabel", "--out", str(tmp_path / "x.png")]) == 2
     assert capsys.readouterr().err.startswith("error: --run 'nolabel'")
+
+
+def test_curve_arguments_that_cannot_work_are_named_before_drawing(tmp_path, capsys):
+    run = tmp_path / "a"
+    _write_run(run, [{"epoch": 0, "step": 10, "val/mpjpe": 200.0, "val/pa_mpjpe": 100.0}])
+    (tmp_path / "a_file").write_text("")
+    cases = [(["--run", f"a={tmp_path / 'b'}", "--out", "c.png"], f"error: --run a={tmp_path / 'b'}: "
+              f"{tmp_path / 'b' / 'csv' / 'metrics.csv'} not found"),
+             (["--run", f"a={run}", "--reference", "const=abc", "--out", "c.png"],
+              "error: --reference 'const=abc': give MPJPE,PA_MPJPE in mm, e.g. const=184.4,86.2"),
+             (["--run", f"a={run}", "--out", str(tmp_path / "c.txt")],
+              f"error: --out {tmp_path / 'c.txt'}: name a figure file, e.g. curves.png (formats: "),
+             (["--run", f"a={run}", "--out", str(tmp_path / "a_file" / "c.png")],
+              f"error: --out {tmp_path / 'a_file' / 'c.png'}: its folder cannot be created ({tmp_path / 'a_file'} is a "
+              "file)")]
+    for argv, message in cases:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(message) and len(err.strip().splitlines()) == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "a_file"]  # nothing drawn

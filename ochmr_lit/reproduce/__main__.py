@@ -19,8 +19,8 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from omegaconf.errors import OmegaConfBaseException  # noqa: E402
 
 from ochmr_lit.errors import ConfigError, MissingFileError, OchmrError, user_errors  # noqa: E402
+from ochmr_lit.paths import folder_problem  # noqa: E402
 from ochmr_lit.reproduce.tables import PRESETS, TABLES  # noqa: E402
-from ochmr_lit.runner.command_line import folder_problem  # noqa: E402
 from ochmr_lit.setting_types import boolean_setting, is_whole  # noqa: E402
 
 

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from ochmr_lit.paths import folder_problem
+
 CONFIG_MODULE = "ochmr_lit.configs"
 
 
@@ -170,27 +172,10 @@ def command_line_error(config_name: str, overrides: list[str]) -> str | None:
     return compose_command_line(config_name, overrides)[1]
 
 
-def folder_problem(folder: Path) -> str | None:
-    """Why ``folder`` cannot be created (``"<path> is a file"``, ``"<path>: Permission denied"``, ...), or None when
-    it exists as a folder or can be made. Probed by creating and removing its first missing parent, so that nothing
-    is left behind."""
-    missing = Path(folder).absolute()
-    while not missing.parent.exists() and missing.parent != missing:
-        missing = missing.parent
-    if missing.exists():
-        return None if missing.is_dir() else f"{missing} is a file"
-    try:
-        missing.mkdir()
-        missing.rmdir()
-    except OSError as error:
-        return f"{missing}: {error.strerror}"
-    return None
-
-
 def output_folder_error(cfg: DictConfig, overrides: list[str]) -> str | None:
     """A one-line message when the run folder Hydra will create (``hydra.run.dir`` of ``cfg``, composed with
-    Hydra's node, under ``paths.output_dir``) cannot be created, or None (:func:`folder_problem`); Hydra would stop
-    with a traceback while creating it.
+    Hydra's node, under ``paths.output_dir``) cannot be created, or None (:func:`~ochmr_lit.paths.folder_problem`);
+    Hydra would stop with a traceback while creating it.
     ``overrides``: the command line, which says whether ``hydra.run.dir`` was given."""
     from omegaconf.errors import OmegaConfBaseException
 

@@ -22,8 +22,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
 from ochmr_lit.errors import MissingFileError, OneLineArgumentParser  # noqa: E402
+from ochmr_lit.paths import folder_problem  # noqa: E402
 
 METRICS: tuple[str, ...] = ("val/mpjpe", "val/pa_mpjpe")
 #: PA-MPJPE's depth and image-plane parts, logged by evaluations whose ground truth is in the camera frame.
@@ -117,6 +119,18 @@ def _plot_parts(ax: plt.Axes, curves: Mapping[str, Mapping[str, Sequence[float]]
     ax.legend(fontsize=7, loc="upper right")
 
 
+def check_figure_file(path: str, key: str) -> None:
+    """A ValueError naming ``key`` unless matplotlib can write ``path`` (its suffix a format it knows, its folder
+    one that exists or can be made)."""
+    formats = Figure().canvas.get_supported_filetypes()
+    suffix = Path(path).suffix.lstrip(".").lower()
+    if suffix not in formats:
+        raise ValueError(f"{key} {path}: name a figure file, e.g. curves.png (formats: {', '.join(sorted(formats))})")
+    problem = folder_problem(Path(path).parent)
+    if problem is not None:
+        raise ValueError(f"{key} {path}: its folder cannot be created ({problem})")
+
+
 def _pair(text: str, what: str) -> tuple[str, str]:
     name, sep, value = text.partition("=")
     if not sep or not name or not value:
@@ -133,14 +147,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--title", default="")
     try:
         args = parser.parse_args(argv)
-        curves = {label: read_validation_curve(folder) for label, folder in (_pair(r, "--run") for r in args.run)}
+        curves = {}
+        for text in args.run:
+            label, folder = _pair(text, "--run")
+            try:
+                curves[label] = read_validation_curve(folder)
+            except FileNotFoundError as error:
+                raise FileNotFoundError(f"--run {text}: {error}") from None
         references = {}
         for text in args.reference:
             name, values = _pair(text, "--reference")
-            numbers = [float(v) for v in values.split(",")]
+            try:
+                numbers = [float(v) for v in values.split(",")]
+            except ValueError:
+                numbers = []
             if len(numbers) != 2:
-                raise ValueError(f"--reference {text!r}: give MPJPE,PA_MPJPE in mm")
+                raise ValueError(f"--reference {text!r}: give MPJPE,PA_MPJPE in mm, e.g. {name}=184.4,86.2")
             references[name] = (numbers[0], numbers[1])
+        check_figure_file(args.out, "--out")
         logged = [c["constant"] for c in curves.values() if "constant" in c]
         if not references and logged:  # the validation split's own constant guess, as the runs logged it
             references["constant (val)"] = (logged[0][0], logged[0][1])
