@@ -13,6 +13,7 @@ import torch
 
 from ochmr_lit.bench import SECTIONS, BenchRow, PerfRow, get_section
 from ochmr_lit.errors import ConfigError, OneLineArgumentParser, user_errors
+from ochmr_lit.paths import folder_problem
 
 #: Threads of a section when --threads is not given (others use torch's default: every core).
 DEFAULT_THREADS: dict[str, int] = {"metrics": 1}  # its references are single-threaded loops
@@ -102,9 +103,11 @@ def check_arguments(device: str, json_file: Path | None, threads: int | None) ->
         raise ConfigError(f"--device must be cpu or cuda, got {device!r}")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"--device {device}: no CUDA device is available here; use --device cpu")
-    if json_file is not None and (json_file.is_dir() or any(p.is_file() for p in json_file.parents)):
-        raise ConfigError(f"--json {json_file}: not a writable file path (it is a folder, or under a file); "
-                          "name a .json file in a folder")
+    if json_file is not None:
+        problem = "it is a folder" if json_file.is_dir() else folder_problem(json_file.parent)
+        if problem is not None:
+            raise ConfigError(f"--json {json_file}: not a writable file path ({problem}); name a .json file in a "
+                              "folder")
     if threads is not None and threads < 1:
         raise ConfigError(f"--threads {threads}: must be at least 1")
 
