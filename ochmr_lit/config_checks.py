@@ -20,6 +20,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from ochmr_lit.config_signatures import (
     accepts,
@@ -185,7 +186,8 @@ def check_callback_values(callbacks: DictConfig | None, key: str = "callbacks") 
     """Each callback built once as its stage will build it, so that a value its class refuses
     (``callbacks.model_checkpoint.save_top_k=-5``) is named before the first stage trains rather than when the stage
     that uses it starts. The callbacks' constructors only store their settings; call after
-    :func:`~ochmr_lit.config_signatures.check_components`, which checks their keys and types."""
+    :func:`~ochmr_lit.config_signatures.check_components`, which checks their keys and types. A callback whose values
+    resolve only inside a Hydra run (the run folder, when a config is composed outside one) is left to its stage."""
     for name, entry in (callbacks or {}).items():
         if entry is None:
             continue
@@ -194,6 +196,8 @@ def check_callback_values(callbacks: DictConfig | None, key: str = "callbacks") 
                 instantiate(entry)
         except Exception as error:  # Hydra wraps what the constructor raised
             cause = user_error_cause(error) or error.__cause__ or error
+            if isinstance(cause, OmegaConfBaseException):  # a value resolved only at run time (Hydra's run folder)
+                continue
             if not isinstance(cause, (MisconfigurationException, ValueError, TypeError)):
                 raise  # not a refused value: a bug keeps its traceback
             message = " ".join(str(cause).split())
