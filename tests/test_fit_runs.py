@@ -133,6 +133,9 @@ def test_resume_from_last_continues_step_and_optimizer_state(tmp_path, tiny_synt
             f"paths.output_dir={tmp_path}", *TINY]
     first = run_fit(_compose([*base, f"run_dir={tmp_path}/synthcrowd_spin/a", "trainer.max_epochs=1"]))
     state1 = torch.load(first["checkpoint"], map_location="cpu", weights_only=True)
+    with pytest.raises(ConfigError, match=r"resumes a run started with other settings: data.batch_size=2 then, 1 now"):
+        run_fit(_compose([*base, f"run_dir={tmp_path}/synthcrowd_spin/b", "trainer.max_epochs=2", "ckpt_path=last",
+                          "data.batch_size=1"]))  # the run's batches would be skipped by another count
     second = run_fit(_compose([*base, f"run_dir={tmp_path}/synthcrowd_spin/b", "trainer.max_epochs=2",
                                "ckpt_path=last"]))
     state2 = torch.load(second["checkpoint"], map_location="cpu", weights_only=True)

@@ -25,6 +25,7 @@ from ochmr_lit.lit.frozen_context import load_frozen_context
 from ochmr_lit.lit.training_clock import TrainingClock
 from ochmr_lit.runner.build import TASK_MODULES, build
 from ochmr_lit.runner.predicted_centres import cache_predicted_centres
+from ochmr_lit.runner.resumed_settings import check_resumed_settings
 from ochmr_lit.runner.run_folders import STAGE_FINISHED, resume_in_place, stage_ckpt_path
 from ochmr_lit.runner.testing import finish_loggers, run_test
 
@@ -106,6 +107,8 @@ def _fit_one(cfg: DictConfig) -> dict[str, Any]:
     ckpt_path = stage_ckpt_path(cfg)
     if ckpt_path is not None and cfg.get("ckpt_path") != "last":
         check_training_checkpoint(ckpt_path, module)  # a file the user named: the right kind and architecture?
+    if ckpt_path is not None:
+        check_resumed_settings(ckpt_path, module.run_config)  # the same data, in the same order
     try:
         with warnings.catch_warnings():
             if ckpt_path is not None:  # a resume: the checkpoints already in the folder are the run's own
