@@ -153,7 +153,8 @@ def test_compare_refuses_bad_input_with_clear_messages(tmp_path):
     from ochmr_lit.vis.compare import run_compare, synthcrowd_split_dir
 
     result = _run("num_images=0", "ckpt_path=x.ckpt", timeout=120)
-    assert result.returncode != 0 and "num_images=0: must be at least 1" in result.stderr
+    assert result.returncode != 0 and "num_images=0: how many images of the split to draw, a whole number >= 1" in (
+        result.stderr)
     missing = tmp_path / "none.ckpt"
     with initialize_config_module(config_module="ochmr_lit.configs", version_base="1.3"):
         cfg = compose(config_name="compare", overrides=[f"ckpt_path={missing}"])
