@@ -17,7 +17,7 @@ from conftest import TINY_OVERRIDES as TINY
 from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
 
-from ochmr_lit.errors import ConfigError
+from ochmr_lit.errors import CheckpointError, ConfigError
 from ochmr_lit.runner import run_evaluate, run_fit
 
 
@@ -149,6 +149,10 @@ def test_resume_from_last_continues_step_and_optimizer_state(tmp_path, tiny_synt
     adam1 = state1["optimizer_states"][0]["state"]
     adam2 = state2["optimizer_states"][0]["state"]
     assert float(adam2[0]["step"]) == float(adam1[0]["step"]) + steps  # Adam's moments carried over, not reset
+    last = Path(second["checkpoint"]).parent / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:200])  # a copy cut short: one line naming the file, not torch's traceback
+    with pytest.raises(CheckpointError, match=rf"ckpt_path={last} cannot be read as a checkpoint \(the file is cut "):
+        run_fit(_compose([*base, f"run_dir={tmp_path}/synthcrowd_spin/c", "trainer.max_epochs=3", "ckpt_path=last"]))
 
 
 def _free_port() -> int:

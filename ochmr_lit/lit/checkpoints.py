@@ -139,8 +139,9 @@ def check_checkpoint_architecture(ckpt: str | Path, trained: Mapping[str, Any], 
                               "or start without ckpt_path (model.pretrained takes starting weights)")
 
 
-def check_training_checkpoint(ckpt: str | Path, module: torch.nn.Module) -> None:
-    """A one-line CheckpointError unless ``ckpt`` can continue training ``module`` (``fit ckpt_path=<file>``).
+def check_training_checkpoint(ckpt: str | Path, module: torch.nn.Module) -> dict[str, Any]:
+    """The checkpoint's state, or a one-line CheckpointError unless ``ckpt`` can continue training ``module``
+    (``fit ckpt_path=<file>``).
 
     The file must be a checkpoint of this framework written by the same kind of module (a context estimator's
     cannot continue a regressor) with weights of the same architecture (keys and shapes: another backbone,
@@ -155,6 +156,7 @@ def check_training_checkpoint(ckpt: str | Path, module: torch.nn.Module) -> None
         raise CheckpointError(f"ckpt_path={ckpt} holds another architecture ({arch}) than the "
                               f"{type(module).__name__} this run builds: {found}; continue it with the overrides it "
                               "was trained with, or start without ckpt_path")
+    return state
 
 
 def _read(ckpt: str | Path, takes: str = REGRESSOR_CHECKPOINTS) -> dict[str, Any]:

@@ -13,8 +13,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import torch
-
 from ochmr_lit.errors import ConfigError
 
 #: Data settings a resume may change: how samples are loaded and evaluated, and where files lie (a run folder or
@@ -46,12 +44,11 @@ def changed_settings(stored: Mapping[str, Any], current: Mapping[str, Any]) -> l
     return [(key, before[key], now[key]) for key in sorted(set(before) & set(now)) if before[key] != now[key]]
 
 
-def check_resumed_settings(ckpt_path: str, current: Mapping[str, Any], key: str = "ckpt_path") -> None:
+def check_resumed_settings(ckpt_path: str, stored: Mapping[str, Any] | None, current: Mapping[str, Any],
+                           key: str = "ckpt_path") -> None:
     """A :class:`ConfigError` listing what differs (:func:`changed_settings`) between the run configuration stored in
-    the checkpoint a training stage resumes and the command's (``current``, resolved); nothing for a checkpoint
-    without one."""
-    state = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
-    stored = state.get("run_config") if isinstance(state, dict) else None
+    the checkpoint a training stage resumes (``stored``: its ``run_config``, read once by the stage; None for a
+    checkpoint written before checkpoints kept it) and the command's (``current``, resolved)."""
     if not stored:
         return
     changed = changed_settings(stored, current)

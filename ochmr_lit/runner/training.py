@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from ochmr_lit.config_checks import check_accelerator, check_run_config, check_trainer_values, select_checkpoint
 from ochmr_lit.errors import ConfigError
 from ochmr_lit.eval.results_files import atomic_write_text
-from ochmr_lit.lit.checkpoints import check_training_checkpoint
+from ochmr_lit.lit.checkpoints import check_checkpoint_kind, check_training_checkpoint
 from ochmr_lit.lit.frozen_context import load_frozen_context
 from ochmr_lit.lit.training_clock import TrainingClock
 from ochmr_lit.runner.build import TASK_MODULES, build
@@ -105,10 +105,10 @@ def _fit_one(cfg: DictConfig) -> dict[str, Any]:
     module, datamodule, trainer = build(cfg)
     log.info("seed %d (torch, numpy, Python and the loader workers)", cfg.seed)
     ckpt_path = stage_ckpt_path(cfg)
-    if ckpt_path is not None and cfg.get("ckpt_path") != "last":
-        check_training_checkpoint(ckpt_path, module)  # a file the user named: the right kind and architecture?
-    if ckpt_path is not None:
-        check_resumed_settings(ckpt_path, module.run_config)  # the same data, in the same order
+    if ckpt_path is not None:  # read once: a file the user named must also hold this run's architecture
+        state = (check_checkpoint_kind(ckpt_path, type(module)) if cfg.get("ckpt_path") == "last"
+                 else check_training_checkpoint(ckpt_path, module))
+        check_resumed_settings(ckpt_path, state.get("run_config"), module.run_config)  # same data, same order
     try:
         with warnings.catch_warnings():
             if ckpt_path is not None:  # a resume: the checkpoints already in the folder are the run's own
