@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import lightning as L
@@ -88,6 +88,13 @@ _NOT_PROBED = frozenset({"_target_", "logger", "callbacks", "plugins", "enable_c
                          "enable_model_summary"})
 
 
+def first_named(names: Iterable[str], message: str) -> str | None:
+    """Which of ``names`` (a constructor's arguments) an error ``message`` names first, as a whole word; None when
+    it names none of them."""
+    found = sorted((m.start(), n) for n in names if (m := re.search(rf"\b{re.escape(n)}\b", message)))
+    return found[0][1] if found else None
+
+
 def check_trainer_values(trainer: DictConfig | Mapping, key: str = "trainer") -> None:
     """A stage's trainer settings as ``lightning.Trainer`` checks them when it is built (``max_epochs=-2``,
     ``max_time='1:00'``, ...), by building one without logger, callbacks or plugins before any stage trains, so that
@@ -112,9 +119,8 @@ def check_trainer_values(trainer: DictConfig | Mapping, key: str = "trainer") ->
                               enable_progress_bar=False, enable_model_summary=False)
     except (MisconfigurationException, ValueError, TypeError) as error:
         message = " ".join(str(error).split())
-        named = sorted((m.start(), n) for n in probed if (m := re.search(rf"\b{re.escape(n)}\b", message)))
         shown = [n for n in probed if isinstance(probed[n], str) and repr(probed[n]) in message]  # max_time: Timer
-        name = named[0][1] if named else (shown[0] if len(shown) == 1 else None)
+        name = first_named(probed, message) or (shown[0] if len(shown) == 1 else None)
         raise ConfigError(f"{key}.{name}={probed[name]!r}: {message}" if name else f"{key}: {message}") from None
     precision = str(built.precision)
     if isinstance(built.accelerator, CPUAccelerator) and precision.startswith("bf16") and not cpu_has_native_bf16():
@@ -159,7 +165,6 @@ def check_regressor_model(model: DictConfig | Mapping, key: str = "model") -> No
         raise ConfigError(f"{key}.keypoints_2d_limit={limit!r}: how far outside the crop (normalised units, the crop "
                           "is [-1, 1]) a target keypoint may lie and still count in the 2D loss, a number >= 0, or "
                           "null for every keypoint (SPIN)")
-    check_num_vis(values, key)
     channels = values.get("hidden_channels", 128)
     if not is_whole(channels, 1):
         raise ConfigError(f"{key}.hidden_channels={channels!r}: the channels of the CoNorm blocks' context branch, a "
@@ -203,9 +208,8 @@ def check_callback_values(callbacks: DictConfig | None, key: str = "callbacks") 
             message = " ".join(str(cause).split())
             if message.startswith(f"{key}."):
                 raise ConfigError(message) from None
-            named = sorted((m.start(), arg) for arg in entry if not str(arg).startswith("_")
-                           and (m := re.search(rf"\b{re.escape(str(arg))}\b", message)))
-            where = f"{key}.{name}.{named[0][1]}={entry[named[0][1]]}" if named else f"{key}.{name}"
+            arg = first_named([str(a) for a in entry if not str(a).startswith("_")], message)
+            where = f"{key}.{name}.{arg}={entry[arg]}" if arg else f"{key}.{name}"
             raise ConfigError(f"{where}: {message}") from None
 
 
@@ -389,7 +393,7 @@ def check_run_config(cfg: DictConfig, stages: list[tuple[str, DictConfig]],
                 check_given_context_estimator(stage.model, f"{prefix}model")
         else:
             _check_optim(model.get("optim"), f"{prefix}model")
-            check_num_vis(model, f"{prefix}model")
+        check_num_vis(model, f"{prefix}model")
         check_target_types(model, f"{prefix}model")
         check_pretrained_files(model.get("pretrained"), not regressor,
                                model.get("backbone", "resnet50") if regressor else None, f"{prefix}model.pretrained")
