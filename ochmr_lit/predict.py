@@ -9,6 +9,7 @@ import os
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import sys  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import hydra  # noqa: E402
@@ -17,25 +18,25 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from ochmr_lit.runner.command_line import check_command_line  # noqa: E402
 
-#: Whether Hydra creates the ``out`` folder for this command (set before Hydra runs): then a user error that stops
-#: predict before it wrote anything removes it again, as it does the stand-in folder of a command without ``out=``.
-_OUT_IS_NEW = False
 
+def predict_app(out_is_new: bool) -> Callable[[], None]:
+    """The Hydra command. ``out_is_new``: Hydra creates the ``out`` folder for this command (known before Hydra runs),
+    so that a user error that stops predict before it wrote anything removes it again, as it does the stand-in
+    folder of a command without ``out=``; a folder the user had is kept."""
 
-@hydra.main(version_base="1.3", config_path="configs", config_name="predict")
-def main(cfg: DictConfig) -> None:
-    from ochmr_lit.errors import user_errors
-    from ochmr_lit.inference.run import run_predict
+    @hydra.main(version_base="1.3", config_path="configs", config_name="predict")
+    def main(cfg: DictConfig) -> None:
+        from ochmr_lit.errors import user_errors
+        from ochmr_lit.inference.run import run_predict
 
-    # without out= Hydra ran in a stand-in folder: the error names the key and the folder goes again; so does an
-    # out folder made for this command that holds only Hydra's files
-    new_folder = OmegaConf.is_missing(cfg, "out") or _OUT_IS_NEW
-    with user_errors(HydraConfig.get().runtime.output_dir if new_folder else None):
-        run_predict(cfg)
+        new_folder = OmegaConf.is_missing(cfg, "out") or out_is_new
+        with user_errors(HydraConfig.get().runtime.output_dir if new_folder else None):
+            run_predict(cfg)
+
+    return main
 
 
 if __name__ == "__main__":
     composed = check_command_line("predict", sys.argv[1:])
-    _OUT_IS_NEW = (composed is not None and not OmegaConf.is_missing(composed, "out")
-                   and not Path(str(composed.out)).exists())
-    main()
+    predict_app(composed is not None and not OmegaConf.is_missing(composed, "out")
+                and not Path(str(composed.out)).exists())()
