@@ -23,8 +23,6 @@ PIPELINE = ["experiment=synthcrowd", "logger=csv", "trainer.max_epochs=2", "++co
             "+trainer.max_time=null", *TINY_OVERRIDES]
 
 
-
-
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory, tiny_synthcrowd):
     root = tmp_path_factory.mktemp("pipeline_uninterrupted")
@@ -64,19 +62,24 @@ def _csv_steps(path: Path) -> list[int]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stage", ["context", "regressor"])
-def test_sigterm_in_either_stage_resumes_in_place_to_the_uninterrupted_weights(stage, tmp_path, tiny_synthcrowd,
-                                                                                 uninterrupted):
+def test_sigterm_in_each_stage_in_turn_resumes_in_place_to_the_uninterrupted_weights(tmp_path, tiny_synthcrowd,
+                                                                                       uninterrupted):
+    """Stopped in the context stage, resumed, stopped again in the regressor stage, resumed again: three processes
+    end with the weights of one uninterrupted run."""
     context_weights, regressor_weights = uninterrupted
     run_dir = tmp_path / "synthcrowd" / "run"
     first = _fit(tmp_path, tiny_synthcrowd, f"hydra.run.dir={run_dir}")
-    last = run_dir / ("context" if stage == "context" else "") / "checkpoints" / "last.ckpt"
-    _stop_at_step(last, first, 2)
-    assert (run_dir / "context" / STAGE_FINISHED).is_file() == (stage == "regressor")
+    _stop_at_step(run_dir / "context" / "checkpoints" / "last.ckpt", first, 2)
+    assert not (run_dir / "context" / STAGE_FINISHED).is_file()
 
-    resumed = _fit(tmp_path, tiny_synthcrowd, "ckpt_path=last")  # no folder named: it finds the run's own
-    out = resumed.communicate(timeout=900)[0]
-    assert resumed.returncode == 0, out[-3000:]
+    second = _fit(tmp_path, tiny_synthcrowd, "ckpt_path=last")  # no folder named: it finds the run's own
+    _stop_at_step(run_dir / "checkpoints" / "last.ckpt", second, 2)  # the context stage ended, the regressor's began
+    assert (run_dir / "context" / STAGE_FINISHED).is_file()
+    assert_same_weights(checkpoint_weights(run_dir / "context" / "checkpoints" / "last.ckpt"), context_weights)
+
+    third = _fit(tmp_path, tiny_synthcrowd, "ckpt_path=last")  # the finished context stage is reused
+    out = third.communicate(timeout=900)[0]
+    assert third.returncode == 0, out[-3000:]
     assert "not resumable" not in out  # the training loader's state is in the checkpoint
     assert "exists and is not empty" not in out  # Lightning's notice about the folder is not shown on a resume
     assert [p.name for p in (tmp_path / "synthcrowd").iterdir()] == ["run"]  # one run folder, no new one
