@@ -25,6 +25,7 @@ def tiny_overrides(tmp_dir: Path, synthcrowd_root: Path, fixtures: Path) -> list
         f"++data.ann_files={{train:{coco}/test_coco.json,val:{coco}/test_coco.json,test:{coco}/test_coco.json}}",
         f"++data.image_roots={{train:{coco},val:{coco},test:{coco}}}",
         f"++data.root={synthcrowd_root}", "++data.splits={train:4,val:2,test:2}", "++data.image_size=[128,128]",
+        "++data.generation_seed=0",  # the tiny split's own (synthcrowd_overfit's 1000 would generate it again)
         # SPIN-format sources: SynthCrowd writes its 3D ground truth as a SPIN npz
         f"++data.sources={{synth:{{npz:{synthcrowd_root}/train/smpl_gt.npz,image_root:{synthcrowd_root}/train}}}}",
         "++data.groups=[{datasets:[synth],ratio:1.0}]", "++data.epoch_size=4",
@@ -40,10 +41,10 @@ def compose_experiment(name: str, overrides: list[str]):
     # keep only the override keys the experiment's data module takes
     kind = cfg.data._target_.rsplit(".", 1)[-1]
     spin = ("data.sources", "data.groups", "data.epoch_size", "data.eval_sets")
-    drop = {"CocoKeypointDataModule": ("data.root", "data.splits", "data.image_size", *spin),
+    synth = ("data.root", "data.splits", "data.image_size", "data.generation_seed")
+    drop = {"CocoKeypointDataModule": (*synth, *spin),
             "SynthCrowdDataModule": ("data.ann_files", "data.image_roots", *spin),
-            "MixedDataModule": ("data.ann_files", "data.image_roots", "data.root", "data.splits",
-                                "data.image_size")}[kind]
+            "MixedDataModule": ("data.ann_files", "data.image_roots", *synth)}[kind]
     kept = [o for o in overrides if not o.lstrip("+").startswith(drop)]
     with initialize_config_module(config_module="ochmr_lit.configs", version_base="1.3"):
         cfg = compose(config_name="fit", overrides=[f"experiment={name}", *kept])
