@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import lightning as L
 import pytest
@@ -15,6 +16,7 @@ from conftest import REPO_ROOT, TINY_OVERRIDES, assert_same_weights, checkpoint_
 from hydra import compose, initialize_config_module
 from lightning.pytorch.callbacks import Callback
 
+from ochmr_lit.lit.callbacks import ExactResume
 from ochmr_lit.runner import PREEMPTED_EXIT_CODE, build, run_fit
 
 BASE = ["experiment=synthcrowd_spin", "logger=csv", "test_after_fit=false", "trainer.max_epochs=2",
@@ -25,8 +27,6 @@ BASE = ["experiment=synthcrowd_spin", "logger=csv", "test_after_fit=false", "tra
 def _compose(overrides):
     with initialize_config_module(config_module="ochmr_lit.configs", version_base="1.3"):
         return compose(config_name="fit", overrides=overrides)
-
-
 
 
 @pytest.fixture(scope="module")
@@ -71,11 +71,15 @@ def test_sigterm_mid_epoch_saves_and_resume_matches_uninterrupted(tmp_path, tiny
     assert_same_weights(checkpoint_weights(Path(resumed["checkpoint"])), weights)
 
 
-def _start(run_dir: Path, synthcrowd: Path) -> subprocess.Popen:
+def _start(run_dir: Path, synthcrowd: Path, *extra: str) -> subprocess.Popen:
     env = dict(os.environ, NO_ALBUMENTATIONS_UPDATE="1", PYTHONPATH=str(REPO_ROOT))
     cmd = [sys.executable, "-m", "ochmr_lit.fit", *BASE, f"++data.root={synthcrowd}", f"hydra.run.dir={run_dir}",
-           "+trainer.max_time=null"]
+           "+trainer.max_time=null", *extra]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _step(path: Path) -> int:
+    return torch.load(path, map_location="cpu", weights_only=True)["global_step"]
 
 
 def _wait_for_step(path: Path, proc: subprocess.Popen, step: int, timeout: float = 300) -> None:
@@ -83,7 +87,7 @@ def _wait_for_step(path: Path, proc: subprocess.Popen, step: int, timeout: float
     while time.time() < deadline and proc.poll() is None:
         if path.is_file():
             try:
-                if torch.load(path, map_location="cpu", weights_only=True)["global_step"] >= step:
+                if _step(path) >= step:
                     return
             except (EOFError, RuntimeError):  # being replaced right now: read the next one
                 pass
@@ -92,24 +96,32 @@ def _wait_for_step(path: Path, proc: subprocess.Popen, step: int, timeout: float
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT], ids=["SIGKILL", "SIGTERM", "SIGINT"])
-def test_killed_process_resumes_to_the_uninterrupted_weights(sig, tmp_path, tiny_synthcrowd, uninterrupted):
+def test_ctrl_c_then_sigkill_then_resume_end_with_the_uninterrupted_weights(tmp_path, tiny_synthcrowd, uninterrupted):
+    """Ctrl-C saves last.ckpt and stops as SIGTERM does (the pipeline test stops processes by SIGTERM); the process
+    that continues it, killed outright, leaves its periodic last.ckpt; continuing that one ends with the weights of
+    an uninterrupted run."""
     weights, total_steps = uninterrupted
-    run_dir = tmp_path / "killed"
-    proc = _start(run_dir, tiny_synthcrowd)
-    last = run_dir / "checkpoints" / "last.ckpt"
-    _wait_for_step(last, proc, 2)
-    proc.send_signal(sig)
-    out = proc.communicate(timeout=120)[0]
-    expected = -signal.SIGKILL if sig == signal.SIGKILL else PREEMPTED_EXIT_CODE  # Ctrl-C stops as SIGTERM does
-    assert proc.returncode == expected, out[-3000:]
-    if sig != signal.SIGKILL:
-        assert "continue with ckpt_path=last" in out
-        assert "weights_only" not in out  # the full state is saved on purpose: no Lightning notice about it
-    stopped = torch.load(last, map_location="cpu", weights_only=True)["global_step"]
-    assert 2 <= stopped < total_steps
+    first_last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    first = _start(tmp_path / "first", tiny_synthcrowd)
+    _wait_for_step(first_last, first, 2)
+    first.send_signal(signal.SIGINT)
+    out = first.communicate(timeout=120)[0]
+    assert first.returncode == PREEMPTED_EXIT_CODE, out[-3000:]
+    assert "continue with ckpt_path=last" in out
+    assert "weights_only" not in out  # the full state is saved on purpose: no Lightning notice about it
+    interrupted = _step(first_last)
+    assert 2 <= interrupted < total_steps - 2
+
+    second_last = tmp_path / "second" / "checkpoints" / "last.ckpt"
+    second = _start(tmp_path / "second", tiny_synthcrowd, f"ckpt_path={first_last}")
+    _wait_for_step(second_last, second, interrupted + 1)
+    second.send_signal(signal.SIGKILL)
+    out = second.communicate(timeout=120)[0]
+    assert second.returncode == -signal.SIGKILL, out[-3000:]
+    assert interrupted < _step(second_last) < total_steps
+
     resumed = run_fit(_compose([*BASE, f"++data.root={tiny_synthcrowd}", f"run_dir={tmp_path}/resumed",
-                                f"ckpt_path={last}"]))
+                                f"ckpt_path={second_last}"]))
     assert_same_weights(checkpoint_weights(Path(resumed["checkpoint"])), weights)
 
 
@@ -122,3 +134,17 @@ def test_one_last_checkpoint_holds_the_newest_state(tmp_path, tiny_synthcrowd):
     assert sorted(p.name for p in folder.glob("last*.ckpt")) == ["last.ckpt"]
     final_step = torch.load(outcome["checkpoint"], map_location="cpu", weights_only=True)["global_step"]
     assert torch.load(folder / "last.ckpt", map_location="cpu", weights_only=True)["global_step"] == final_step
+
+
+def test_a_resumed_epoch_counts_the_batches_trained_before_the_interruption():
+    """Lightning calls no ``on_train_epoch_start`` when it restarts in the middle of an epoch: the count continues
+    from the checkpoint's, so that a checkpoint written later in that epoch makes the next resume skip every batch
+    trained in it, not only those trained since the last resume."""
+    before = ExactResume()
+    before.epoch, before.batches_done = 1, 5
+    resumed = ExactResume()
+    resumed._datamodule = SimpleNamespace(resume_skip_batches=0)
+    resumed.load_state_dict(before.state_dict())
+    assert resumed._datamodule.resume_skip_batches == 5  # the loader leaves out the five batches trained
+    resumed.on_train_batch_end(None, None, None, None, 5)
+    assert resumed.loader_state() == {"epoch": 1, "batches_done": 6}

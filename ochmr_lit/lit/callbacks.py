@@ -172,8 +172,13 @@ class ExactResume(Callback):
         return {"epoch": self.epoch, "batches_done": self.batches_done if self.batches_done < epoch_batches else 0}
 
     def resume_from(self, epoch: int, batches_done: int) -> None:
-        """Continue counting from a checkpoint's loader state (the loader skips the batches itself)."""
+        """Continue counting from a checkpoint's loader state (the loader skips the batches itself).
+
+        The count continues at once: Lightning does not call ``on_train_epoch_start`` when it restarts in the
+        middle of an epoch, and a checkpoint written later in the resumed epoch must count the batches trained
+        before the interruption too (else a second resume would skip only the batches trained since the first)."""
         self._resume = (epoch, batches_done)
+        self.epoch, self.batches_done = epoch, batches_done
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.epoch = trainer.current_epoch
@@ -205,7 +210,7 @@ class ExactResume(Callback):
         # the training loader (``estimated_stepping_batches``) and then never hand it its saved state: the
         # skip is therefore scheduled here too. When Lightning does call the loader's ``load_state_dict``, it
         # sets the same skip again (an assignment, before the first batch), so nothing is skipped twice.
-        self._resume = (int(state["epoch"]), int(state["batches_done"]))
+        self.resume_from(int(state["epoch"]), int(state["batches_done"]))
         if self._resume[1]:
             self._skip_resumed_batches(self._resume[1])
         kind, keys, pos, has_gauss, gauss = state["numpy_rng"]
