@@ -39,8 +39,8 @@ def _fit(output_dir: Path, synthcrowd: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def _stop_at_step(path: Path, proc: subprocess.Popen, step: int, timeout: float = 600) -> None:
-    """SIGTERM once ``path`` holds a checkpoint of at least ``step``."""
+def _stop_at_step(path: Path, proc: subprocess.Popen, step: int, timeout: float = 600) -> str:
+    """SIGTERM once ``path`` holds a checkpoint of at least ``step``; the process's output."""
     deadline = time.time() + timeout
     while time.time() < deadline and proc.poll() is None:
         if path.is_file():
@@ -49,7 +49,7 @@ def _stop_at_step(path: Path, proc: subprocess.Popen, step: int, timeout: float 
                     proc.send_signal(signal.SIGTERM)
                     out = proc.communicate(timeout=300)[0]
                     assert proc.returncode == PREEMPTED_EXIT_CODE, out[-3000:]
-                    return
+                    return out
             except (EOFError, RuntimeError):  # being replaced right now: read the next one
                 pass
         time.sleep(0.1)
@@ -69,7 +69,9 @@ def test_sigterm_in_each_stage_in_turn_resumes_in_place_to_the_uninterrupted_wei
     context_weights, regressor_weights = uninterrupted
     run_dir = tmp_path / "synthcrowd" / "run"
     first = _fit(tmp_path, tiny_synthcrowd, f"hydra.run.dir={run_dir}")
-    _stop_at_step(run_dir / "context" / "checkpoints" / "last.ckpt", first, 2)
+    out = _stop_at_step(run_dir / "context" / "checkpoints" / "last.ckpt", first, 2)
+    assert "continue with ckpt_path=last" in out
+    assert "weights_only" not in out  # the full state is saved on purpose: no Lightning notice about it
     assert not (run_dir / "context" / STAGE_FINISHED).is_file()
 
     second = _fit(tmp_path, tiny_synthcrowd, "ckpt_path=last")  # no folder named: it finds the run's own
