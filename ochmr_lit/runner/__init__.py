@@ -10,12 +10,33 @@
 - ``evaluation``: ``evaluate`` (a regressor with its context diagnostics, or a context estimator).
 """
 
-from ochmr_lit.runner.build import build, wandb_run_id
-from ochmr_lit.runner.evaluation import check_same_architecture, context_modes, evaluation_split, run_evaluate
-from ochmr_lit.runner.predicted_centres import cache_predicted_centres
-from ochmr_lit.runner.run_folders import STAGE_FINISHED, find_last_checkpoint, find_resume_folder
-from ochmr_lit.runner.training import PREEMPTED_EXIT_CODE, check_fit_config, run_fit
+from __future__ import annotations
 
-__all__ = ["PREEMPTED_EXIT_CODE", "STAGE_FINISHED", "build", "cache_predicted_centres", "check_fit_config",
-           "check_same_architecture", "context_modes", "evaluation_split", "find_last_checkpoint",
-           "find_resume_folder", "run_evaluate", "run_fit", "wandb_run_id"]
+import importlib
+from typing import Any
+
+#: Where each public name lives. They are imported on first use, so that an entry point's command-line check
+#: (``runner.command_line``, a submodule of this package) reports a mistaken argument without first importing
+#: Lightning and the models (several seconds).
+_PUBLIC = {
+    "build": "build", "wandb_run_id": "build",
+    "check_same_architecture": "evaluation", "context_modes": "evaluation", "evaluation_split": "evaluation",
+    "run_evaluate": "evaluation",
+    "cache_predicted_centres": "predicted_centres",
+    "STAGE_FINISHED": "run_folders", "find_last_checkpoint": "run_folders", "find_resume_folder": "run_folders",
+    "PREEMPTED_EXIT_CODE": "training", "check_fit_config": "training", "run_fit": "training",
+}
+
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _PUBLIC:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_PUBLIC[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_PUBLIC})

@@ -39,12 +39,10 @@ def trainer_arguments() -> list[str]:
 def pass_trainer_arguments(argv: list[str]) -> list[str]:
     """``trainer.<any Trainer argument>=v`` set or added as written (``++``), as a Lightning user expects; other
     keys under ``trainer.`` (typos) are left to the check that names them with the closest Trainer arguments."""
-    accepted = set(trainer_arguments())
-    passed = []
-    for arg in argv:
-        match = re.match(r"^trainer\.([A-Za-z_]+)=", arg)
-        passed.append(f"++{arg}" if match and match.group(1) in accepted else arg)
-    return passed
+    matches = [re.match(r"^trainer\.([A-Za-z_]+)=", arg) for arg in argv]
+    accepted = set(trainer_arguments()) if any(matches) else set()  # Lightning is imported only when needed
+    return [f"++{arg}" if match and match.group(1) in accepted else arg
+            for arg, match in zip(argv, matches, strict=True)]
 
 
 def _unknown_key_message(key: str, override: str, cfg_without: DictConfig | None) -> str:
