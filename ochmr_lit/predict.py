@@ -27,10 +27,13 @@ def predict_app(out_is_new: bool) -> Callable[[], None]:
     @hydra.main(version_base="1.3", config_path="configs", config_name="predict")
     def main(cfg: DictConfig) -> None:
         from ochmr_lit.errors import user_errors
-        from ochmr_lit.inference.run import run_predict
+        from ochmr_lit.inference.predict_settings import check_predict_settings
 
         new_folder = OmegaConf.is_missing(cfg, "out") or out_is_new
         with user_errors(HydraConfig.get().runtime.output_dir if new_folder else None):
+            check_predict_settings(cfg)  # before the model code is imported: a mistake is said within seconds
+            from ochmr_lit.inference.run import run_predict
+
             run_predict(cfg)
 
     return main

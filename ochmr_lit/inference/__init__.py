@@ -1,8 +1,15 @@
-"""Inference on real images: person boxes, the batched top-down pipeline, result files (``ochmr_lit.predict``)."""
+"""Inference on real images: person boxes, the batched top-down pipeline, result files (``ochmr_lit.predict``).
 
-from ochmr_lit.inference.boxes import BoxReport, ImageBoxes, PersonDetector, list_images, load_json_boxes
-from ochmr_lit.inference.camera import crop_focal_length, crop_to_image_camera, image_focal_length
-from ochmr_lit.inference.pipeline import ImagePrediction, Predictor, load_regressor
+Its public names are imported on first use (:mod:`ochmr_lit.lazy_exports`): ``predict`` checks its settings
+(``inference.predict_settings``) before the model code is imported."""
 
-__all__ = ["BoxReport", "ImageBoxes", "ImagePrediction", "PersonDetector", "Predictor", "crop_focal_length",
-           "crop_to_image_camera", "image_focal_length", "list_images", "load_json_boxes", "load_regressor"]
+from ochmr_lit.lazy_exports import lazy_exports
+
+_PUBLIC = {
+    "BoxReport": "boxes", "ImageBoxes": "boxes", "PersonDetector": "boxes", "list_images": "boxes",
+    "load_json_boxes": "boxes",
+    "crop_focal_length": "camera", "crop_to_image_camera": "camera", "image_focal_length": "camera",
+    "ImagePrediction": "pipeline", "Predictor": "pipeline", "load_regressor": "pipeline",
+}
+__all__ = sorted(_PUBLIC)
+__getattr__, __dir__ = lazy_exports(__name__, _PUBLIC, globals())

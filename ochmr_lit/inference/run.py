@@ -22,11 +22,11 @@ from ochmr_lit.inference.boxes import (
     list_images,
     load_json_boxes,
 )
-from ochmr_lit.inference.camera import FOCAL_FROM_DIAGONAL, positive_pixels
+from ochmr_lit.inference.camera import FOCAL_FROM_DIAGONAL
 from ochmr_lit.inference.pipeline import ImagePrediction, Predictor, load_regressor
-from ochmr_lit.inference.writers import MESH_FORMATS, write_json, write_meshes, write_npz
+from ochmr_lit.inference.predict_settings import check_predict_settings
+from ochmr_lit.inference.writers import write_json, write_meshes, write_npz
 from ochmr_lit.progress import ProgressLog
-from ochmr_lit.setting_types import boolean_setting, is_number, is_whole
 from ochmr_lit.vis.draw import save_image
 from ochmr_lit.vis.figure_people import figure_people
 from ochmr_lit.vis.paper_figure import paper_figure
@@ -111,31 +111,8 @@ def run_predict(cfg: DictConfig) -> dict[str, Any]:
     ``image_diagonal``), the checkpoint, the files written and ``figures.left_out``: how many people, by reason,
     the figures left out of all their panels (also printed).
     """
-    for key in ("ckpt_path", "input", "boxes", "out"):
-        if cfg.get(key) in (None, "", "???"):
-            raise ConfigError(f"predict needs {key}=...: python -m ochmr_lit.predict ckpt_path=<ckpt> "
-                              "input=<image|folder> boxes=<coco.json|detections.json|detector> out=<dir>")
-    if str(cfg.get("on_bad_sample") or "raise") not in ("raise", "skip"):
-        raise ConfigError(f"on_bad_sample={cfg.get('on_bad_sample')}; use raise (stop at an unreadable image) or "
-                          "skip (predict the others and report it)")
+    focal_length = check_predict_settings(cfg)
     mesh_format = str(cfg.get("mesh_format") or "obj")
-    if mesh_format not in MESH_FORMATS:  # before any work: a typo must not cost a whole run
-        raise ConfigError(f"mesh_format={mesh_format}; use one of {'|'.join(MESH_FORMATS)}")
-    focal_length = cfg.get("focal_length")
-    if focal_length is not None:
-        try:
-            focal_length = positive_pixels(focal_length)
-        except (TypeError, ValueError):
-            raise ConfigError(f"focal_length={focal_length}: the image camera's focal length in pixels, a positive "
-                              "number, or null for the image diagonal") from None
-    batch_size = cfg.get("batch_size")
-    if not is_whole(batch_size, 1):
-        raise ConfigError(f"batch_size={batch_size!r}: people per forward pass, a whole number >= 1")
-    threshold = cfg.get("score_threshold")
-    if not is_number(threshold) or not 0 <= threshold <= 1:
-        raise ConfigError(f"score_threshold={threshold!r}: detections scored below it are dropped, a number in [0, 1]")
-    boolean_setting(cfg.get("save_figures"), "save_figures", "write the paper figure of every image")
-    boolean_setting(cfg.get("save_meshes"), "save_meshes", "write every person's mesh")
     images = list_images(cfg.input)
     device = resolve_device(cfg.get("device"))
     out_dir = Path(cfg.out)

@@ -38,6 +38,7 @@ import numpy as np
 from ochmr_lit.data.schema import KEYPOINT_CONVENTION
 from ochmr_lit.errors import ConfigError
 from ochmr_lit.inference.pipeline import ImagePrediction
+from ochmr_lit.inference.predict_settings import MESH_FORMATS
 
 
 def _round(values: np.ndarray, digits: int = 6) -> list:
@@ -90,10 +91,6 @@ def write_npz(pred: ImagePrediction, path: str | Path) -> Path:
         cam_t=pred.translation, translation=pred.translation, keypoints_3d=pred.keypoints_3d,
         keypoints_2d=pred.keypoints_2d, vertices=pred.vertices.astype(np.float32))
     return path
-
-
-#: Mesh file formats :func:`write_meshes` writes (``mesh_format`` of the predict config).
-MESH_FORMATS = ("obj", "ply")
 
 
 def _mesh_arrays(vertices: np.ndarray, faces: np.ndarray, writer: str) -> tuple[np.ndarray, np.ndarray]:

@@ -2,7 +2,7 @@
 
 ``fit.py`` and ``evaluate.py`` only compose the config and call :func:`run_fit` / :func:`run_evaluate`.
 
-- ``build``: module, data module and Trainer of a config;
+- ``builder``: module, data module and Trainer of a config (``build``);
 - ``run_folders``: checkpoints and run folders (``ckpt_path=last``);
 - ``predicted_centres``: the cached context-estimator centres a regressor on predicted context reads;
 - ``testing``: test a regressor and write its results files;
@@ -10,33 +10,18 @@
 - ``evaluation``: ``evaluate`` (a regressor with its context diagnostics, or a context estimator).
 """
 
-from __future__ import annotations
+from ochmr_lit.lazy_exports import lazy_exports
 
-import importlib
-from typing import Any
-
-#: Where each public name lives. They are imported on first use, so that an entry point's command-line check
+#: Where each public name lives, imported on first use, so that an entry point's command-line check
 #: (``runner.command_line``, a submodule of this package) reports a mistaken argument without first importing
-#: Lightning and the models (several seconds).
+#: Lightning and the models.
 _PUBLIC = {
-    "build": "build", "wandb_run_id": "build",
+    "build": "builder", "wandb_run_id": "builder",
     "check_same_architecture": "evaluation", "context_modes": "evaluation", "evaluation_split": "evaluation",
     "run_evaluate": "evaluation",
     "cache_predicted_centres": "predicted_centres",
     "STAGE_FINISHED": "run_folders", "find_last_checkpoint": "run_folders", "find_resume_folder": "run_folders",
     "PREEMPTED_EXIT_CODE": "training", "check_fit_config": "training", "run_fit": "training",
 }
-
 __all__ = sorted(_PUBLIC)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _PUBLIC:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_PUBLIC[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_PUBLIC})
+__getattr__, __dir__ = lazy_exports(__name__, _PUBLIC, globals())

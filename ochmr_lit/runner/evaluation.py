@@ -36,7 +36,7 @@ from ochmr_lit.eval.results_files import (
     write_results,
 )
 from ochmr_lit.lit.checkpoints import load_context_checkpoint, load_regressor_checkpoint
-from ochmr_lit.runner.build import instantiate_group, progress_bar_argument
+from ochmr_lit.runner.builder import instantiate_group, progress_bar_argument
 from ochmr_lit.runner.predicted_centres import cache_predicted_centres
 from ochmr_lit.runner.run_folders import resolve_ckpt_path
 from ochmr_lit.runner.testing import finish_loggers, run_test

@@ -23,7 +23,7 @@ from ochmr_lit.eval.results_files import atomic_write_text
 from ochmr_lit.lit.checkpoints import check_checkpoint_kind, check_training_checkpoint
 from ochmr_lit.lit.frozen_context import load_frozen_context
 from ochmr_lit.lit.training_clock import TrainingClock
-from ochmr_lit.runner.build import TASK_MODULES, build
+from ochmr_lit.runner.builder import TASK_MODULES, build
 from ochmr_lit.runner.predicted_centres import cache_predicted_centres
 from ochmr_lit.runner.resumed_settings import check_resumed_settings
 from ochmr_lit.runner.run_folders import STAGE_FINISHED, resume_in_place, stage_ckpt_path
