@@ -1,7 +1,7 @@
 """The settings of ``python -m ochmr_lit.predict``, checked before any work and before the model code is imported.
 
-The entry point calls :func:`check_predict_settings` first, so that a mistaken setting is one line within a second or
-two rather than after Lightning and the models are imported; :func:`~ochmr_lit.inference.run.run_predict` calls it
+The entry point calls :func:`check_predict_settings` first, so that a mistaken setting is one line as soon as torch is
+imported rather than after Lightning and the models too; :func:`~ochmr_lit.inference.run.run_predict` calls it
 again for callers that skip the entry point (a notebook).
 """
 
@@ -17,6 +17,7 @@ from ochmr_lit.setting_types import boolean_setting, is_number, is_whole
 #: Mesh file formats ``mesh_format`` takes.
 MESH_FORMATS = ("obj", "ply")
 
+#: The settings predict cannot run without.
 REQUIRED = ("ckpt_path", "input", "boxes", "out")
 
 
