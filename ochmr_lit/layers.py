@@ -28,7 +28,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     # figures of data-module batches (normalised crops and their centermaps)
     ("data figures", ("vis.centermaps",)),
     ("Lightning modules", ("lit",)),
-    ("inference", ("inference",)),
+    ("inference", ("inference", "vis.comparison_run")),
     ("runner", ("runner", "config_checks", "config_signatures")),
     # commands: nothing in the package imports them
     ("entry points", ("fit", "evaluate", "predict", "prepare", "doctor", "reproduce", "bench", "vis.compare",

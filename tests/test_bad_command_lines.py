@@ -236,7 +236,7 @@ def test_predict_names_a_missing_setting_and_leaves_no_folder(arguments, missing
 ])
 def test_compare_names_a_bad_setting_before_reading_the_checkpoint(override, message, tmp_path):
     from ochmr_lit.errors import ConfigError
-    from ochmr_lit.vis.compare import run_compare
+    from ochmr_lit.vis.comparison_run import run_compare
 
     with initialize_config_module(config_module="ochmr_lit.configs", version_base="1.3"):
         cfg = compose(config_name="compare", overrides=[f"ckpt_path={tmp_path / 'no.ckpt'}", override])

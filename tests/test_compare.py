@@ -150,7 +150,7 @@ def test_predicted_panel_is_the_pipeline_output_in_the_right_places(comparison, 
 def test_compare_refuses_bad_input_with_clear_messages(tmp_path):
     from hydra import compose, initialize_config_module
 
-    from ochmr_lit.vis.compare import run_compare, synthcrowd_split_dir
+    from ochmr_lit.vis.comparison_run import run_compare, synthcrowd_split_dir
 
     result = _run("num_images=0", "ckpt_path=x.ckpt", timeout=120)
     assert result.returncode != 0 and "num_images=0: how many images of the split to draw, a whole number >= 1" in (

@@ -1,5 +1,5 @@
 """Packages that import their public names on first use (``runner``, ``inference``) give the same objects as their
-submodules, whatever was imported before, and their command-line checks do not import Lightning."""
+submodules, whatever was imported before; the entry points check their command line before Lightning is imported."""
 
 from __future__ import annotations
 
@@ -28,8 +28,10 @@ def test_every_public_name_is_its_submodules_object_after_every_submodule_was_im
         package.nope  # noqa: B018
 
 
-def test_the_command_line_and_predict_settings_checks_import_no_lightning():
-    code = ("import sys, ochmr_lit.runner.command_line, ochmr_lit.inference.predict_settings; "
+def test_the_entry_points_check_their_command_line_before_importing_lightning():
+    """What runs before an entry point's command-line check (its own module) and predict's settings check."""
+    code = ("import sys, ochmr_lit.fit, ochmr_lit.evaluate, ochmr_lit.predict, ochmr_lit.vis.compare, "
+            "ochmr_lit.inference.predict_settings; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('lightning', 'torchvision')))")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
