@@ -7,6 +7,8 @@ STAMP := $(VENV)/.installed
 # No network at run time: albumentations' update check off, W&B offline unless the user says otherwise.
 export NO_ALBUMENTATIONS_UPDATE := 1
 export WANDB_MODE ?= offline
+# make test runs the suite in one process per core, four at most (TEST_WORKERS=0: one process).
+TEST_WORKERS ?= auto
 
 .PHONY: fit test lint doctor bench clean-venv
 
@@ -23,7 +25,7 @@ fit: $(STAMP)
 	$(PY) -m ochmr_lit.fit $(ARGS)
 
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest --numprocesses=$(TEST_WORKERS) --maxprocesses=4 $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -9,6 +9,11 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 # One cache for the whole suite (synthetic body model, SynthCrowd), inside the checkout and git-ignored.
 os.environ.setdefault("OCHMR_CACHE", str(Path(__file__).resolve().parents[1] / ".cache"))
+# The suite runs in parallel processes (pytest-xdist, ``make test``): the cores are shared out among them, so that
+# each process and every training subprocess it starts computes on its own share instead of all on every core.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+THREADS = max(1, min(2, (os.cpu_count() or 1) // _WORKERS))
+os.environ["OMP_NUM_THREADS"] = str(THREADS)
 
 import lightning as L  # noqa: E402
 import pytest  # noqa: E402
@@ -35,7 +40,7 @@ FIXTURE_FILES = (
 #: Tests that need it skip without it, in CI too.
 CROWDPOSE_VAL_ENV = "OCHMR_CROWDPOSE_VAL"
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+torch.set_num_threads(THREADS)
 
 
 class EndProcessGroup(L.Callback):
