@@ -15,7 +15,8 @@ from __future__ import annotations
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     # no imports from the package, or only from each other
     ("foundation", ("__init__", "layers", "configs", "console", "progress", "paths", "errors", "safe_pickle",
-                    "hardware", "geometry", "procrustes", "setting_types", "lazy_exports")),
+                    "hardware", "geometry", "procrustes", "setting_types", "lazy_exports",
+                    "checkpoint_files")),
     # drawing and mesh rendering on arrays; the vis package's other modules are placed one by one below
     ("drawing", ("vis", "vis.draw", "vis.render", "vis.overlays", "vis.figures", "vis.figure_people",
                  "vis.paper_figure", "vis.comparison_figure")),

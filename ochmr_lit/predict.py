@@ -31,10 +31,10 @@ def predict_app(out_is_new: bool) -> Callable[[], None]:
 
         new_folder = OmegaConf.is_missing(cfg, "out") or out_is_new
         with user_errors(HydraConfig.get().runtime.output_dir if new_folder else None):
-            check_predict_settings(cfg)  # before the model code is imported: a mistake is said within seconds
+            settings = check_predict_settings(cfg)  # before torch and the model code: a mistake is said at once
             from ochmr_lit.inference.run import run_predict
 
-            run_predict(cfg)
+            run_predict(cfg, settings)
 
     return main
 

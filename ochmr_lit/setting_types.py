@@ -6,6 +6,8 @@ predicate refuses bools where a number is meant; a string such as ``maybe`` is n
 
 from __future__ import annotations
 
+import math
+
 from ochmr_lit.errors import ConfigError
 
 
@@ -26,3 +28,11 @@ def boolean_setting(value: object, key: str, true_means: str, null_means: str | 
         return value
     rest = f", false, or null ({null_means})" if null_means is not None else " or false"
     raise ConfigError(f"{key}={value!r}: use true ({true_means}){rest}")
+
+
+def positive_pixels(value: float, name: str = "focal_length") -> float:
+    """``value`` as a float; a ValueError naming ``name`` unless it is a finite positive number (of px)."""
+    value = float(value)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name}={value}: must be a positive number of pixels")
+    return value

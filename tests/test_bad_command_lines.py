@@ -283,7 +283,7 @@ def test_more_gpus_than_the_machine_shows_are_named(monkeypatch):
         check_accelerator({"accelerator": "gpu", "devices": 8}, "context_stage.trainer")
 
 
-def test_predict_names_a_missing_input_or_box_file_in_one_line(tmp_path):
+def test_predict_names_a_missing_input_box_weight_or_checkpoint_file_in_one_line(tmp_path):
     env = dict(os.environ, NO_ALBUMENTATIONS_UPDATE="1", WANDB_MODE="offline", PYTHONPATH=str(REPO_ROOT))
     env.pop("HYDRA_FULL_ERROR", None)
     images = tmp_path / "images"
@@ -292,7 +292,11 @@ def test_predict_names_a_missing_input_or_box_file_in_one_line(tmp_path):
     cases = [(f"input={tmp_path / 'nope'}", "boxes=b.json", f"error: input={tmp_path / 'nope'}: no such image file or "
               "folder"),
              (f"input={images}", f"boxes={tmp_path / 'b.json'}", f"error: boxes={tmp_path / 'b.json'}: no such file; "
-              "give a COCO-format JSON")]
+              "give a COCO-format JSON"),
+             (f"input={images}", "boxes=detector", "error: boxes=detector needs detector_weights=<file>"),
+             (f"input={images}", "boxes=given.json", "error: ckpt_path=a.ckpt: no such file; evaluate, predict and "
+              "compare take the checkpoints/*.ckpt of task=regressor or task=pipeline runs")]
+    (tmp_path / "given.json").write_text("{}")
     for given_input, boxes, message in cases:
         done = subprocess.run([sys.executable, "-m", "ochmr_lit.predict", "ckpt_path=a.ckpt", given_input, boxes,
                                f"out={tmp_path / 'out'}"], cwd=tmp_path, env=env, capture_output=True, text=True,

@@ -116,7 +116,8 @@ def test_ground_truth_panel_is_the_annotated_people(comparison, tiny_synthcrowd)
 
 
 def test_predicted_panel_is_the_pipeline_output_in_the_right_places(comparison, tiny_synthcrowd):
-    from ochmr_lit.inference.boxes import list_images, load_json_boxes
+    from ochmr_lit.inference.boxes import load_json_boxes
+    from ochmr_lit.inference.inputs import list_images
     from ochmr_lit.inference.pipeline import Predictor, load_regressor
 
     out, checkpoint, _ = comparison

@@ -10,7 +10,8 @@ import torch
 from conftest import TINY_OVERRIDES
 from hydra import compose, initialize_config_module
 
-from ochmr_lit.inference.boxes import list_images, load_json_boxes
+from ochmr_lit.inference.boxes import load_json_boxes
+from ochmr_lit.inference.inputs import list_images
 from ochmr_lit.inference.pipeline import Predictor, load_regressor
 from ochmr_lit.lit import MeshRegressorModule
 from ochmr_lit.lit.checkpoints import load_regressor_checkpoint, stored_context_width

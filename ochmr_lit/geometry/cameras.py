@@ -3,9 +3,9 @@ length at any crop size. Lengths in metres, image coordinates in pixels."""
 
 from __future__ import annotations
 
-import math
-
 import torch
+
+from ochmr_lit.setting_types import positive_pixels
 
 
 def weak_perspective_to_translation(
@@ -91,14 +91,6 @@ def perspective_projection(
 #: SPIN's crop camera: focal length in px at a crop of :data:`SPIN_CROP_SIZE` px.
 SPIN_FOCAL_LENGTH = 5000.0
 SPIN_CROP_SIZE = 224
-
-
-def positive_pixels(value: float, name: str = "focal_length") -> float:
-    """``value`` as a float; a ValueError naming ``name`` unless it is a finite positive number (of px)."""
-    value = float(value)
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name}={value}: must be a positive number of pixels")
-    return value
 
 
 def crop_focal_length(crop_size: int, focal_length: float | None = None,

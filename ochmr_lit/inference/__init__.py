@@ -6,7 +6,7 @@ Its public names are imported on first use (:mod:`ochmr_lit.lazy_exports`): ``pr
 from ochmr_lit.lazy_exports import lazy_exports
 
 _PUBLIC = {
-    "BoxReport": "boxes", "ImageBoxes": "boxes", "PersonDetector": "boxes", "list_images": "boxes",
+    "BoxReport": "boxes", "ImageBoxes": "boxes", "PersonDetector": "boxes", "list_images": "inputs",
     "load_json_boxes": "boxes",
     "crop_focal_length": "camera", "crop_to_image_camera": "camera", "image_focal_length": "camera",
     "ImagePrediction": "pipeline", "Predictor": "pipeline", "load_regressor": "pipeline",

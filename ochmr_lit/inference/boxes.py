@@ -31,8 +31,8 @@ from ochmr_lit.data.centermaps import TORSO_KEYPOINTS, body_centers
 from ochmr_lit.data.schema import KEYPOINT_CONVENTION, PersonRecord
 from ochmr_lit.data.transforms import read_image_rgb
 from ochmr_lit.errors import ConfigError, DataError, MissingFileError, WeightsError
+from ochmr_lit.inference.inputs import box_file, detector_weights_file
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 #: COCO's category id of "person" (also the Faster R-CNN label of COCO-trained torchvision detectors).
 PERSON_CATEGORY = 1
 
@@ -103,21 +103,6 @@ class BoxReport:
     def to_dict(self) -> dict:
         return {"source": self.source, "images": self.images, "people": self.people,
                 "images_without_people": self.images_without_people, "skipped": self.skipped_counts()}
-
-
-def list_images(input_path: str | Path) -> list[Path]:
-    """The image files of ``input_path``: the file itself, or a folder's images (sorted, not recursive)."""
-    path = Path(input_path)
-    if path.is_file():
-        if path.suffix.lower() not in IMAGE_SUFFIXES:
-            raise ConfigError(f"input={path}: not an image file (expected one of {IMAGE_SUFFIXES})")
-        return [path]
-    if not path.is_dir():
-        raise MissingFileError(f"input={path}: no such image file or folder")
-    images = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not images:
-        raise DataError(f"input={path}: the folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
-    return images
 
 
 def _valid_boxes(boxes: np.ndarray) -> np.ndarray:
@@ -292,10 +277,7 @@ def load_json_boxes(json_path: str | Path, images: list[Path], score_threshold: 
     Returns:
         One :class:`ImageBoxes` per input image (in ``images`` order) and the :class:`BoxReport`.
     """
-    json_path = Path(json_path)
-    if not json_path.is_file():
-        raise MissingFileError(f"boxes={json_path}: no such file; give a COCO-format JSON (GT annotations or "
-                               "detection results) or boxes=detector")
+    json_path = box_file(json_path)
     try:
         data = json.loads(json_path.read_text())
     except json.JSONDecodeError as error:
@@ -324,15 +306,7 @@ class PersonDetector:
                  min_size: int = 800, max_size: int = 1333):
         from torchvision.models.detection import fasterrcnn_resnet50_fpn
 
-        if not weights:
-            raise ConfigError("boxes=detector needs detector_weights=<file>: torchvision's fasterrcnn_resnet50_fpn "
-                              "COCO weights (fasterrcnn_resnet50_fpn_coco-258fb6c6.pth) saved locally; nothing is "
-                              "downloaded")
-        path = Path(weights)
-        if not path.is_file():
-            raise MissingFileError(f"detector_weights={path}: no such file; download torchvision's "
-                                   "fasterrcnn_resnet50_fpn_coco-258fb6c6.pth on a machine with network and point "
-                                   "detector_weights at it")
+        path = detector_weights_file(weights)
         state = torch.load(path, map_location="cpu", weights_only=True)
         if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
             state = state["model"]

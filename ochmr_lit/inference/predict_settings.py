@@ -1,18 +1,23 @@
-"""The settings of ``python -m ochmr_lit.predict``, checked before any work and before the model code is imported.
+"""The settings of ``python -m ochmr_lit.predict``, checked before any work and before torch and the model code are
+imported.
 
-The entry point calls :func:`check_predict_settings` first, so that a mistaken setting is one line as soon as torch is
-imported rather than after Lightning and the models too; :func:`~ochmr_lit.inference.run.run_predict` calls it
-again for callers that skip the entry point (a notebook).
+The entry point calls :func:`check_predict_settings` first, so that a mistaken setting or a missing input file is one
+line within a second rather than after torch, Lightning and the models are imported, and hands the checked settings
+to :func:`~ochmr_lit.inference.run.run_predict`, which checks them itself for callers that skip the entry point
+(a notebook).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from ochmr_lit.checkpoint_files import REGRESSOR_CHECKPOINTS, checkpoint_file
 from ochmr_lit.errors import ConfigError
-from ochmr_lit.geometry.cameras import positive_pixels
-from ochmr_lit.setting_types import boolean_setting, is_number, is_whole
+from ochmr_lit.inference.inputs import DETECTOR, box_file, detector_weights_file, list_images
+from ochmr_lit.setting_types import boolean_setting, is_number, is_whole, positive_pixels
 
 #: Mesh file formats ``mesh_format`` takes.
 MESH_FORMATS = ("obj", "ply")
@@ -21,9 +26,19 @@ MESH_FORMATS = ("obj", "ply")
 REQUIRED = ("ckpt_path", "input", "boxes", "out")
 
 
-def check_predict_settings(cfg: Mapping[str, Any]) -> float | None:
-    """A one-line :class:`ConfigError` for a missing or mistaken predict setting; else the image camera's focal
-    length in px from ``focal_length`` (None: each image's diagonal)."""
+@dataclass(frozen=True)
+class PredictSettings:
+    """What :func:`check_predict_settings` found: the input images (sorted), the box JSON file (None:
+    ``boxes=detector``) and the image camera's focal length in px (None: each image's diagonal)."""
+
+    images: list[Path]
+    box_file: Path | None
+    focal_length: float | None
+
+
+def check_predict_settings(cfg: Mapping[str, Any]) -> PredictSettings:
+    """A one-line :class:`ConfigError` for a missing or mistaken predict setting, a ``MissingFileError`` for an
+    ``input``, ``boxes``, ``detector_weights`` or ``ckpt_path`` file that is not there; else the settings found."""
     for key in REQUIRED:
         if cfg.get(key) in (None, "", "???"):
             raise ConfigError(f"predict needs {key}=...: python -m ochmr_lit.predict ckpt_path=<ckpt> "
@@ -49,4 +64,11 @@ def check_predict_settings(cfg: Mapping[str, Any]) -> float | None:
         raise ConfigError(f"score_threshold={threshold!r}: detections scored below it are dropped, a number in [0, 1]")
     boolean_setting(cfg.get("save_figures"), "save_figures", "write the paper figure of every image")
     boolean_setting(cfg.get("save_meshes"), "save_meshes", "write every person's mesh")
-    return focal_length
+    images = list_images(cfg["input"])
+    if str(cfg["boxes"]) == DETECTOR:
+        boxes = None
+        detector_weights_file(cfg.get("detector_weights"))
+    else:
+        boxes = box_file(cfg["boxes"])
+    checkpoint_file(cfg["ckpt_path"], REGRESSOR_CHECKPOINTS)
+    return PredictSettings(images=images, box_file=boxes, focal_length=focal_length)

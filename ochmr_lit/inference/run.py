@@ -19,12 +19,11 @@ from ochmr_lit.inference.boxes import (
     ImageBoxes,
     PersonDetector,
     detector_boxes,
-    list_images,
     load_json_boxes,
 )
 from ochmr_lit.inference.camera import FOCAL_FROM_DIAGONAL
 from ochmr_lit.inference.pipeline import ImagePrediction, Predictor, load_regressor
-from ochmr_lit.inference.predict_settings import check_predict_settings
+from ochmr_lit.inference.predict_settings import PredictSettings, check_predict_settings
 from ochmr_lit.inference.writers import write_json, write_meshes, write_npz
 from ochmr_lit.progress import ProgressLog
 from ochmr_lit.vis.draw import save_image
@@ -53,16 +52,16 @@ def resolve_device(name: str | None, key: str = "device") -> torch.device:
     return device
 
 
-def box_items(cfg: DictConfig, images: list[Path], device: torch.device,
+def box_items(cfg: DictConfig, images: list[Path], box_file: Path | None, device: torch.device,
               ) -> tuple[Iterator[ImageBoxes | tuple[ImageBoxes, np.ndarray]], BoxReport]:
-    """The box source named by ``cfg.boxes``: ``detector`` or a COCO-format JSON file."""
+    """The box source: the detector (``box_file`` None, ``boxes=detector``) or the COCO-format JSON ``box_file``."""
     threshold = float(cfg.score_threshold)
-    if str(cfg.boxes) == "detector":
+    if box_file is None:
         detector = PersonDetector(cfg.get("detector_weights"), score_threshold=threshold, device=device,
                                   min_size=int(cfg.detector.min_size), max_size=int(cfg.detector.max_size))
         report = BoxReport("detector")
         return detector_boxes(images, detector, report), report
-    items, report = load_json_boxes(cfg.boxes, images, score_threshold=threshold, image_info=cfg.get("image_info"))
+    items, report = load_json_boxes(box_file, images, score_threshold=threshold, image_info=cfg.get("image_info"))
     return iter(items), report
 
 
@@ -102,8 +101,11 @@ def write_outputs(pred: ImagePrediction, out_dir: Path, faces: np.ndarray, save_
     return written
 
 
-def run_predict(cfg: DictConfig) -> dict[str, Any]:
+def run_predict(cfg: DictConfig, settings: PredictSettings | None = None) -> dict[str, Any]:
     """Predict meshes for every input image and write the result files into ``cfg.out``.
+
+    ``settings``: what :func:`~ochmr_lit.inference.predict_settings.check_predict_settings` returned for ``cfg``
+    (the entry point checks before it imports this module); None: checked here.
 
     ``cfg.focal_length`` (px, optional) sets the focal length of every image's camera; null = each image's
     diagonal. Returns a summary dict (also written to ``<out>/summary.json``): images, people, the box report,
@@ -111,13 +113,13 @@ def run_predict(cfg: DictConfig) -> dict[str, Any]:
     ``image_diagonal``), the checkpoint, the files written and ``figures.left_out``: how many people, by reason,
     the figures left out of all their panels (also printed).
     """
-    focal_length = check_predict_settings(cfg)
+    settings = settings or check_predict_settings(cfg)
+    focal_length, images = settings.focal_length, settings.images
     mesh_format = str(cfg.get("mesh_format") or "obj")
-    images = list_images(cfg.input)
     device = resolve_device(cfg.get("device"))
     out_dir = Path(cfg.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    items, report = box_items(cfg, images, device)  # before the model: a bad box source fails fast
+    items, report = box_items(cfg, images, settings.box_file, device)  # before the model: a bad box source fails fast
     module = load_regressor(cfg.ckpt_path, device)
     predictor = Predictor(module, batch_size=int(cfg.batch_size), keep_context=bool(cfg.save_figures),
                           focal_length=focal_length)

@@ -15,18 +15,12 @@ from typing import Any
 
 import torch
 
-from ochmr_lit.errors import CheckpointError, MissingFileError
+from ochmr_lit.checkpoint_files import CONTEXT_CHECKPOINTS, REGRESSOR_CHECKPOINTS, checkpoint_file
+from ochmr_lit.errors import CheckpointError
 from ochmr_lit.lit.context_estimator import ContextEstimatorModule
 from ochmr_lit.lit.mesh_regressor import MeshRegressorModule
 
 log = logging.getLogger(__name__)
-
-REGRESSOR_CHECKPOINTS = ("evaluate, predict and compare take the checkpoints/*.ckpt of task=regressor or "
-                         "task=pipeline runs")
-#: What ``evaluate`` with a context experiment takes.
-CONTEXT_CHECKPOINTS = ("evaluate with a context experiment (experiment=synthcrowd_context) takes the "
-                       "checkpoints/*.ckpt of task=context runs or the context/checkpoints/*.ckpt of task=pipeline "
-                       "runs")
 
 #: Hyper-parameters that set a module's weights (their names and shapes): a checkpoint continues a run only when
 #: they agree. ``width`` is the context estimator's HRNet width, the others the mesh regressor's.
@@ -82,8 +76,7 @@ def _load_checkpoint(ckpt: str | Path, label: str, missing_fix: str, unreadable_
     (``ckpt_path=<ckpt>: no such file; <missing_fix>``), an unreadable one (``<label> cannot be read as a
     checkpoint (<reason>); <unreadable_fix>``) or one without a state_dict and hyper-parameters (``not_ours(state)``).
     """
-    if not Path(ckpt).is_file():
-        raise MissingFileError(f"ckpt_path={ckpt}: no such file; {missing_fix}")
+    checkpoint_file(ckpt, missing_fix)
     try:
         state = torch.load(ckpt, map_location="cpu", weights_only=True)
     except Exception as error:  # any failure to read it means: not a usable checkpoint

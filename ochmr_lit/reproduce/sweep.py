@@ -19,8 +19,9 @@ from ochmr_lit.body.keypoints import get_convention
 from ochmr_lit.eval.detector_sweep import DetectorSweep
 from ochmr_lit.eval.protocols import get_protocol
 from ochmr_lit.geometry import axis_angle_to_rotmat
-from ochmr_lit.inference.boxes import list_images, load_json_boxes
+from ochmr_lit.inference.boxes import load_json_boxes
 from ochmr_lit.inference.camera import crop_points_to_image
+from ochmr_lit.inference.inputs import list_images
 from ochmr_lit.inference.pipeline import Predictor, load_regressor
 
 

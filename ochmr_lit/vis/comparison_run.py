@@ -19,7 +19,8 @@ from ochmr_lit.body.model import GENDER_CODES
 from ochmr_lit.data.synthcrowd.generate import DEFAULT_SPLITS
 from ochmr_lit.errors import CheckpointError, ConfigError, DataError
 from ochmr_lit.geometry import axis_angle_to_rotmat
-from ochmr_lit.inference.boxes import list_images, load_json_boxes
+from ochmr_lit.inference.boxes import load_json_boxes
+from ochmr_lit.inference.inputs import list_images
 from ochmr_lit.inference.pipeline import Predictor, load_regressor
 from ochmr_lit.inference.run import resolve_device
 from ochmr_lit.setting_types import boolean_setting, is_whole
