@@ -48,7 +48,21 @@ def main(cfg: DictConfig) -> None:
     from ochmr_lit.errors import user_errors
 
     with user_errors(cfg.run_dir):
+        check_checkpoint_given(cfg)
         evaluate(cfg)
+
+
+def check_checkpoint_given(cfg: DictConfig) -> None:
+    """A one-line error for a missing ``ckpt_path`` or a file that is not there, before the model code is imported;
+    ``ckpt_path=last`` is looked up in the run folders by the evaluation itself."""
+    from ochmr_lit.checkpoint_files import CONTEXT_CHECKPOINTS, REGRESSOR_CHECKPOINTS, checkpoint_file
+    from ochmr_lit.errors import ConfigError
+
+    ckpt = cfg.get("ckpt_path")
+    if ckpt in (None, ""):
+        raise ConfigError("evaluate needs ckpt_path=<checkpoint file> (or ckpt_path=last)")
+    if ckpt != "last":
+        checkpoint_file(ckpt, CONTEXT_CHECKPOINTS if cfg.get("task") == "context" else REGRESSOR_CHECKPOINTS)
 
 
 if __name__ == "__main__":

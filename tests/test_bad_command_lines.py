@@ -268,6 +268,23 @@ def test_a_gpu_trainer_without_a_gpu_stops_in_one_line(command, tmp_path, capsys
     assert not list((tmp_path / "out").rglob("*"))  # no run folder left behind
 
 
+@pytest.mark.parametrize(("experiment", "takes"), [
+    ("synthcrowd", "evaluate, predict and compare take the checkpoints/*.ckpt of task=regressor or task=pipeline runs"),
+    ("synthcrowd_context", "evaluate with a context experiment (experiment=synthcrowd_context) takes the "
+     "checkpoints/*.ckpt of task=context runs or the context/checkpoints/*.ckpt of task=pipeline runs"),
+])
+def test_evaluate_names_a_missing_checkpoint_and_the_files_it_takes(experiment, takes, tmp_path):
+    env = dict(os.environ, NO_ALBUMENTATIONS_UPDATE="1", WANDB_MODE="offline", PYTHONPATH=str(REPO_ROOT))
+    env.pop("HYDRA_FULL_ERROR", None)
+    missing = tmp_path / "runs" / "best.ckpt"
+    done = subprocess.run([sys.executable, "-m", "ochmr_lit.evaluate", f"experiment={experiment}",
+                           f"ckpt_path={missing}", f"paths.output_dir={tmp_path / 'out'}"], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines() == [f"error: ckpt_path={missing}: no such file; {takes}"]
+    assert not list((tmp_path / "out").rglob("*"))  # no run folder left behind
+
+
 def test_more_gpus_than_the_machine_shows_are_named(monkeypatch):
     from ochmr_lit.config_checks import check_accelerator
     from ochmr_lit.errors import ConfigError
