@@ -62,10 +62,39 @@ def user_error_cause(error: BaseException) -> OchmrError | None:
     return None
 
 
+def existing_folder(path: str | os.PathLike) -> Path:
+    """The nearest folder at or above ``path`` (made absolute) that exists: taken before a command creates its run
+    folder, the folder below which everything on the way to the run folder is the command's own."""
+    folder = Path(path).absolute()
+    while not folder.is_dir() and folder != folder.parent:
+        folder = folder.parent
+    return folder
+
+
+def _remove_empty_parents(run_dir: Path, existed: Path | None) -> None:
+    """Remove the folders above ``run_dir`` that the command made and that are now empty: those below ``existed``
+    (:func:`existing_folder` before the command), or, without it, the run folder's parent (the experiment's
+    folder, if this was its only run)."""
+    here = run_dir.absolute().parent
+    if existed is None:
+        folders = [here]
+    else:
+        folders = []
+        while existed in here.parents:
+            folders.append(here)
+            here = here.parent
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty: another run's, or the user's
+            return
+
+
 @contextmanager
-def user_errors(run_dir: str | os.PathLike | None = None) -> Iterator[None]:
+def user_errors(run_dir: str | os.PathLike | None = None, existed: str | os.PathLike | None = None) -> Iterator[None]:
     """Print a user error (or an error raised from one, :func:`user_error_cause`) as one line on stderr and exit
-    with status 2; a run folder the failed command left empty (Hydra's config copy and log only) is removed.
+    with status 2; a run folder the failed command left empty (Hydra's config copy and log only) is removed, and so
+    are the empty folders above it that the command made (below ``existed``, see :func:`_remove_empty_parents`).
     ``HYDRA_FULL_ERROR=1`` re-raises with the traceback."""
     try:
         yield
@@ -75,10 +104,7 @@ def user_errors(run_dir: str | os.PathLike | None = None) -> Iterator[None]:
             raise
         if run_dir is not None and _leaves_nothing(Path(run_dir)):
             shutil.rmtree(run_dir, ignore_errors=True)
-            try:
-                Path(run_dir).parent.rmdir()  # the experiment's folder, if this was its only run
-            except OSError:
-                pass
+            _remove_empty_parents(Path(run_dir), None if existed is None else Path(existed).absolute())
         raise SystemExit(report_user_error(error)) from None
 
 

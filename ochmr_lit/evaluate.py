@@ -10,11 +10,17 @@ import os
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import sys  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import hydra  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from ochmr_lit.runner.command_line import check_command_line, pass_trainer_arguments  # noqa: E402
+from ochmr_lit.runner.command_line import (  # noqa: E402
+    check_command_line,
+    existing_above_run_folder,
+    pass_trainer_arguments,
+)
 
 
 def evaluate(cfg: DictConfig) -> dict:
@@ -43,13 +49,20 @@ def own_experiment_override(argv: list[str]) -> list[str]:
     return [f"experiment_name={name}"] if name else []
 
 
-@hydra.main(version_base="1.3", config_path="configs", config_name="evaluate")
-def main(cfg: DictConfig) -> None:
-    from ochmr_lit.errors import user_errors
+def evaluate_app(existed: Path | None) -> Callable[[], None]:
+    """The Hydra command. ``existed``: the nearest folder above the run folder that existed before the command
+    (:func:`~ochmr_lit.runner.command_line.existing_above_run_folder`); a user error removes the empty folders the
+    command made below it."""
 
-    with user_errors(cfg.run_dir):
-        check_checkpoint_given(cfg)
-        evaluate(cfg)
+    @hydra.main(version_base="1.3", config_path="configs", config_name="evaluate")
+    def main(cfg: DictConfig) -> None:
+        from ochmr_lit.errors import user_errors
+
+        with user_errors(cfg.run_dir, existed):
+            check_checkpoint_given(cfg)
+            evaluate(cfg)
+
+    return main
 
 
 def check_checkpoint_given(cfg: DictConfig) -> None:
@@ -67,6 +80,6 @@ def check_checkpoint_given(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     sys.argv[1:] = pass_trainer_arguments(sys.argv[1:])
-    check_command_line("evaluate", sys.argv[1:])
+    composed = check_command_line("evaluate", sys.argv[1:])
     sys.argv += own_experiment_override(sys.argv[1:])
-    main()
+    evaluate_app(existing_above_run_folder(composed))()

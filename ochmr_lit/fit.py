@@ -10,11 +10,17 @@ import os
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import sys  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from ochmr_lit.runner.command_line import check_command_line, pass_trainer_arguments  # noqa: E402
+from ochmr_lit.runner.command_line import (  # noqa: E402
+    check_command_line,
+    existing_above_run_folder,
+    pass_trainer_arguments,
+)
 
 
 def resume_folder_override(argv: list[str], cfg: DictConfig | None) -> list[str]:
@@ -33,17 +39,24 @@ def resume_folder_override(argv: list[str], cfg: DictConfig | None) -> list[str]
     return [f"hydra.run.dir={folder}"]
 
 
-@hydra.main(version_base="1.3", config_path="configs", config_name="fit")
-def main(cfg: DictConfig) -> None:
-    from ochmr_lit.errors import user_errors
-    from ochmr_lit.runner import run_fit
+def fit_app(existed: Path | None) -> Callable[[], None]:
+    """The Hydra command. ``existed``: the nearest folder above the run folder that existed before the command
+    (:func:`~ochmr_lit.runner.command_line.existing_above_run_folder`); a user error removes the empty folders the
+    command made below it."""
 
-    with user_errors(cfg.run_dir):
-        run_fit(cfg)
+    @hydra.main(version_base="1.3", config_path="configs", config_name="fit")
+    def main(cfg: DictConfig) -> None:
+        from ochmr_lit.errors import user_errors
+        from ochmr_lit.runner import run_fit
+
+        with user_errors(cfg.run_dir, existed):
+            run_fit(cfg)
+
+    return main
 
 
 if __name__ == "__main__":
     sys.argv[1:] = pass_trainer_arguments(sys.argv[1:])
     composed = check_command_line("fit", sys.argv[1:])
     sys.argv += resume_folder_override(sys.argv[1:], composed)
-    main()
+    fit_app(existing_above_run_folder(composed))()

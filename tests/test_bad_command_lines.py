@@ -177,22 +177,44 @@ BAD_SETTINGS = [
 BAD_SETTINGS_BY_PROCESS = ("model.optim.lr=-1", "trainer.max_epoch=3")
 
 
+def test_a_user_error_removes_the_empty_folders_its_command_made_and_keeps_the_others(tmp_path, capsys):
+    from ochmr_lit.errors import ConfigError, existing_folder, user_errors
+
+    kept = tmp_path / "outputs"
+    kept.mkdir()  # the user's, before the command
+    run_dir = kept / "synthcrowd" / "eval" / "run"
+    assert existing_folder(run_dir) == kept
+    run_dir.mkdir(parents=True)
+    (run_dir / ".hydra").mkdir()
+    (kept / "synthcrowd" / "earlier.log").write_text("another run's")  # not empty: kept, and what is above it
+    with pytest.raises(SystemExit) as exit_, user_errors(run_dir, existing_folder(tmp_path / "outputs" / "x")):
+        raise ConfigError("a mistake")
+    assert exit_.value.code == 2 and capsys.readouterr().err == "error: a mistake\n"
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == [
+        "outputs", "outputs/synthcrowd", "outputs/synthcrowd/earlier.log"]
+    (kept / "synthcrowd" / "earlier.log").unlink()
+    run_dir.mkdir(parents=True)
+    with pytest.raises(SystemExit), user_errors(run_dir, tmp_path):
+        raise ConfigError("a mistake")
+    assert list(tmp_path.iterdir()) == []  # everything below the folder that existed was the command's
+
+
 def _fit_in_this_process(argv: list[str], run_dir: Path, capsys) -> tuple[int, list[str]]:
     """``python -m ochmr_lit.fit <argv>`` up to its exit, in this process: its command-line checks, the run folder
     Hydra's main creates, then the run inside :func:`user_errors`. Returns the exit status and stderr's lines."""
     from ochmr_lit.errors import user_errors
     from ochmr_lit.runner import run_fit
-    from ochmr_lit.runner.command_line import check_command_line, pass_trainer_arguments
+    from ochmr_lit.runner.command_line import check_command_line, existing_above_run_folder, pass_trainer_arguments
 
     argv = pass_trainer_arguments(argv)
     capsys.readouterr()
     try:
-        check_command_line("fit", argv)
+        existed = existing_above_run_folder(check_command_line("fit", argv))
         cfg, message = compose_command_line("fit", [*argv, f"run_dir={run_dir}"])
         assert message is None
         run_dir.mkdir(parents=True)
         (run_dir / ".hydra").mkdir()  # what Hydra writes before the run starts
-        with user_errors(run_dir):
+        with user_errors(run_dir, existed):
             run_fit(cfg)
     except SystemExit as exit_:
         return int(exit_.code), capsys.readouterr().err.strip().splitlines()

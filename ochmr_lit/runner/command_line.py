@@ -16,6 +16,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from ochmr_lit.errors import existing_folder
 from ochmr_lit.paths import folder_problem
 
 CONFIG_MODULE = "ochmr_lit.configs"
@@ -206,3 +207,17 @@ def check_command_line(config_name: str, argv: list[str]) -> DictConfig | None:
         print(f"error: {message}", file=sys.stderr)
         raise SystemExit(2)
     return cfg
+
+
+def existing_above_run_folder(cfg: DictConfig | None) -> Path | None:
+    """The nearest folder at or above the run folder Hydra will create for ``cfg`` (``hydra.run.dir``, composed with
+    Hydra's node) that exists before the command runs; None when that folder is not known yet. A command stopped by a
+    user error removes the empty folders it made below it (:func:`ochmr_lit.errors.user_errors`)."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    if cfg is None:
+        return None
+    try:
+        return existing_folder(str(cfg.hydra.run.dir))
+    except OmegaConfBaseException:  # a folder named by a value set later (or not at all)
+        return None
