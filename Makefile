@@ -25,7 +25,7 @@ fit: $(STAMP)
 	$(PY) -m ochmr_lit.fit $(ARGS)
 
 test: $(STAMP)
-	$(PY) -m pytest --numprocesses=$(TEST_WORKERS) --maxprocesses=4 $(PYTEST_ARGS)
+	$(PY) -m pytest --numprocesses=$(TEST_WORKERS) --maxprocesses=4 --dist loadgroup $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -120,6 +120,19 @@ def pytest_runtest_makereport(item, call):
     report.longrepr = (str(item.path), item.location[1] or 0, f"Skipped: {call.excinfo.value}")
 
 
+#: Session fixtures too slow to build once per parallel process: every test that uses one runs in the same
+#: process (``make test`` distributes with ``--dist loadgroup``), which builds it once.
+SHARED_SLOW_FIXTURES = ("tiny_tables",)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for name in SHARED_SLOW_FIXTURES:
+            if name in getattr(item, "fixturenames", ()):
+                item.add_marker(pytest.mark.xdist_group(name))
+
+
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     """The real annotated fixtures (COCO, CrowdPose, OCHuman) in tests/data; see tests/data/README.md."""
