@@ -50,9 +50,7 @@ def own_experiment_override(argv: list[str]) -> list[str]:
 
 
 def evaluate_app(existed: Path | None) -> Callable[[], None]:
-    """The Hydra command. ``existed``: the nearest folder above the run folder that existed before the command
-    (:func:`~ochmr_lit.runner.command_line.existing_above_run_folder`); a user error removes the empty folders the
-    command made below it."""
+    """The Hydra command; ``existed`` as in ``fit``: see :func:`ochmr_lit.errors.user_errors`."""
 
     @hydra.main(version_base="1.3", config_path="configs", config_name="evaluate")
     def main(cfg: DictConfig) -> None:
