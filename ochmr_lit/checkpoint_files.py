@@ -17,6 +17,8 @@ REGRESSOR_CHECKPOINTS = ("evaluate, predict and compare take the checkpoints/*.c
 CONTEXT_CHECKPOINTS = ("evaluate with a context experiment (experiment=synthcrowd_context) takes the "
                        "checkpoints/*.ckpt of task=context runs or the context/checkpoints/*.ckpt of task=pipeline "
                        "runs")
+#: What ``evaluate`` says when no ``ckpt_path`` is given.
+EVALUATE_NEEDS_CHECKPOINT = "evaluate needs ckpt_path=<checkpoint file> (or ckpt_path=last)"
 
 
 def checkpoint_file(ckpt: str | Path, missing_fix: str) -> Path:

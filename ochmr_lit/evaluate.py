@@ -66,12 +66,17 @@ def evaluate_app(existed: Path | None) -> Callable[[], None]:
 def check_checkpoint_given(cfg: DictConfig) -> None:
     """A one-line error for a missing ``ckpt_path`` or a file that is not there, before the model code is imported;
     ``ckpt_path=last`` is looked up in the run folders by the evaluation itself."""
-    from ochmr_lit.checkpoint_files import CONTEXT_CHECKPOINTS, REGRESSOR_CHECKPOINTS, checkpoint_file
+    from ochmr_lit.checkpoint_files import (
+        CONTEXT_CHECKPOINTS,
+        EVALUATE_NEEDS_CHECKPOINT,
+        REGRESSOR_CHECKPOINTS,
+        checkpoint_file,
+    )
     from ochmr_lit.errors import ConfigError
 
     ckpt = cfg.get("ckpt_path")
     if ckpt in (None, ""):
-        raise ConfigError("evaluate needs ckpt_path=<checkpoint file> (or ckpt_path=last)")
+        raise ConfigError(EVALUATE_NEEDS_CHECKPOINT)
     if ckpt != "last":
         checkpoint_file(ckpt, CONTEXT_CHECKPOINTS if cfg.get("task") == "context" else REGRESSOR_CHECKPOINTS)
 

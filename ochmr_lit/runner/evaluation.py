@@ -16,6 +16,7 @@ import numpy as np
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from ochmr_lit.checkpoint_files import EVALUATE_NEEDS_CHECKPOINT
 from ochmr_lit.config_checks import (
     check_accelerator,
     check_data,
@@ -244,7 +245,7 @@ def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
     os.environ.setdefault("WANDB_MODE", "offline")
     ckpt = resolve_ckpt_path(cfg)
     if ckpt is None:
-        raise ConfigError("evaluate needs ckpt_path=<checkpoint file> (or ckpt_path=last)")
+        raise ConfigError(EVALUATE_NEEDS_CHECKPOINT)
     split = evaluation_split(cfg)
     check_protocol(cfg)
     check_seed_and_tags(cfg)
