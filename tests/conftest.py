@@ -10,10 +10,12 @@ os.environ.setdefault("WANDB_MODE", "offline")
 # One cache for the whole suite (synthetic body model, SynthCrowd), inside the checkout and git-ignored.
 os.environ.setdefault("OCHMR_CACHE", str(Path(__file__).resolve().parents[1] / ".cache"))
 # The suite runs in parallel processes (pytest-xdist, ``make test``): the cores are shared out among them, so that
-# each process and every training subprocess it starts computes on its own share instead of all on every core.
-_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-THREADS = max(1, min(2, (os.cpu_count() or 1) // _WORKERS))
-os.environ["OMP_NUM_THREADS"] = str(THREADS)
+# each process and every training subprocess it starts computes on its own share instead of all on every core. A
+# serial run (``make test TEST_WORKERS=0``) leaves the training subprocesses every core.
+_WORKERS = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+THREADS = max(1, min(2, (os.cpu_count() or 1) // int(_WORKERS or 1)))
+if _WORKERS is not None:
+    os.environ["OMP_NUM_THREADS"] = str(THREADS)
 
 import lightning as L  # noqa: E402
 import pytest  # noqa: E402
