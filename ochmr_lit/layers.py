@@ -16,7 +16,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     # no imports from the package, or only from each other
     ("foundation", ("__init__", "layers", "configs", "console", "progress", "paths", "errors", "safe_pickle",
                     "hardware", "geometry", "procrustes", "setting_types", "lazy_exports",
-                    "checkpoint_files")),
+                    "checkpoint_files", "command_choices")),
     # drawing and mesh rendering on arrays; the vis package's other modules are placed one by one below
     ("drawing", ("vis", "vis.draw", "vis.render", "vis.overlays", "vis.figures", "vis.figure_people",
                  "vis.paper_figure", "vis.comparison_figure")),
@@ -29,7 +29,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     # figures of data-module batches (normalised crops and their centermaps)
     ("data figures", ("vis.centermaps",)),
     ("Lightning modules", ("lit",)),
-    ("inference", ("inference", "vis.comparison_run")),
+    ("inference", ("inference", "vis.compare_settings", "vis.comparison_run")),
     ("runner", ("runner", "config_checks", "config_signatures")),
     # commands: nothing in the package imports them
     ("entry points", ("fit", "evaluate", "predict", "prepare", "doctor", "reproduce", "bench", "vis.compare",

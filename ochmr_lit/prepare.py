@@ -13,6 +13,9 @@
 (the regressor's IEF start, ``model.mean_params``) from a training split's SMPL labels: a SynthCrowd split
 folder or a SPIN-format npz (``pose``, ``shape``). See :mod:`ochmr_lit.body.mean_params`.
 
+The command line and the given folders are checked before torch and the readers are imported: a mistake is
+named in one line within a second.
+
 Every output is written atomically beside a ``<output>.summary.json`` (its inputs and counts). A run skips
 an output whose summary lists the same inputs and which is newer than all of them, so running twice does
 the work once (``--force`` redoes it). The summary table says what was kept and what was skipped, and why.
@@ -23,10 +26,9 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from ochmr_lit.body.mean_params import mean_params_of_spin_npz, mean_params_of_synthcrowd_split, save_mean_params
-from ochmr_lit.data.preparation import DATASETS, DIRECT, PrepareReport, format_report, prepare
+from ochmr_lit.command_choices import DIRECT_DATASETS, PREPARED_DATASETS
 from ochmr_lit.errors import (
     ConfigError,
     DataError,
@@ -36,6 +38,9 @@ from ochmr_lit.errors import (
     report_user_error,
 )
 
+if TYPE_CHECKING:
+    from ochmr_lit.data.preparation import PrepareReport
+
 T = TypeVar("T")
 
 
@@ -43,6 +48,8 @@ def _print_report(report: PrepareReport) -> None:
     """A rich table on a terminal, the plain lines of :func:`format_report` otherwise (logs, pipes)."""
     from rich.console import Console
     from rich.table import Table
+
+    from ochmr_lit.data.preparation import format_report
 
     console = Console()
     if not console.is_terminal:
@@ -66,20 +73,33 @@ def prepare_mean_params(data: str | Path, out: str | Path | None = None) -> tupl
     ``out`` defaults to ``smpl_mean_params.npz`` in the split folder, or beside the npz as
     ``<name>_mean_params.npz``.
     """
-    data = Path(data)
-    if not data.exists():
-        raise MissingFileError(f"--data {data}: no such folder or file; pass a SynthCrowd split folder (with "
-                               "annotations.json) or a SPIN-format .npz (pose, shape)")
+    data = _checked_mean_params_data(data)
+    # after the check: torch and the body model load here
+    from ochmr_lit.body.mean_params import (
+        mean_params_of_spin_npz,
+        mean_params_of_synthcrowd_split,
+        save_mean_params,
+    )
+
     if data.is_dir():
         params, people = mean_params_of_synthcrowd_split(data)
         target = Path(out) if out else data / "smpl_mean_params.npz"
     elif data.suffix == ".npz" and data.is_file():
         params, people = mean_params_of_spin_npz(data)
         target = Path(out) if out else data.with_name(f"{data.stem}_mean_params.npz")
-    else:
+    return save_mean_params(target, params, source=str(data.name), num_people=people), people
+
+
+def _checked_mean_params_data(data: str | Path) -> Path:
+    """``--data`` as a Path: a folder, or an ``.npz`` file; one line naming it otherwise."""
+    data = Path(data)
+    if not data.exists():
+        raise MissingFileError(f"--data {data}: no such folder or file; pass a SynthCrowd split folder (with "
+                               "annotations.json) or a SPIN-format .npz (pose, shape)")
+    if not data.is_dir() and not (data.suffix == ".npz" and data.is_file()):
         raise DataError(f"--data {data}: not a SynthCrowd split folder nor a SPIN-format .npz file; pass one of "
                         "them")
-    return save_mean_params(target, params, source=str(data.name), num_people=people), people
+    return data
 
 
 def input_error(error: Exception, inputs: Sequence[str | Path]) -> OchmrError | None:
@@ -131,19 +151,21 @@ def _check_folders(raw: str, out: str) -> None:
 
 def _prepare_main(argv: list[str]) -> int:
     parser = OneLineArgumentParser(prog="python -m ochmr_lit.prepare", description=__doc__.split("\n")[0])
-    parser.add_argument("dataset", choices=sorted(DATASETS + tuple(DIRECT) + ("mean_params",)))
+    parser.add_argument("dataset", choices=sorted(PREPARED_DATASETS + tuple(DIRECT_DATASETS) + ("mean_params",)))
     parser.add_argument("--raw", required=True, help="folder of the official files (see the module doc)")
     parser.add_argument("--out", required=True, help="folder for the converted files / indexes")
     parser.add_argument("--force", action="store_true", help="rebuild outputs that are up to date")
     parser.add_argument("--frame-step", type=int, default=1, help="panoptic: index every n-th frame")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    if args.dataset in DIRECT:
-        print(DIRECT[args.dataset])
+    if args.dataset in DIRECT_DATASETS:
+        print(DIRECT_DATASETS[args.dataset])
         return 0
     if args.frame_step < 1:
         raise ConfigError(f"--frame-step {args.frame_step}: must be at least 1 (1 indexes every frame)")
     _check_folders(args.raw, args.out)
+    from ochmr_lit.data.preparation import prepare  # after the checks: torch and the readers load here
+
     options = {"frame_step": args.frame_step} if args.dataset == "panoptic" else {}
     report = reading_inputs(lambda: prepare(args.dataset, args.raw, args.out, force=args.force,
                                             show_progress=not args.no_progress, **options), [args.raw])

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import ochmr_lit.prepare as prepare_command
+import ochmr_lit.data.preparation as preparation
 from ochmr_lit.bench.__main__ import main as bench_main
 from ochmr_lit.data.synthcrowd.__main__ import main as synthcrowd_main
 from ochmr_lit.doctor import main as doctor_main
@@ -88,7 +88,7 @@ def test_prepare_keeps_the_traceback_of_a_bug(tmp_path: Path, monkeypatch: pytes
     def broken(*args: object, **kwargs: object) -> None:
         raise ValueError("index 3 is out of bounds")  # names no input: a bug, not the user's file
 
-    monkeypatch.setattr(prepare_command, "prepare", broken)
+    monkeypatch.setattr(preparation, "prepare", broken)  # the prepare command imports it after its checks
     with pytest.raises(ValueError, match="out of bounds"):
         prepare_main(["3dpw", "--raw", str(tmp_path), "--out", str(tmp_path / "out")])
 

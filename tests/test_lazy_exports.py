@@ -57,3 +57,39 @@ def test_predict_checks_its_settings_and_input_files_before_importing_torch(tmp_
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "['a.JPG', 'b.png'] None None []"
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("split=tset", "split=tset: a SynthCrowd split, one of train, val, test"),
+    ("num_images=0", "num_images=0: how many images of the split to draw, a whole number >= 1"),
+    ("num_images=1", "ckpt_path=@CKPT@: no such file; evaluate, predict and compare take the checkpoints/*.ckpt of "
+     "task=regressor or task=pipeline runs"),
+])
+def test_compare_checks_its_settings_and_checkpoint_before_importing_torch(override, message, tmp_path):
+    ckpt = tmp_path / "none.ckpt"
+    settings = dict(ckpt_path=str(ckpt), split="val", num_images=4, batch_size=16, side_view=True)
+    key, value = override.split("=")
+    settings[key] = int(value) if value.isdigit() else value
+    code = ("import sys; from ochmr_lit.vis.compare_settings import check_compare_settings\n"
+            f"try:\n    check_compare_settings({settings!r})\nexcept Exception as error:\n    print(error)\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'numpy', 'lightning')))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines() == [message.replace("@CKPT@", str(ckpt)), "[]"]
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["nosuch"], "argument dataset: invalid choice: 'nosuch'"),
+    (["mean_params", "--data", "@TMP@/none"], "--data @TMP@/none: no such folder or file"),
+    (["3dpw", "--raw", "@TMP@/none", "--out", "@TMP@/out"], "--raw @TMP@/none: no such folder or file"),
+])
+def test_prepare_checks_its_command_line_and_folders_before_importing_torch(argv, message, tmp_path):
+    argv = [a.replace("@TMP@", str(tmp_path)) for a in argv]
+    code = ("import sys; from ochmr_lit.prepare import main\n"
+            f"status = main({argv!r})\n"
+            "print(status, sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'numpy', 'lightning')))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "2 []"
+    assert message.replace("@TMP@", str(tmp_path)) in done.stderr
+    assert not (tmp_path / "out").exists()

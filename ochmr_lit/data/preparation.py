@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ochmr_lit.command_choices import DIRECT_DATASETS, PREPARED_DATASETS
 from ochmr_lit.data.readers.ochuman_raw import VAL_IMAGES, write_ochuman_coco
 from ochmr_lit.data.readers.panoptic import PANOPTIC_CAMERAS, POSE_DIR, frame_files
 from ochmr_lit.data.readers.panoptic import write_index as write_panoptic_index
@@ -22,13 +23,6 @@ from ochmr_lit.data.readers.threedpw import write_index as write_3dpw_index
 from ochmr_lit.errors import MissingFileError
 from ochmr_lit.metrics.matched_mpjpe import PANOPTIC_SEQUENCES
 from ochmr_lit.paths import cache_dir
-
-DATASETS: tuple[str, ...] = ("3dpw", "panoptic", "ochuman")
-DIRECT: dict[str, str] = {
-    "3doh": "3DOH's annots.json is read directly (data.ann_files); nothing to prepare",
-    "coco": "COCO keypoint JSONs are read directly; nothing to prepare",
-    "crowdpose": "CrowdPose keypoint JSONs are read directly; nothing to prepare",
-}
 
 
 @dataclass
@@ -160,8 +154,8 @@ def prepare(dataset: str, raw: str | Path, out: str | Path, force: bool = False,
         raise MissingFileError(f"--raw {raw} does not exist")
     builders = {"3dpw": prepare_3dpw, "panoptic": prepare_panoptic, "ochuman": prepare_ochuman}
     if dataset not in builders:
-        raise ValueError(f"unknown dataset {dataset!r}; prepare handles {list(DATASETS)} "
-                         f"({', '.join(DIRECT)} need no preparation)")
+        raise ValueError(f"unknown dataset {dataset!r}; prepare handles {list(PREPARED_DATASETS)} "
+                         f"({', '.join(DIRECT_DATASETS)} need no preparation)")
     out.mkdir(parents=True, exist_ok=True)
     return builders[dataset](raw, out, force=force, show_progress=show_progress, **options)
 

@@ -31,12 +31,14 @@ from omegaconf import DictConfig  # noqa: E402
 
 from ochmr_lit.errors import user_errors  # noqa: E402
 from ochmr_lit.runner.command_line import check_command_line  # noqa: E402
+from ochmr_lit.vis.compare_settings import check_compare_settings  # noqa: E402
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="compare")
 def main(cfg: DictConfig) -> None:
     with user_errors():
-        from ochmr_lit.vis.comparison_run import run_compare  # after the command line's check: the models load here
+        check_compare_settings(cfg)  # before the model code is imported: a mistaken setting is named at once
+        from ochmr_lit.vis.comparison_run import run_compare  # after the settings' check: the models load here
 
         run_compare(cfg)
 

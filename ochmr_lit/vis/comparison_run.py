@@ -16,14 +16,13 @@ from omegaconf import DictConfig
 from ochmr_lit.body import BodyModel
 from ochmr_lit.body.files import resolve_body_model_dir
 from ochmr_lit.body.model import GENDER_CODES
-from ochmr_lit.data.synthcrowd.generate import DEFAULT_SPLITS
-from ochmr_lit.errors import CheckpointError, ConfigError, DataError
+from ochmr_lit.errors import CheckpointError, DataError
 from ochmr_lit.geometry import axis_angle_to_rotmat
 from ochmr_lit.inference.boxes import load_json_boxes
 from ochmr_lit.inference.inputs import list_images
 from ochmr_lit.inference.pipeline import Predictor, load_regressor
 from ochmr_lit.inference.run import resolve_device
-from ochmr_lit.setting_types import boolean_setting, is_whole
+from ochmr_lit.vis.compare_settings import check_compare_settings
 from ochmr_lit.vis.comparison_figure import comparison_figure
 from ochmr_lit.vis.draw import save_image
 
@@ -105,25 +104,14 @@ def image_camera(image_info: dict, ann_file: Path) -> tuple[float, np.ndarray]:
 
 def run_compare(cfg: DictConfig) -> dict[str, Any]:
     """Write the comparison PNGs of ``cfg.num_images`` images of ``cfg.split``; returns the summary."""
-    if cfg.get("ckpt_path") in (None, "", "???"):
-        raise ConfigError("compare needs ckpt_path=...: python -m ochmr_lit.vis.compare ckpt_path=<ckpt> "
-                          "[split=val] [num_images=4] [out=<dir>]")
-    num_images = cfg.get("num_images")
-    if not is_whole(num_images, 1):
-        raise ConfigError(f"num_images={num_images!r}: how many images of the split to draw, a whole number >= 1")
-    batch_size = cfg.get("batch_size")
-    if not is_whole(batch_size, 1):
-        raise ConfigError(f"batch_size={batch_size!r}: people per forward pass, a whole number >= 1")
-    boolean_setting(cfg.get("side_view"), "side_view", "add the predicted and the ground-truth side views")
-    if str(cfg.split) not in DEFAULT_SPLITS:
-        raise ConfigError(f"split={cfg.split}: a SynthCrowd split, one of {', '.join(DEFAULT_SPLITS)}")
+    check_compare_settings(cfg)
     device = resolve_device(cfg.get("device"))
     module = load_regressor(cfg.ckpt_path, device)
     split_dir = synthcrowd_split_dir(module.run_config, str(cfg.split), cfg.get("data_root"))
     ann_file = split_dir / "annotations.json"
     data = json.loads(ann_file.read_text())
     items, report = load_json_boxes(ann_file, list_images(split_dir / "images"))
-    items = [item for item in items if len(item)][:num_images]
+    items = [item for item in items if len(item)][:int(cfg.num_images)]
     if not items:
         raise DataError(f"{ann_file}: no image with people; pick another split=")
     images_by_id = {int(im["id"]): im for im in data["images"]}

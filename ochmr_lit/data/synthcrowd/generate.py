@@ -28,6 +28,7 @@ import torch
 from ochmr_lit.body import GENDERS, resolve_body_model_dir
 from ochmr_lit.body.mean_params import mean_params_of_synthcrowd_split, save_mean_params
 from ochmr_lit.body.synthetic import MEAN_PARAMS_FILE
+from ochmr_lit.command_choices import DEFAULT_SPLITS
 from ochmr_lit.data.synthcrowd import writer
 from ochmr_lit.data.synthcrowd.annotate import occlusion_bucket
 from ochmr_lit.data.synthcrowd.builder import GeneratorConfig, SynthCrowdGenerator
@@ -42,8 +43,6 @@ GENERATOR_VERSION = 2
 
 #: Least image side (px) SynthCrowd renders.
 MIN_IMAGE_SIDE = 16
-#: Images per split when ``data.splits`` does not say.
-DEFAULT_SPLITS: dict[str, int] = {"train": 800, "val": 60, "test": 80}
 
 
 def split_seed(seed: int, split: str) -> int:
